@@ -1,0 +1,264 @@
+//! The element trait: what a kernel needs from `f32` and `f64`, so every kernel is
+//! written once and serves both.
+
+use core::fmt::Debug;
+use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// A SIMD vector of [`Element`]s, as the kernels use it.
+///
+/// On the host this is a `wide` vector (`f32x8`, `f64x4`); on targets where `wide` has no
+/// SIMD instructions (M-profile ARM, RISC-V) it is the scalar itself, because `wide`'s array
+/// fallback costs more instructions than a plain loop there (see `EMBEDDED.md`).
+pub trait Vector<T>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
+    /// Every lane set to `x`.
+    fn splat(x: T) -> Self;
+    /// Loads the first `LANES` elements of `s`.
+    fn load(s: &[T]) -> Self;
+    /// Stores into the first `LANES` elements of `s`.
+    fn store(self, s: &mut [T]);
+    /// `self * a + b` (fused where the target has FMA).
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// Sum of the lanes.
+    fn reduce_add(self) -> T;
+    /// Lane-wise absolute value.
+    fn abs(self) -> Self;
+    /// Lane-wise maximum; a NaN lane propagates.
+    fn max_nan(self, other: Self) -> Self;
+    /// Largest lane.
+    fn reduce_max(self) -> T;
+}
+
+/// A floating-point element type (`f32` or `f64`) with its SIMD vector.
+pub trait Element:
+    Copy
+    + Default
+    + Debug
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Send
+    + Sync
+    + 'static
+{
+    /// The vector type the kernels use.
+    type V: Vector<Self>;
+    /// Lanes in [`Element::V`].
+    const LANES: usize;
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// Machine epsilon.
+    const EPSILON: Self;
+    /// Smallest positive normal number.
+    const MIN_POSITIVE: Self;
+    /// Largest finite number.
+    const MAX: Self;
+    /// Size in bytes.
+    const BYTES: usize;
+    /// Name as used on the command line and in files (`"f32"`, `"f64"`).
+    const NAME: &'static str;
+
+    /// Nearest value of this type.
+    fn from_f64(x: f64) -> Self;
+    /// Widened to `f64`.
+    fn to_f64(self) -> f64;
+    /// Square root (libm).
+    fn sqrt(self) -> Self;
+    /// Natural logarithm (libm).
+    fn ln(self) -> Self;
+    /// `e^x` (libm).
+    fn exp(self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// Neither NaN nor infinite.
+    fn is_finite(self) -> bool;
+    /// The larger of two numbers (NaN-ignoring, like `f32::max`).
+    fn max(self, other: Self) -> Self;
+    /// The raw bits, widened, for bit-exact comparisons.
+    fn to_bits_u64(self) -> u64;
+}
+
+macro_rules! scalar_common {
+    ($t:ty, $name:literal, $sqrt:path, $ln:path, $exp:path) => {
+        const ZERO: Self = 0.0;
+        const ONE: Self = 1.0;
+        const EPSILON: Self = <$t>::EPSILON;
+        const MIN_POSITIVE: Self = <$t>::MIN_POSITIVE;
+        const MAX: Self = <$t>::MAX;
+        const BYTES: usize = core::mem::size_of::<$t>();
+        const NAME: &'static str = $name;
+
+        #[inline(always)]
+        fn from_f64(x: f64) -> Self {
+            x as $t
+        }
+        #[inline(always)]
+        fn to_f64(self) -> f64 {
+            self as f64
+        }
+        #[inline(always)]
+        fn sqrt(self) -> Self {
+            $sqrt(self)
+        }
+        #[inline(always)]
+        fn ln(self) -> Self {
+            $ln(self)
+        }
+        #[inline(always)]
+        fn exp(self) -> Self {
+            $exp(self)
+        }
+        #[inline(always)]
+        fn abs(self) -> Self {
+            <$t>::abs(self)
+        }
+        #[inline(always)]
+        fn is_finite(self) -> bool {
+            <$t>::is_finite(self)
+        }
+        #[inline(always)]
+        fn max(self, other: Self) -> Self {
+            <$t>::max(self, other)
+        }
+        #[inline(always)]
+        fn to_bits_u64(self) -> u64 {
+            self.to_bits() as u64
+        }
+    };
+}
+
+/// Scalars are their own one-lane vector: the kernel variant for targets without SIMD.
+macro_rules! scalar_vector {
+    ($t:ty) => {
+        impl Vector<$t> for $t {
+            #[inline(always)]
+            fn splat(x: $t) -> Self {
+                x
+            }
+            #[inline(always)]
+            fn load(s: &[$t]) -> Self {
+                s[0]
+            }
+            #[inline(always)]
+            fn store(self, s: &mut [$t]) {
+                s[0] = self;
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                // Plain multiply-add: on targets without FMA a fused call is a libm routine.
+                self * a + b
+            }
+            #[inline(always)]
+            fn reduce_add(self) -> $t {
+                self
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn max_nan(self, other: Self) -> Self {
+                if self.is_nan() || other.is_nan() {
+                    <$t>::NAN
+                } else if self > other {
+                    self
+                } else {
+                    other
+                }
+            }
+            #[inline(always)]
+            fn reduce_max(self) -> $t {
+                self
+            }
+        }
+    };
+}
+
+scalar_vector!(f32);
+scalar_vector!(f64);
+
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+mod wide_impl {
+    use super::Vector;
+    use wide::{f32x8, f64x4};
+
+    macro_rules! wide_vector {
+        ($v:ty, $t:ty, $n:literal) => {
+            impl Vector<$t> for $v {
+                #[inline(always)]
+                fn splat(x: $t) -> Self {
+                    <$v>::splat(x)
+                }
+                #[inline(always)]
+                fn load(s: &[$t]) -> Self {
+                    let a: &[$t; $n] = s[..$n].try_into().expect("slice of LANES elements");
+                    <$v>::new(*a)
+                }
+                #[inline(always)]
+                fn store(self, s: &mut [$t]) {
+                    s[..$n].copy_from_slice(self.as_array());
+                }
+                #[inline(always)]
+                fn mul_add(self, a: Self, b: Self) -> Self {
+                    <$v>::mul_add(self, a, b)
+                }
+                #[inline(always)]
+                fn reduce_add(self) -> $t {
+                    <$v>::reduce_add(self)
+                }
+                #[inline(always)]
+                fn abs(self) -> Self {
+                    <$v>::abs(self)
+                }
+                #[inline(always)]
+                fn max_nan(self, other: Self) -> Self {
+                    let nan = self.is_nan() | other.is_nan();
+                    nan.bitselect(<$v>::splat(<$t>::NAN), <$v>::max(self, other))
+                }
+                #[inline(always)]
+                fn reduce_max(self) -> $t {
+                    self.as_array()
+                        .iter()
+                        .fold(<$t>::NEG_INFINITY, |m, &x| if x.is_nan() || m.is_nan() { <$t>::NAN } else if x > m { x } else { m })
+                }
+            }
+        };
+    }
+    wide_vector!(f32x8, f32, 8);
+    wide_vector!(f64x4, f64, 4);
+}
+
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+impl Element for f32 {
+    type V = wide::f32x8;
+    const LANES: usize = 8;
+    scalar_common!(f32, "f32", libm::sqrtf, libm::logf, libm::expf);
+}
+
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+impl Element for f64 {
+    type V = wide::f64x4;
+    const LANES: usize = 4;
+    scalar_common!(f64, "f64", libm::sqrt, libm::log, libm::exp);
+}
+
+#[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+impl Element for f32 {
+    type V = f32;
+    const LANES: usize = 1;
+    scalar_common!(f32, "f32", libm::sqrtf, libm::logf, libm::expf);
+}
+
+#[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+impl Element for f64 {
+    type V = f64;
+    const LANES: usize = 1;
+    scalar_common!(f64, "f64", libm::sqrt, libm::log, libm::exp);
+}

@@ -1,0 +1,36 @@
+//! # agd-simd
+//!
+//! `no_std` slice kernels for Automatic Gradient Descent, written once over the
+//! [`Element`] trait so `f32` and `f64` share every loop:
+//!
+//! * matrix products in the three layouts a dense layer needs
+//!   ([`matmul_nt`] forward, [`matmul_nn`] back-propagation, [`matmul_tn`] weight gradient);
+//! * level-1 kernels: [`dot`], [`axpy`], [`scale`], [`amax`], and an overflow-safe
+//!   Frobenius norm [`nrm2`] / [`sum_sq_scaled`];
+//! * [`power_iteration`] for the top singular value with a caller-kept warm-start vector.
+//!
+//! Vectors come from the `wide` crate on the host and are plain scalars on M-profile ARM and
+//! RISC-V, where `wide` has no SIMD and its array fallback is slower than a scalar loop.
+//! Every kernel has a naive twin in [`naive`] that the property tests compare against.
+//!
+//! ```
+//! use agd_simd::{dot, nrm2};
+//! let x = [3.0f32, 4.0];
+//! assert_eq!(dot(&x, &x), 25.0);
+//! assert_eq!(nrm2(&x), 5.0);
+//! ```
+#![no_std]
+#![warn(missing_docs)]
+
+mod blas1;
+mod element;
+mod error;
+mod gemm;
+pub mod naive;
+mod power;
+
+pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_scaled};
+pub use element::{Element, Vector};
+pub use error::Error;
+pub use gemm::{matmul_nn, matmul_nt, matmul_tn};
+pub use power::power_iteration;

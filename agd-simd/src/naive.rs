@@ -1,0 +1,75 @@
+//! Naive reference versions of every kernel: plain triple loops with no blocking, no SIMD
+//! and no scaling. The property tests hold the fast kernels against these, and `agd bench`
+//! reports them as the floor.
+
+use crate::element::Element;
+
+/// `C ← α A Bᵀ + β C`, `A` is `m x k`, `B` is `n x k`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt<T: Element>(m: usize, n: usize, k: usize, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = T::ZERO;
+            for p in 0..k {
+                s += a[i * k + p] * b[j * k + p];
+            }
+            c[i * n + j] = if beta == T::ZERO { alpha * s } else { alpha * s + beta * c[i * n + j] };
+        }
+    }
+}
+
+/// `C ← α A B + β C`, `A` is `m x k`, `B` is `k x n`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn<T: Element>(m: usize, n: usize, k: usize, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = T::ZERO;
+            for p in 0..k {
+                s += a[i * k + p] * b[p * n + j];
+            }
+            c[i * n + j] = if beta == T::ZERO { alpha * s } else { alpha * s + beta * c[i * n + j] };
+        }
+    }
+}
+
+/// `C ← α Aᵀ B + β C`, `A` is `k x m`, `B` is `k x n`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tn<T: Element>(m: usize, n: usize, k: usize, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = T::ZERO;
+            for p in 0..k {
+                s += a[p * m + i] * b[p * n + j];
+            }
+            c[i * n + j] = if beta == T::ZERO { alpha * s } else { alpha * s + beta * c[i * n + j] };
+        }
+    }
+}
+
+/// `Σ a_i b_i`.
+pub fn dot<T: Element>(a: &[T], b: &[T]) -> T {
+    let mut s = T::ZERO;
+    for (&x, &y) in a.iter().zip(b) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y ← α x + y`.
+pub fn axpy<T: Element>(alpha: T, x: &[T], y: &mut [T]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// `x ← α x`.
+pub fn scale<T: Element>(alpha: T, x: &mut [T]) {
+    for xi in x {
+        *xi *= alpha;
+    }
+}
+
+/// Norm by plain squares in `f64` (overflows past about 1e154, which the tests stay below).
+pub fn nrm2<T: Element>(x: &[T]) -> f64 {
+    libm::sqrt(x.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>())
+}

@@ -114,7 +114,10 @@ pub struct SumSq<T> {
 impl<T: Element> SumSq<T> {
     /// The empty sum.
     pub const fn zero() -> Self {
-        SumSq { scale: T::ZERO, ssq: T::ZERO }
+        SumSq {
+            scale: T::ZERO,
+            ssq: T::ZERO,
+        }
     }
 
     /// `sqrt(scale² · ssq)`, the Euclidean norm this sum stands for.
@@ -129,16 +132,26 @@ impl<T: Element> SumSq<T> {
 
     /// The sum of both, still scaled.
     pub fn merge(self, other: Self) -> Self {
-        let (big, small) = if other.scale > self.scale { (other, self) } else { (self, other) };
+        let (big, small) = if other.scale > self.scale {
+            (other, self)
+        } else {
+            (self, other)
+        };
         if small.scale == T::ZERO || small.ssq == T::ZERO {
             return big;
         }
         if !big.scale.is_finite() || !big.ssq.is_finite() || !small.ssq.is_finite() {
             // Propagate non-finite sums: NaN stays NaN, infinity stays infinite.
-            return SumSq { scale: big.scale, ssq: big.ssq + small.ssq };
+            return SumSq {
+                scale: big.scale,
+                ssq: big.ssq + small.ssq,
+            };
         }
         let r = small.scale / big.scale;
-        SumSq { scale: big.scale, ssq: big.ssq + (small.ssq * r) * r }
+        SumSq {
+            scale: big.scale,
+            ssq: big.ssq + (small.ssq * r) * r,
+        }
     }
 }
 
@@ -156,10 +169,16 @@ pub fn sum_sq_scaled<T: Element>(x: &[T]) -> SumSq<T> {
     }
     if !m.is_finite() {
         // NaN or infinity: norm() is NaN or infinite.
-        return SumSq { scale: m, ssq: T::ONE };
+        return SumSq {
+            scale: m,
+            ssq: T::ONE,
+        };
     }
     if s.is_finite() && s >= T::MIN_POSITIVE / T::EPSILON {
-        return SumSq { scale: T::ONE, ssq: s };
+        return SumSq {
+            scale: T::ONE,
+            ssq: s,
+        };
     }
     let inv = T::ONE / m;
     let ssq = if inv.is_finite() {

@@ -224,9 +224,15 @@ mod wide_impl {
                 }
                 #[inline(always)]
                 fn reduce_max(self) -> $t {
-                    self.as_array()
-                        .iter()
-                        .fold(<$t>::NEG_INFINITY, |m, &x| if x.is_nan() || m.is_nan() { <$t>::NAN } else if x > m { x } else { m })
+                    self.as_array().iter().fold(<$t>::NEG_INFINITY, |m, &x| {
+                        if x.is_nan() || m.is_nan() {
+                            <$t>::NAN
+                        } else if x > m {
+                            x
+                        } else {
+                            m
+                        }
+                    })
                 }
             }
         };

@@ -23,7 +23,11 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::ShortSlice { operand, needed, got } => write!(
+            Error::ShortSlice {
+                operand,
+                needed,
+                got,
+            } => write!(
                 f,
                 "operand `{operand}` has {got} elements but its dimensions need {needed}"
             ),
@@ -36,10 +40,19 @@ impl fmt::Display for Error {
 impl core::error::Error for Error {}
 
 /// `rows * cols`, checked against `len`.
-pub(crate) fn check(operand: &'static str, rows: usize, cols: usize, len: usize) -> Result<usize, Error> {
+pub(crate) fn check(
+    operand: &'static str,
+    rows: usize,
+    cols: usize,
+    len: usize,
+) -> Result<usize, Error> {
     let needed = rows.checked_mul(cols).ok_or(Error::DimensionOverflow)?;
     if len < needed {
-        return Err(Error::ShortSlice { operand, needed, got: len });
+        return Err(Error::ShortSlice {
+            operand,
+            needed,
+            got: len,
+        });
     }
     Ok(needed)
 }

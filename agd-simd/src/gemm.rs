@@ -67,7 +67,11 @@ pub fn matmul_nt<T: Element>(
             let d = dot4(rows, &b[j * k..(j + 1) * k]);
             for (r, dv) in d.into_iter().enumerate() {
                 let cij = &mut c[(i + r) * n + j];
-                *cij = if beta == T::ZERO { alpha * dv } else { alpha * dv + beta * *cij };
+                *cij = if beta == T::ZERO {
+                    alpha * dv
+                } else {
+                    alpha * dv + beta * *cij
+                };
             }
         }
         i += 4;
@@ -77,7 +81,11 @@ pub fn matmul_nt<T: Element>(
         for j in 0..n {
             let dv = dot(row, &b[j * k..(j + 1) * k]);
             let cij = &mut c[i * n + j];
-            *cij = if beta == T::ZERO { alpha * dv } else { alpha * dv + beta * *cij };
+            *cij = if beta == T::ZERO {
+                alpha * dv
+            } else {
+                alpha * dv + beta * *cij
+            };
         }
         i += 1;
     }
@@ -128,7 +136,12 @@ fn combine_rows<T: Element>(
     let full = n - n % l;
     let mut p = 0;
     while p + 4 <= k {
-        let cs = [alpha * coef(p), alpha * coef(p + 1), alpha * coef(p + 2), alpha * coef(p + 3)];
+        let cs = [
+            alpha * coef(p),
+            alpha * coef(p + 1),
+            alpha * coef(p + 2),
+            alpha * coef(p + 3),
+        ];
         if cs.iter().all(|&x| x == T::ZERO) {
             p += 4;
             continue;

@@ -6,42 +6,81 @@ use crate::element::Element;
 
 /// `C ← α A Bᵀ + β C`, `A` is `m x k`, `B` is `n x k`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_nt<T: Element>(m: usize, n: usize, k: usize, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+pub fn matmul_nt<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+) {
     for i in 0..m {
         for j in 0..n {
             let mut s = T::ZERO;
             for p in 0..k {
                 s += a[i * k + p] * b[j * k + p];
             }
-            c[i * n + j] = if beta == T::ZERO { alpha * s } else { alpha * s + beta * c[i * n + j] };
+            c[i * n + j] = if beta == T::ZERO {
+                alpha * s
+            } else {
+                alpha * s + beta * c[i * n + j]
+            };
         }
     }
 }
 
 /// `C ← α A B + β C`, `A` is `m x k`, `B` is `k x n`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_nn<T: Element>(m: usize, n: usize, k: usize, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+pub fn matmul_nn<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+) {
     for i in 0..m {
         for j in 0..n {
             let mut s = T::ZERO;
             for p in 0..k {
                 s += a[i * k + p] * b[p * n + j];
             }
-            c[i * n + j] = if beta == T::ZERO { alpha * s } else { alpha * s + beta * c[i * n + j] };
+            c[i * n + j] = if beta == T::ZERO {
+                alpha * s
+            } else {
+                alpha * s + beta * c[i * n + j]
+            };
         }
     }
 }
 
 /// `C ← α Aᵀ B + β C`, `A` is `k x m`, `B` is `k x n`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_tn<T: Element>(m: usize, n: usize, k: usize, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+pub fn matmul_tn<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+) {
     for i in 0..m {
         for j in 0..n {
             let mut s = T::ZERO;
             for p in 0..k {
                 s += a[p * m + i] * b[p * n + j];
             }
-            c[i * n + j] = if beta == T::ZERO { alpha * s } else { alpha * s + beta * c[i * n + j] };
+            c[i * n + j] = if beta == T::ZERO {
+                alpha * s
+            } else {
+                alpha * s + beta * c[i * n + j]
+            };
         }
     }
 }

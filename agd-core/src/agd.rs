@@ -1,0 +1,176 @@
+//! The Automatic Gradient Descent step (Bernstein et al. 2023, Algorithm 1).
+//!
+//! ```text
+//! G = (1/L) Σ_k s_k ||g_k||_F
+//! η = ln((1 + sqrt(1 + 4G)) / 2)
+//! W_k ← W_k − (gain·η/L) · (s_k / ||g_k||_F) · g_k
+//! ```
+//!
+//! No state is kept between steps: no momentum, no schedule, no decay.
+
+use agd_simd::{Element, axpy, sum_sq_scaled};
+use heapless::Vec;
+
+use crate::error::Error;
+use crate::layout::{Layout, MAX_DEPTH};
+
+/// What a step did: the paper's `G`, `η`, and every layer's gradient norm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport<T> {
+    /// `G = (1/L) Σ_k s_k ||g_k||_F`, the gradient summary.
+    pub g: T,
+    /// `η = ln((1 + sqrt(1 + 4G))/2)`, the automatic step size (the gain does not enter it).
+    pub eta: T,
+    /// `||g_k||_F` per layer, in forward order.
+    pub grad_norms: Vec<T, MAX_DEPTH>,
+}
+
+/// The AGD optimiser. Its only setting is `gain` (default 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agd<T> {
+    gain: T,
+}
+
+impl<T: Element> Default for Agd<T> {
+    fn default() -> Self {
+        Agd { gain: T::ONE }
+    }
+}
+
+/// `η = ln((1 + sqrt(1 + 4G))/2)` (paper, Algorithm 1), finite for every finite `G ≥ 0`.
+///
+/// Up to `G = 1e6` the expression is evaluated as written (bit-for-bit the reference's);
+/// above, `4G` could overflow, so the algebraically equal
+/// `½ ln G + ln(1/(2 sqrt G) + sqrt(1 + 1/(4G)))` is used (`η ≈ ½ ln G` for large `G`).
+pub fn eta_from_g<T: Element>(g: T) -> T {
+    let one = T::ONE;
+    let half = T::from_f64(0.5);
+    if g <= T::from_f64(1e6) {
+        ((one + (one + T::from_f64(4.0) * g).sqrt()) * half).ln()
+    } else {
+        let r = g.sqrt();
+        half * g.ln() + (half / r + (one + T::from_f64(0.25) / g).sqrt()).ln()
+    }
+}
+
+/// `G = (1/L) Σ_k s_k n_k` from the per-layer norms, with η; refuses non-finite values.
+pub fn summarize<T: Element>(layout: Layout<'_>, norms: &[T]) -> Result<(T, T), Error> {
+    let mut sum = T::ZERO;
+    for (k, &n) in norms.iter().enumerate() {
+        if !n.is_finite() {
+            return Err(Error::NonFiniteGradient { layer: k });
+        }
+        sum += layout.scale::<T>(k) * n;
+    }
+    let g = sum / T::from_f64(layout.depth() as f64);
+    let eta = eta_from_g(g);
+    if !g.is_finite() || !eta.is_finite() {
+        return Err(Error::NonFiniteStep);
+    }
+    Ok((g, eta))
+}
+
+/// How to scale layer `k`'s gradient in the update `W_k ← W_k − c_k g_k`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Coefficient<T> {
+    /// `||g_k|| = 0`: the layer is left bit-for-bit unchanged.
+    Skip,
+    /// `c_k = (gain·η/L)·(s_k/n_k)`.
+    Scale(T),
+    /// `n_k` is so small that `s_k/n_k` overflows: update with `(gain·η/L)·s_k · (g/n_k)`,
+    /// dividing entry by entry. Holds `(gain·η/L)·s_k` and `n_k`.
+    Divide(T, T),
+}
+
+impl<T: Element> Agd<T> {
+    /// AGD with gain 1, the reference setting.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// AGD with another gain (finite and positive). Every nonzero update then has Frobenius
+    /// norm `gain·η·s_k/L`.
+    pub fn with_gain(gain: T) -> Result<Self, Error> {
+        if gain.is_finite() && gain > T::ZERO {
+            Ok(Agd { gain })
+        } else {
+            Err(Error::InvalidGain)
+        }
+    }
+
+    /// The gain.
+    pub fn gain(&self) -> T {
+        self.gain
+    }
+
+    /// Layer `k`'s update coefficient for gradient norm `n_k`.
+    pub fn coefficient(&self, layout: Layout<'_>, k: usize, eta: T, norm: T) -> Coefficient<T> {
+        if norm == T::ZERO {
+            return Coefficient::Skip;
+        }
+        // Reference order: c = (gain·η)/L, then c·(s_k/n_k).
+        let c = self.gain * eta / T::from_f64(layout.depth() as f64);
+        let s = layout.scale::<T>(k);
+        let ratio = s / norm;
+        if ratio.is_finite() {
+            Coefficient::Scale(c * ratio)
+        } else {
+            Coefficient::Divide(c * s, norm)
+        }
+    }
+
+    /// One AGD step from the gradients in `grads` (same layout as `weights`).
+    ///
+    /// Everything is checked before any weight changes: a NaN or infinite gradient, G or η is
+    /// an error and the weights are left exactly as they were. A layer whose gradient is
+    /// exactly zero is left bit-for-bit unchanged; if all are zero, `G = η = 0`.
+    pub fn step(
+        &self,
+        layout: Layout<'_>,
+        weights: &mut [T],
+        grads: &[T],
+    ) -> Result<StepReport<T>, Error> {
+        let params = layout.param_count();
+        if grads.is_empty() {
+            return Err(Error::NoGradientBuffer);
+        }
+        if weights.len() != params {
+            return Err(Error::BufferSize {
+                buffer: "weights",
+                expected: params,
+                got: weights.len(),
+            });
+        }
+        if grads.len() != params {
+            return Err(Error::BufferSize {
+                buffer: "grads",
+                expected: params,
+                got: grads.len(),
+            });
+        }
+        let mut norms: Vec<T, MAX_DEPTH> = Vec::new();
+        for k in 0..layout.depth() {
+            // Layout::new guarantees depth <= MAX_DEPTH, so the push cannot fail.
+            let _ = norms.push(sum_sq_scaled(&grads[layout.weight_range(k)]).norm());
+        }
+        let (g, eta) = summarize(layout, &norms)?;
+        for (k, &n) in norms.iter().enumerate() {
+            let range = layout.weight_range(k);
+            let (w, gr) = (&mut weights[range.clone()], &grads[range]);
+            match self.coefficient(layout, k, eta, n) {
+                Coefficient::Skip => {}
+                Coefficient::Scale(c) => axpy(-c, gr, w),
+                Coefficient::Divide(cs, n) => {
+                    for (wi, &gi) in w.iter_mut().zip(gr) {
+                        *wi -= cs * (gi / n);
+                    }
+                }
+            }
+        }
+        Ok(StepReport {
+            g,
+            eta,
+            grad_norms: norms,
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! # agd-core
+//!
+//! Automatic Gradient Descent (Bernstein et al. 2023) for bias-free dense networks, `no_std`
+//! and heap-free: the optimiser with no learning rate, no schedule and no tuning, small
+//! enough to keep training on a microcontroller after it ships.
+//!
+//! * [`dense_network!`] declares a network whose buffers are arrays fixed at compile time
+//!   (`RAM_BYTES` is a `const`); a host can size the same buffers at run time.
+//! * [`NetMut`] is the one implementation of the maths over borrowed buffers: forward with
+//!   `sqrt(2)·relu`, the [`Loss`]es of the reference, backward.
+//! * [`init::orthogonal`] draws semi-orthogonal weights scaled by `sqrt(d_out/d_in)` from any
+//!   `rand_core` RNG.
+//! * [`Agd::step`] is the reference step; it returns a [`StepReport`] (G, η, norms) and
+//!   refuses non-finite gradients without touching a weight.
+//!
+//! ```
+//! use agd_core::{Agd, Loss, Network};
+//! agd_core::dense_network!(Tiny: f64 = [4, 8, 3], batch 5);
+//!
+//! let mut net = Tiny::new();
+//! let mut v = net.view();
+//! v.init_orthogonal(&mut agd_core::SplitMix64::new(1));
+//! v.input_mut(1).unwrap().copy_from_slice(&[1.0, -1.0, 0.5, 2.0]);
+//! let first = v.train_step(&Agd::new(), Loss::Xent, &[2]).unwrap();
+//! let second = v.train_step(&Agd::new(), Loss::Xent, &[2]).unwrap();
+//! assert!(second.loss < first.loss);
+//! ```
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod agd;
+#[cfg(feature = "defmt")]
+mod defmt_impl;
+mod error;
+pub mod init;
+pub mod layout;
+pub mod loss;
+mod net;
+mod rng;
+#[doc(hidden)]
+pub mod static_net;
+
+pub use agd::{Agd, StepReport};
+pub use agd_simd::Element;
+pub use error::Error;
+pub use layout::{Layout, MAX_DEPTH, act_count, delta_count, param_count};
+pub use loss::Loss;
+pub use net::{NetMut, Network, TrainReport};
+pub use rng::SplitMix64;

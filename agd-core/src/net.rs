@@ -1,0 +1,359 @@
+//! A bias-free dense network over borrowed buffers: forward, loss, backward.
+//!
+//! [`NetMut`] is the one implementation of the maths. Whoever owns the buffers — a static
+//! network declared with [`crate::dense_network!`] (arrays fixed at compile time) or a host
+//! network sized at run time (`Vec`s) — hands them to a `NetMut` and gets the same code path.
+
+use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
+
+use crate::agd::{Agd, StepReport};
+use crate::error::Error;
+use crate::layout::{Layout, act_count, delta_count};
+use crate::loss::{Loss, argmax, loss_and_grad};
+
+/// `sqrt(2)`: the hidden activation is `h = sqrt(2)·relu(z)`, which keeps `E||h||² = E||z||²`.
+pub(crate) fn sqrt2<T: Element>() -> T {
+    T::from_f64(core::f64::consts::SQRT_2)
+}
+
+/// A dense network over borrowed buffers (see the module docs).
+///
+/// Buffers, all flat and row-major (see [`crate::layout`]):
+/// `weights` and `grads` hold the `L` matrices one after the other (`grads` may be empty for a
+/// network trained with the buffer-free step); `acts` holds the input batch and every layer's
+/// output for up to `capacity` samples; `deltas` holds every layer's back-propagated error.
+#[derive(Debug)]
+pub struct NetMut<'a, T> {
+    layout: Layout<'a>,
+    capacity: usize,
+    weights: &'a mut [T],
+    grads: &'a mut [T],
+    acts: &'a mut [T],
+    deltas: &'a mut [T],
+}
+
+/// What one training step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport<T> {
+    /// Batch-mean loss before the step.
+    pub loss: T,
+    /// Correctly classified samples of the batch, before the step.
+    pub correct: usize,
+    /// The AGD step's report.
+    pub step: StepReport<T>,
+}
+
+fn check_len(buffer: &'static str, expected: usize, got: usize) -> Result<(), Error> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::BufferSize {
+            buffer,
+            expected,
+            got,
+        })
+    }
+}
+
+impl<'a, T: Element> NetMut<'a, T> {
+    /// Checks every buffer against the widths and the batch capacity. `grads` must be either
+    /// the size of `weights` or empty (no gradient buffer).
+    pub fn new(
+        widths: &'a [usize],
+        capacity: usize,
+        weights: &'a mut [T],
+        grads: &'a mut [T],
+        acts: &'a mut [T],
+        deltas: &'a mut [T],
+    ) -> Result<Self, Error> {
+        let layout = Layout::new(widths)?;
+        if capacity == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        check_len("weights", layout.param_count(), weights.len())?;
+        if !grads.is_empty() {
+            check_len("grads", layout.param_count(), grads.len())?;
+        }
+        check_len("activations", act_count(widths, capacity), acts.len())?;
+        check_len("deltas", delta_count(widths, capacity), deltas.len())?;
+        Ok(NetMut {
+            layout,
+            capacity,
+            weights,
+            grads,
+            acts,
+            deltas,
+        })
+    }
+
+    /// The widths and offsets.
+    pub fn layout(&self) -> Layout<'a> {
+        self.layout
+    }
+
+    /// Most samples per batch.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// All weights, layer after layer.
+    pub fn weights(&self) -> &[T] {
+        self.weights
+    }
+
+    /// All weights, mutable (to load a checkpoint or golden start).
+    pub fn weights_mut(&mut self) -> &mut [T] {
+        self.weights
+    }
+
+    /// All gradients from the last [`NetMut::backward`] (empty without a gradient buffer).
+    pub fn grads(&self) -> &[T] {
+        self.grads
+    }
+
+    /// Whether this network has a gradient buffer.
+    pub fn has_grad_buffer(&self) -> bool {
+        !self.grads.is_empty()
+    }
+
+    /// Layer `k`'s weights (`d_out x d_in`, row-major).
+    pub fn layer_weights(&self, k: usize) -> &[T] {
+        &self.weights[self.layout.weight_range(k)]
+    }
+
+    /// Layer `k`'s gradient from the last backward pass.
+    pub fn layer_grads(&self, k: usize) -> &[T] {
+        if self.grads.is_empty() {
+            &[]
+        } else {
+            &self.grads[self.layout.weight_range(k)]
+        }
+    }
+
+    fn check_batch(&self, batch: usize) -> Result<(), Error> {
+        if batch == 0 {
+            Err(Error::EmptyBatch)
+        } else if batch > self.capacity {
+            Err(Error::BatchTooLarge {
+                batch,
+                capacity: self.capacity,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The first `batch` rows of the input block, to fill in place (no copy of the data).
+    pub fn input_mut(&mut self, batch: usize) -> Result<&mut [T], Error> {
+        self.check_batch(batch)?;
+        Ok(&mut self.acts[..batch * self.layout.inputs()])
+    }
+
+    /// Copies a batch of samples (`batch x d_0`, row-major) into the input block and returns
+    /// the batch size.
+    pub fn set_input(&mut self, samples: &[T]) -> Result<usize, Error> {
+        let d0 = self.layout.inputs();
+        if samples.is_empty() || samples.len() % d0 != 0 {
+            return Err(Error::BufferSize {
+                buffer: "input",
+                expected: d0,
+                got: samples.len(),
+            });
+        }
+        let batch = samples.len() / d0;
+        self.input_mut(batch)?.copy_from_slice(samples);
+        Ok(batch)
+    }
+
+    /// Block `k` of the activations for `batch` samples (0 = input, `L` = outputs).
+    pub fn activations(&self, k: usize, batch: usize) -> &[T] {
+        let off = self.layout.act_offset(k, self.capacity);
+        &self.acts[off..off + batch * self.layout.widths()[k]]
+    }
+
+    /// Layer `k`'s back-propagated error `∂loss/∂z_k` for `batch` samples.
+    pub fn deltas(&self, k: usize, batch: usize) -> &[T] {
+        let off = self.layout.delta_offset(k, self.capacity);
+        &self.deltas[off..off + batch * self.layout.widths()[k + 1]]
+    }
+
+    /// The network outputs (`batch x d_L`) from the last forward pass.
+    pub fn outputs(&self, batch: usize) -> &[T] {
+        self.activations(self.layout.depth(), batch)
+    }
+
+    /// Forward pass over the first `batch` samples of the input block: `z = W_k h`, then
+    /// `h = sqrt(2)·relu(z)` after every layer but the last. Returns the outputs.
+    pub fn forward(&mut self, batch: usize) -> Result<&[T], Error> {
+        self.check_batch(batch)?;
+        let depth = self.layout.depth();
+        let s2 = sqrt2::<T>();
+        for k in 0..depth {
+            let (d_out, d_in) = self.layout.shape(k);
+            let split = self.layout.act_offset(k + 1, self.capacity);
+            let (before, after) = self.acts.split_at_mut(split);
+            let h = &before[self.layout.act_offset(k, self.capacity)..][..batch * d_in];
+            let z = &mut after[..batch * d_out];
+            let w = &self.weights[self.layout.weight_range(k)];
+            matmul_nt(batch, d_out, d_in, T::ONE, h, w, T::ZERO, z)?;
+            if k + 1 < depth {
+                for v in z.iter_mut() {
+                    // relu, with relu(NaN) kept NaN so bad input is caught at the loss.
+                    *v = if *v > T::ZERO {
+                        *v * s2
+                    } else if *v <= T::ZERO {
+                        T::ZERO
+                    } else {
+                        *v
+                    };
+                }
+            }
+        }
+        Ok(self.outputs(batch))
+    }
+
+    /// Loss of the last forward pass against `targets` (one label per sample); writes
+    /// `∂loss/∂out` into the last error block.
+    pub fn loss_grad(&mut self, loss: Loss, targets: &[usize]) -> Result<T, Error> {
+        let batch = targets.len();
+        self.check_batch(batch)?;
+        let depth = self.layout.depth();
+        let classes = self.layout.outputs();
+        let off = self.layout.act_offset(depth, self.capacity);
+        let out = &self.acts[off..off + batch * classes];
+        let doff = self.layout.delta_offset(depth - 1, self.capacity);
+        let grad = &mut self.deltas[doff..doff + batch * classes];
+        loss_and_grad(loss, out, targets, classes, grad)
+    }
+
+    /// Back-propagates the last error block through every layer, so that every layer's error
+    /// block holds `∂loss/∂z_k` (computed with the current weights). No weight gradient is
+    /// formed: this is all the buffer-free step needs.
+    pub fn backprop_errors(&mut self, batch: usize) -> Result<(), Error> {
+        self.backward_impl(batch, false)
+    }
+
+    /// Full backward pass: every error block, and every layer's weight gradient
+    /// `g_k = Σ_n δ_n h_nᵀ` into the gradient buffer.
+    pub fn backward(&mut self, batch: usize) -> Result<(), Error> {
+        if self.grads.is_empty() {
+            return Err(Error::NoGradientBuffer);
+        }
+        self.backward_impl(batch, true)
+    }
+
+    fn backward_impl(&mut self, batch: usize, grads: bool) -> Result<(), Error> {
+        self.check_batch(batch)?;
+        let s2 = sqrt2::<T>();
+        let cap = self.capacity;
+        for k in (0..self.layout.depth()).rev() {
+            let (d_out, d_in) = self.layout.shape(k);
+            let h = &self.acts[self.layout.act_offset(k, cap)..][..batch * d_in];
+            let doff = self.layout.delta_offset(k, cap);
+            let (before, after) = self.deltas.split_at_mut(doff);
+            let delta = &after[..batch * d_out];
+            if grads {
+                let g = &mut self.grads[self.layout.weight_range(k)];
+                matmul_tn(d_out, d_in, batch, T::ONE, delta, h, T::ZERO, g)?;
+            }
+            if k > 0 {
+                let prev = &mut before[self.layout.delta_offset(k - 1, cap)..][..batch * d_in];
+                let w = &self.weights[self.layout.weight_range(k)];
+                matmul_nn(batch, d_in, d_out, T::ONE, delta, w, T::ZERO, prev)?;
+                // ∂h/∂z = sqrt(2)·1[z > 0], and h > 0 exactly when z > 0 (relu'(0) = 0).
+                for (d, &hv) in prev.iter_mut().zip(h) {
+                    *d = if hv > T::ZERO { *d * s2 } else { T::ZERO };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward, loss and full backward for a batch already in the input block: leaves the
+    /// gradients in the gradient buffer and returns `(loss, correct)`.
+    pub fn compute_grads(&mut self, loss: Loss, targets: &[usize]) -> Result<(T, usize), Error> {
+        let batch = targets.len();
+        self.forward(batch)?;
+        let value = self.loss_grad(loss, targets)?;
+        let correct = self.count_correct(targets);
+        self.backward(batch)?;
+        Ok((value, correct))
+    }
+
+    /// Correct predictions of the last forward pass.
+    pub fn count_correct(&self, targets: &[usize]) -> usize {
+        let classes = self.layout.outputs();
+        self.outputs(targets.len())
+            .chunks_exact(classes)
+            .zip(targets)
+            .filter(|&(row, &y)| argmax(row) == y)
+            .count()
+    }
+
+    /// One training step with the standard (gradient-buffer) AGD step on a batch already in
+    /// the input block. On any error the weights are exactly as before.
+    pub fn train_step(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<TrainReport<T>, Error> {
+        let (value, correct) = self.compute_grads(loss, targets)?;
+        let step = agd.step(self.layout, self.weights, self.grads)?;
+        Ok(TrainReport {
+            loss: value,
+            correct,
+            step,
+        })
+    }
+
+    /// Splits the view into the pieces the AGD step needs: layout, weights, gradients.
+    pub fn step_parts(&mut self) -> (Layout<'a>, &mut [T], &[T]) {
+        (self.layout, self.weights, self.grads)
+    }
+
+    /// Splits the view into what the buffer-free step needs: layout, capacity, weights,
+    /// activations, errors.
+    pub fn buffer_free_parts(&mut self) -> (Layout<'a>, usize, &mut [T], &[T], &[T]) {
+        (
+            self.layout,
+            self.capacity,
+            self.weights,
+            self.acts,
+            self.deltas,
+        )
+    }
+
+    /// Orthogonal initialisation of every layer (see [`crate::init::orthogonal`]).
+    pub fn init_orthogonal<R: rand_core::Rng + ?Sized>(&mut self, rng: &mut R) {
+        crate::init::orthogonal(self.layout, self.weights, rng);
+    }
+}
+
+/// Anything that owns a network's buffers and can lend them as a [`NetMut`].
+pub trait Network<T: Element> {
+    /// The buffers as one view; all maths goes through it.
+    fn view(&mut self) -> NetMut<'_, T>;
+}
+
+impl<'a, T: Element> NetMut<'a, T> {
+    /// For [`crate::dense_network!`]: the sizes were checked at compile time.
+    #[doc(hidden)]
+    pub fn __from_static(
+        widths: &'a [usize],
+        capacity: usize,
+        weights: &'a mut [T],
+        grads: &'a mut [T],
+        acts: &'a mut [T],
+        deltas: &'a mut [T],
+    ) -> Self {
+        NetMut {
+            layout: Layout::from_checked(widths),
+            capacity,
+            weights,
+            grads,
+            acts,
+            deltas,
+        }
+    }
+}

@@ -39,13 +39,21 @@ impl<T: Element> Default for Agd<T> {
 
 /// `η = ln((1 + sqrt(1 + 4G))/2)` (paper, Algorithm 1), finite for every finite `G ≥ 0`.
 ///
-/// Up to `G = 1e6` the expression is evaluated as written (bit-for-bit the reference's);
-/// above, `4G` could overflow, so the algebraically equal
-/// `½ ln G + ln(1/(2 sqrt G) + sqrt(1 + 1/(4G)))` is used (`η ≈ ½ ln G` for large `G`).
+/// η solves `e^η (e^η − 1) = G`, and is computed so that this holds to a few rounding errors
+/// (relative) for every `G` from the smallest subnormal to the largest finite number:
+///
+/// * `G < 1/4`: as written, `1 + sqrt(1 + 4G)` loses `G`'s digits (and gives η = 0 below
+///   machine epsilon), so η = `ln1p(x)` with `x = e^η − 1 = 2G / (1 + sqrt(1 + 4G))`, in `f64`.
+/// * up to `G = 1e6`: evaluated as written (bit-for-bit the reference's in `f64`).
+/// * above, `4G` could overflow, so the algebraically equal
+///   `½ ln G + ln(1/(2 sqrt G) + sqrt(1 + 1/(4G)))` is used (`η ≈ ½ ln G` for large `G`).
 pub fn eta_from_g<T: Element>(g: T) -> T {
     let one = T::ONE;
     let half = T::from_f64(0.5);
-    if g <= T::from_f64(1e6) {
+    if g < T::from_f64(0.25) {
+        let g = g.to_f64();
+        T::from_f64(libm::log1p(2.0 * g / (1.0 + libm::sqrt(1.0 + 4.0 * g))))
+    } else if g <= T::from_f64(1e6) {
         ((one + (one + T::from_f64(4.0) * g).sqrt()) * half).ln()
     } else {
         let r = g.sqrt();
@@ -112,17 +120,51 @@ impl<T: Element> Agd<T> {
         let c = self.gain * eta / T::from_f64(layout.depth() as f64);
         let s = layout.scale::<T>(k);
         let ratio = s / norm;
-        if ratio.is_finite() {
+        // c·ratio can overflow even when c·s does not (tiny n_k with a large gain): dividing
+        // entry by entry then keeps every update entry at most c·s.
+        if ratio.is_finite() && (c * ratio).is_finite() {
             Coefficient::Scale(c * ratio)
         } else {
             Coefficient::Divide(c * s, norm)
         }
     }
 
+    /// Refuses an update that could push a weight of layer `k` past the largest finite number.
+    ///
+    /// Every entry of the update is at most its Frobenius norm `u = (gain·η/L)·s_k` (plus a
+    /// few roundings). If `u` is below a quarter of half an ulp of `T::MAX` (`≈ 1e31` for
+    /// `f32`), `w − update` rounds to at most `T::MAX` for any finite `w`: no look at the
+    /// weights is needed, and that is every sane gain. Otherwise the layer's largest weight is
+    /// checked against `T::MAX − u`, with a margin for the roundings.
+    pub fn check_overflow(
+        &self,
+        layout: Layout<'_>,
+        k: usize,
+        eta: T,
+        weights: &[T],
+    ) -> Result<(), Error> {
+        let c = self.gain * eta / T::from_f64(layout.depth() as f64);
+        let u = c * layout.scale::<T>(k);
+        if !u.is_finite() {
+            return Err(Error::WeightOverflow { layer: k });
+        }
+        let eps = T::EPSILON;
+        if u < T::MAX * eps * T::from_f64(0.125) {
+            return Ok(());
+        }
+        let bound = agd_simd::amax(weights) + u * (T::ONE + T::from_f64(8.0) * eps);
+        if bound.is_finite() && bound <= T::MAX * (T::ONE - T::from_f64(4.0) * eps) {
+            Ok(())
+        } else {
+            Err(Error::WeightOverflow { layer: k })
+        }
+    }
+
     /// One AGD step from the gradients in `grads` (same layout as `weights`).
     ///
-    /// Everything is checked before any weight changes: a NaN or infinite gradient, G or η is
-    /// an error and the weights are left exactly as they were. A layer whose gradient is
+    /// Everything is checked before any weight changes: a NaN or infinite gradient, G or η, or
+    /// an update that could overflow a weight ([`Agd::check_overflow`]) is an error and the
+    /// weights are left exactly as they were. A layer whose gradient is
     /// exactly zero is left bit-for-bit unchanged; if all are zero, `G = η = 0`.
     pub fn step(
         &self,
@@ -154,6 +196,11 @@ impl<T: Element> Agd<T> {
             let _ = norms.push(sum_sq_scaled(&grads[layout.weight_range(k)]).norm());
         }
         let (g, eta) = summarize(layout, &norms)?;
+        for (k, &n) in norms.iter().enumerate() {
+            if n != T::ZERO {
+                self.check_overflow(layout, k, eta, &weights[layout.weight_range(k)])?;
+            }
+        }
         for (k, &n) in norms.iter().enumerate() {
             let range = layout.weight_range(k);
             let (w, gr) = (&mut weights[range.clone()], &grads[range]);

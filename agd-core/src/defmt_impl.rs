@@ -42,6 +42,54 @@ impl defmt::Format for Error {
             Error::InvalidGain => defmt::write!(f, "invalid gain"),
             Error::NoGradientBuffer => defmt::write!(f, "no gradient buffer"),
             Error::Kernel(_) => defmt::write!(f, "kernel refused its operands"),
+            Error::NonFiniteInput { sample } => {
+                defmt::write!(f, "non-finite input in sample {}", sample)
+            }
+            Error::NonFiniteWeight { layer } => {
+                defmt::write!(f, "non-finite weight in layer {}", layer)
+            }
+            Error::WeightOverflow { layer } => {
+                defmt::write!(f, "update would overflow layer {}", layer)
+            }
+            Error::CheckpointMagic => defmt::write!(f, "checkpoint: bad magic"),
+            Error::CheckpointVersion { got, supported } => {
+                defmt::write!(f, "checkpoint: version {} (reads {})", got, supported)
+            }
+            Error::CheckpointElement { expected, got } => {
+                defmt::write!(f, "checkpoint: {} weights, net is {}", got, expected)
+            }
+            Error::CheckpointDepth { expected, got } => {
+                defmt::write!(f, "checkpoint: {} layers, net has {}", got, expected)
+            }
+            Error::CheckpointWidths {
+                index,
+                expected,
+                got,
+            } => defmt::write!(
+                f,
+                "checkpoint: width {} is {}, net has {}",
+                index,
+                got,
+                expected
+            ),
+            Error::CheckpointTruncated { needed, got } => {
+                defmt::write!(f, "checkpoint: {} bytes, {} needed", got, needed)
+            }
+            Error::CheckpointLength { claimed, expected } => {
+                defmt::write!(f, "checkpoint: claims {} bytes, implies {}", claimed, expected)
+            }
+            Error::CheckpointCrc { stored, computed } => {
+                defmt::write!(f, "checkpoint: crc {=u32:#x} != {=u32:#x}", computed, stored)
+            }
+            Error::FlashBounds { offset, len } => {
+                defmt::write!(f, "flash: {} bytes at {} out of bounds", len, offset)
+            }
+            Error::FlashAlignment { offset } => defmt::write!(f, "flash: misaligned {}", offset),
+            Error::FlashNotErased { offset } => {
+                defmt::write!(f, "flash: write at {} not erased", offset)
+            }
+            Error::FlashDevice => defmt::write!(f, "flash: device failure"),
+            Error::NoCheckpoint => defmt::write!(f, "no valid checkpoint"),
         }
     }
 }

@@ -63,6 +63,96 @@ pub enum Error {
     NoGradientBuffer,
     /// A kernel refused its operands (a bug in the caller's sizes).
     Kernel(agd_simd::Error),
+    /// An input sample holds a NaN or infinity; nothing was computed.
+    NonFiniteInput {
+        /// Sample index in the batch.
+        sample: usize,
+    },
+    /// A weight is NaN or infinite (a checkpoint refuses to save or load it).
+    NonFiniteWeight {
+        /// Layer index, from 0.
+        layer: usize,
+    },
+    /// The update could push a weight of this layer past the largest finite number (a huge
+    /// gain, or weights already near it); the step refused and no weight was changed.
+    WeightOverflow {
+        /// Layer index, from 0.
+        layer: usize,
+    },
+    /// The bytes do not start with the checkpoint magic `AGDC`.
+    CheckpointMagic,
+    /// A checkpoint format version this build does not read.
+    CheckpointVersion {
+        /// Version in the bytes.
+        got: u16,
+        /// The version this build reads and writes.
+        supported: u16,
+    },
+    /// The checkpoint holds another element type than the target network.
+    CheckpointElement {
+        /// The target's element type.
+        expected: &'static str,
+        /// The checkpoint's (`"unknown"` for a code no build knows).
+        got: &'static str,
+    },
+    /// The checkpoint has another number of layers than the target network.
+    CheckpointDepth {
+        /// The target's number of layers.
+        expected: usize,
+        /// The checkpoint's.
+        got: usize,
+    },
+    /// One width of the checkpoint differs from the target network's.
+    CheckpointWidths {
+        /// Position in the widths, from 0 (= input width).
+        index: usize,
+        /// The target's width.
+        expected: usize,
+        /// The checkpoint's.
+        got: usize,
+    },
+    /// Fewer bytes than the checkpoint needs (or claims to need).
+    CheckpointTruncated {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The length field disagrees with the length the widths and element type imply.
+    CheckpointLength {
+        /// The length field.
+        claimed: usize,
+        /// The length implied by the header.
+        expected: usize,
+    },
+    /// The CRC-32 does not match the bytes: the checkpoint is corrupt.
+    CheckpointCrc {
+        /// CRC stored in the checkpoint.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// A flash access outside the device or region.
+    FlashBounds {
+        /// First byte of the access.
+        offset: usize,
+        /// Length of the access.
+        len: usize,
+    },
+    /// A flash address or size that is not aligned to the page or write size.
+    FlashAlignment {
+        /// The misaligned offset or size.
+        offset: usize,
+    },
+    /// A flash write that would have to set a bit back to 1 (the page was not erased).
+    FlashNotErased {
+        /// First offending byte.
+        offset: usize,
+    },
+    /// The flash device reported a failure (or lost power).
+    FlashDevice,
+    /// No slot of the store holds a valid checkpoint.
+    NoCheckpoint,
 }
 
 impl From<agd_simd::Error> for Error {
@@ -121,6 +211,60 @@ impl fmt::Display for Error {
                 write!(f, "this network was declared without a gradient buffer")
             }
             Error::Kernel(e) => write!(f, "kernel: {e}"),
+            Error::NonFiniteInput { sample } => {
+                write!(f, "input sample {sample} holds a NaN or infinity")
+            }
+            Error::NonFiniteWeight { layer } => {
+                write!(f, "a weight of layer {layer} is NaN or infinite")
+            }
+            Error::WeightOverflow { layer } => write!(
+                f,
+                "the update could overflow a weight of layer {layer}; no weight was changed"
+            ),
+            Error::CheckpointMagic => write!(f, "not an agd checkpoint (bad magic)"),
+            Error::CheckpointVersion { got, supported } => write!(
+                f,
+                "checkpoint format version {got} is not supported (this build reads {supported})"
+            ),
+            Error::CheckpointElement { expected, got } => write!(
+                f,
+                "the checkpoint holds {got} weights, the network is {expected}"
+            ),
+            Error::CheckpointDepth { expected, got } => write!(
+                f,
+                "the checkpoint has {got} layers, the network has {expected}"
+            ),
+            Error::CheckpointWidths {
+                index,
+                expected,
+                got,
+            } => write!(
+                f,
+                "width {index} of the checkpoint is {got}, the network's is {expected}"
+            ),
+            Error::CheckpointTruncated { needed, got } => write!(
+                f,
+                "the checkpoint is truncated: {got} bytes, {needed} needed"
+            ),
+            Error::CheckpointLength { claimed, expected } => write!(
+                f,
+                "the checkpoint claims {claimed} bytes, its header implies {expected}"
+            ),
+            Error::CheckpointCrc { stored, computed } => write!(
+                f,
+                "the checkpoint is corrupt: CRC-32 {computed:#010x}, stored {stored:#010x}"
+            ),
+            Error::FlashBounds { offset, len } => {
+                write!(f, "flash access of {len} bytes at {offset} is out of bounds")
+            }
+            Error::FlashAlignment { offset } => {
+                write!(f, "flash offset or size {offset} is misaligned")
+            }
+            Error::FlashNotErased { offset } => {
+                write!(f, "flash write at {offset} needs an erased page")
+            }
+            Error::FlashDevice => write!(f, "the flash device failed"),
+            Error::NoCheckpoint => write!(f, "no valid checkpoint in storage"),
         }
     }
 }

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod agd;
+pub mod checkpoint;
 #[cfg(feature = "defmt")]
 mod defmt_impl;
 mod error;
@@ -39,6 +40,7 @@ mod net;
 mod rng;
 #[doc(hidden)]
 pub mod static_net;
+pub mod storage;
 
 pub use agd::{Agd, StepReport};
 pub use agd_simd::Element;

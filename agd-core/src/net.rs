@@ -184,8 +184,18 @@ impl<'a, T: Element> NetMut<'a, T> {
 
     /// Forward pass over the first `batch` samples of the input block: `z = W_k h`, then
     /// `h = sqrt(2)·relu(z)` after every layer but the last. Returns the outputs.
+    ///
+    /// A NaN or infinite input is [`Error::NonFiniteInput`]: relu could otherwise turn `-inf`
+    /// into a harmless-looking 0 and the step would learn from garbage.
     pub fn forward(&mut self, batch: usize) -> Result<&[T], Error> {
         self.check_batch(batch)?;
+        let d0 = self.layout.inputs();
+        if let Some(sample) = self.acts[..batch * d0]
+            .chunks_exact(d0)
+            .position(|row| !row.iter().all(|v| v.is_finite()))
+        {
+            return Err(Error::NonFiniteInput { sample });
+        }
         let depth = self.layout.depth();
         let s2 = sqrt2::<T>();
         for k in 0..depth {

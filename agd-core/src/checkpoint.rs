@@ -1,0 +1,402 @@
+//! Checkpoints: a network's weights and training progress as bytes in a caller's buffer.
+//!
+//! Little-endian, no heap, no padding:
+//!
+//! ```text
+//! offset      bytes  field
+//! 0           4      magic "AGDC"
+//! 4           2      format version (1)
+//! 6           1      element type: 1 = f32, 2 = f64
+//! 7           1      n = number of widths = L + 1 (2 ..= MAX_DEPTH + 1)
+//! 8           8      total length in bytes, CRC included
+//! 16          8      step count
+//! 24          8      RNG state (SplitMix64)
+//! 32          4·n    widths d_0 … d_L, u32 each
+//! 32 + 4n     B·P    the P weights, layer after layer, row-major (B = 4 or 8)
+//! len − 4     4      CRC-32 (ISO-HDLC, the zlib/PNG one) of every byte before it
+//! ```
+//!
+//! Decoding trusts nothing: it checks magic, version, length, CRC, then the header's
+//! consistency, then that every weight is finite, then that the checkpoint fits the target
+//! network, and only then writes a single weight. Every failure is a typed [`Error`]; on
+//! any error the target is left exactly as it was. A buffer longer than the checkpoint is
+//! fine (a static buffer sized for the largest network): the length field says where it ends.
+//!
+//! Everything accepted re-encodes to exactly the same bytes (the format has no free bits),
+//! which is what the fuzz tests check.
+
+use agd_simd::Element;
+use crc::{CRC_32_ISO_HDLC, Crc};
+use heapless::Vec;
+
+use crate::error::Error;
+use crate::layout::{Layout, MAX_DEPTH, param_count};
+use crate::net::NetMut;
+
+/// The first four bytes of every checkpoint.
+pub const MAGIC: [u8; 4] = *b"AGDC";
+/// The format version this build writes and reads.
+pub const VERSION: u16 = 1;
+/// Bytes before the widths.
+pub const HEADER_BYTES: usize = 32;
+/// Bytes of the trailing CRC.
+pub const CRC_BYTES: usize = 4;
+
+/// The CRC every checkpoint (and storage record) uses. The 1 KiB table is a `const`, so on a
+/// microcontroller it sits in flash, not RAM.
+pub(crate) const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+
+/// The element type of a checkpoint's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemType {
+    /// IEEE 754 binary32.
+    F32,
+    /// IEEE 754 binary64.
+    F64,
+}
+
+impl ElemType {
+    /// Bytes per weight.
+    pub const fn bytes(self) -> usize {
+        match self {
+            ElemType::F32 => 4,
+            ElemType::F64 => 8,
+        }
+    }
+
+    /// `"f32"` or `"f64"`, as [`Element::NAME`].
+    pub const fn name(self) -> &'static str {
+        match self {
+            ElemType::F32 => "f32",
+            ElemType::F64 => "f64",
+        }
+    }
+
+    /// The code in the header.
+    pub const fn code(self) -> u8 {
+        match self {
+            ElemType::F32 => 1,
+            ElemType::F64 => 2,
+        }
+    }
+
+    /// The type with this header code.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(ElemType::F32),
+            2 => Some(ElemType::F64),
+            _ => None,
+        }
+    }
+
+    /// The checkpoint element type of `T` (`None` for an element type the format lacks).
+    pub fn of<T: Element>() -> Option<Self> {
+        match (T::NAME, T::BYTES) {
+            ("f32", 4) => Some(ElemType::F32),
+            ("f64", 8) => Some(ElemType::F64),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes of the checkpoint of a network with these widths and element type, to size a
+/// static buffer:
+///
+/// ```
+/// use agd_core::checkpoint::{ElemType, checkpoint_len};
+/// static mut BUF: [u8; checkpoint_len(&[64, 32, 10], ElemType::F32)] =
+///     [0; checkpoint_len(&[64, 32, 10], ElemType::F32)];
+/// assert_eq!(checkpoint_len(&[64, 32, 10], ElemType::F32), 32 + 3 * 4 + 4 * 2368 + 4);
+/// ```
+pub const fn checkpoint_len(widths: &[usize], elem: ElemType) -> usize {
+    HEADER_BYTES + 4 * widths.len() + elem.bytes() * param_count(widths) + CRC_BYTES
+}
+
+/// The same, `None` on overflow (widths read from untrusted bytes).
+fn checked_len(widths: &[usize], elem: ElemType) -> Option<usize> {
+    let mut params: usize = 0;
+    for pair in widths.windows(2) {
+        params = params.checked_add(pair[0].checked_mul(pair[1])?)?;
+    }
+    params
+        .checked_mul(elem.bytes())?
+        .checked_add(HEADER_BYTES + CRC_BYTES + 4 * widths.len())
+}
+
+/// Where training stands, saved next to the weights so that it resumes where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Steps taken so far.
+    pub step: u64,
+    /// State of the data-order RNG ([`crate::SplitMix64::state`]).
+    pub rng: u64,
+}
+
+/// What a checked checkpoint says about itself (see [`inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Element type of the weights.
+    pub elem: ElemType,
+    /// The widths `[d_0, …, d_L]`.
+    pub widths: Vec<usize, { MAX_DEPTH + 1 }>,
+    /// Step count and RNG state.
+    pub progress: Progress,
+    /// Total bytes, CRC included.
+    pub len: usize,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// Whether the little-endian float of this type at the start of `b` is finite.
+fn finite_at(elem: ElemType, b: &[u8]) -> bool {
+    match elem {
+        ElemType::F32 => f32::from_bits(u32_at(b, 0)).is_finite(),
+        ElemType::F64 => f64::from_bits(u64_at(b, 0)).is_finite(),
+    }
+}
+
+/// Serialises `weights` (laid out for `widths`) and `progress` into the start of `out`;
+/// returns the number of bytes written ([`checkpoint_len`]).
+///
+/// Refuses (writing nothing) invalid widths, a weight buffer of the wrong size, an `out`
+/// too short, and NaN or infinite weights — a checkpoint is only ever a good state.
+pub fn encode<T: Element>(
+    widths: &[usize],
+    weights: &[T],
+    progress: Progress,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let layout = Layout::new(widths)?;
+    let Some(elem) = ElemType::of::<T>() else {
+        return Err(Error::CheckpointElement {
+            expected: "f32 or f64",
+            got: T::NAME,
+        });
+    };
+    if widths.iter().any(|&w| u32::try_from(w).is_err()) {
+        return Err(Error::InvalidWidths);
+    }
+    if weights.len() != layout.param_count() {
+        return Err(Error::BufferSize {
+            buffer: "weights",
+            expected: layout.param_count(),
+            got: weights.len(),
+        });
+    }
+    for k in 0..layout.depth() {
+        if !weights[layout.weight_range(k)].iter().all(|w| w.is_finite()) {
+            return Err(Error::NonFiniteWeight { layer: k });
+        }
+    }
+    let len = checkpoint_len(widths, elem);
+    if out.len() < len {
+        return Err(Error::BufferSize {
+            buffer: "checkpoint",
+            expected: len,
+            got: out.len(),
+        });
+    }
+    let out = &mut out[..len];
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    out[6] = elem.code();
+    // Layout::new caps the widths at MAX_DEPTH + 1 = 17, so this fits a byte.
+    out[7] = widths.len() as u8;
+    out[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    out[16..24].copy_from_slice(&progress.step.to_le_bytes());
+    out[24..32].copy_from_slice(&progress.rng.to_le_bytes());
+    let mut at = HEADER_BYTES;
+    for &w in widths {
+        out[at..at + 4].copy_from_slice(&(w as u32).to_le_bytes());
+        at += 4;
+    }
+    let b = elem.bytes();
+    for &w in weights {
+        // to_bits_u64 widens an f32's 32 bits; the low `b` bytes are the value.
+        out[at..at + b].copy_from_slice(&w.to_bits_u64().to_le_bytes()[..b]);
+        at += b;
+    }
+    let crc = CRC32.checksum(&out[..at]);
+    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(len)
+}
+
+/// Checks a checkpoint completely without a target network: magic, version, length, CRC,
+/// header consistency and that every weight is finite. Returns what it says about itself
+/// (a host reads the widths from here to build the network to load it into).
+pub fn inspect(bytes: &[u8]) -> Result<Header, Error> {
+    const MIN: usize = HEADER_BYTES + CRC_BYTES;
+    if bytes.len() >= 4 && bytes[0..4] != MAGIC {
+        return Err(Error::CheckpointMagic);
+    }
+    if bytes.len() >= 6 && u16_at(bytes, 4) != VERSION {
+        return Err(Error::CheckpointVersion {
+            got: u16_at(bytes, 4),
+            supported: VERSION,
+        });
+    }
+    if bytes.len() < MIN {
+        return Err(Error::CheckpointTruncated {
+            needed: MIN,
+            got: bytes.len(),
+        });
+    }
+    let claimed_u64 = u64_at(bytes, 8);
+    let claimed = usize::try_from(claimed_u64).unwrap_or(usize::MAX);
+    if claimed < MIN {
+        return Err(Error::CheckpointLength {
+            claimed,
+            expected: MIN,
+        });
+    }
+    if claimed > bytes.len() {
+        return Err(Error::CheckpointTruncated {
+            needed: claimed,
+            got: bytes.len(),
+        });
+    }
+    let body = &bytes[..claimed - CRC_BYTES];
+    let stored = u32_at(bytes, claimed - CRC_BYTES);
+    let computed = CRC32.checksum(body);
+    if stored != computed {
+        return Err(Error::CheckpointCrc { stored, computed });
+    }
+    // From here the bytes are as some encoder wrote them; still check they are consistent,
+    // as a crafted file can carry a correct CRC.
+    let Some(elem) = ElemType::from_code(bytes[6]) else {
+        return Err(Error::CheckpointElement {
+            expected: "f32 or f64",
+            got: "unknown",
+        });
+    };
+    let n = bytes[7] as usize;
+    if n < 2 {
+        return Err(Error::InvalidWidths);
+    }
+    if n - 1 > MAX_DEPTH {
+        return Err(Error::TooDeep {
+            depth: n - 1,
+            max: MAX_DEPTH,
+        });
+    }
+    if HEADER_BYTES + 4 * n + CRC_BYTES > claimed {
+        return Err(Error::CheckpointLength {
+            claimed,
+            expected: HEADER_BYTES + 4 * n + CRC_BYTES,
+        });
+    }
+    let mut widths: Vec<usize, { MAX_DEPTH + 1 }> = Vec::new();
+    for k in 0..n {
+        let w = u32_at(bytes, HEADER_BYTES + 4 * k) as usize;
+        if w == 0 {
+            return Err(Error::InvalidWidths);
+        }
+        // n <= MAX_DEPTH + 1 was checked above.
+        let _ = widths.push(w);
+    }
+    let expected = checked_len(&widths, elem).unwrap_or(usize::MAX);
+    if expected != claimed {
+        return Err(Error::CheckpointLength { claimed, expected });
+    }
+    let layout = Layout::new(&widths)?;
+    let start = HEADER_BYTES + 4 * n;
+    let b = elem.bytes();
+    for k in 0..layout.depth() {
+        let r = layout.weight_range(k);
+        let layer = &body[start + b * r.start..start + b * r.end];
+        if !layer.chunks_exact(b).all(|x| finite_at(elem, x)) {
+            return Err(Error::NonFiniteWeight { layer: k });
+        }
+    }
+    Ok(Header {
+        elem,
+        progress: Progress {
+            step: u64_at(bytes, 16),
+            rng: u64_at(bytes, 24),
+        },
+        widths,
+        len: claimed,
+    })
+}
+
+/// Checks `bytes` completely (see [`inspect`]) and against the target (element type
+/// `T`, `widths`), then copies the weights into `weights`. Returns the saved progress.
+/// On any error `weights` is untouched.
+pub fn decode<T: Element>(
+    bytes: &[u8],
+    widths: &[usize],
+    weights: &mut [T],
+) -> Result<Progress, Error> {
+    let layout = Layout::new(widths)?;
+    if weights.len() != layout.param_count() {
+        return Err(Error::BufferSize {
+            buffer: "weights",
+            expected: layout.param_count(),
+            got: weights.len(),
+        });
+    }
+    let header = inspect(bytes)?;
+    if ElemType::of::<T>() != Some(header.elem) {
+        return Err(Error::CheckpointElement {
+            expected: T::NAME,
+            got: header.elem.name(),
+        });
+    }
+    if header.widths.len() != widths.len() {
+        return Err(Error::CheckpointDepth {
+            expected: widths.len() - 1,
+            got: header.widths.len() - 1,
+        });
+    }
+    if let Some((index, (&expected, &got))) = widths
+        .iter()
+        .zip(header.widths.iter())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        return Err(Error::CheckpointWidths {
+            index,
+            expected,
+            got,
+        });
+    }
+    let b = header.elem.bytes();
+    let start = HEADER_BYTES + 4 * widths.len();
+    let data = &bytes[start..start + b * weights.len()];
+    for (w, x) in weights.iter_mut().zip(data.chunks_exact(b)) {
+        // Exact: every f32 is an f64, and `from_f64` of that f64 gives the f32 back.
+        *w = T::from_f64(match header.elem {
+            ElemType::F32 => f32::from_bits(u32_at(x, 0)) as f64,
+            ElemType::F64 => f64::from_bits(u64_at(x, 0)),
+        });
+    }
+    Ok(header.progress)
+}
+
+impl<T: Element> NetMut<'_, T> {
+    /// Saves the weights and `progress` into `out` (see [`encode`]); returns the bytes used.
+    pub fn save_checkpoint(&self, progress: Progress, out: &mut [u8]) -> Result<usize, Error> {
+        encode(self.layout().widths(), self.weights(), progress, out)
+    }
+
+    /// Loads the weights from a checkpoint of a network with the same widths and element
+    /// type (see [`decode`]); returns the saved progress. On any error no weight changes.
+    pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<Progress, Error> {
+        let widths = self.layout().widths();
+        decode(bytes, widths, self.weights_mut())
+    }
+}

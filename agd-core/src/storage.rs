@@ -1,0 +1,453 @@
+//! Power-safe checkpoint storage on flash-like memory: a small [`Flash`] trait, and
+//! [`AbStore`], two slots written alternately so that a power cut at any moment never loses
+//! the last good checkpoint.
+//!
+//! # Flash model (NOR)
+//! Erasing a page sets all its bytes to `0xFF`; writing can only clear bits (`1 → 0`), so a
+//! byte can be written once between erases. Writes start and end on multiples of
+//! [`Flash::write_size`] (1 to 32 bytes: byte-writable parts, 4-byte words of an nRF52,
+//! 8-byte double words of an STM32L4, 32-byte flash words of an STM32H7). A power cut
+//! during a write or erase leaves the byte being worked on with some of its bits changed.
+//!
+//! # Slot record
+//! ```text
+//! slot offset  bytes  field
+//! 0            4      commit mark 0x41 0x47 0x44 0x21 ("AGD!"), written last
+//! 32           4      sequence number (u32, LE, wrapping)
+//! 36           4      checkpoint length
+//! 40           4      CRC-32 of bytes 32..40 and of the checkpoint
+//! 64           len    the checkpoint (see crate::checkpoint)
+//! ```
+//! A commit goes to the slot that does not hold the newest valid record: first it clears the
+//! commit mark to zeros (the slot is then invalid for sure), erases the slot's pages, writes
+//! header and checkpoint, reads them back, and writes the commit mark last. A cut before the
+//! mark is complete leaves the slot invalid (an erased, torn or zeroed mark is not the mark:
+//! no byte of the mark is `0x00` or `0xFF`), and the other slot, untouched, still holds the
+//! previous checkpoint. Restore takes the valid record with the highest sequence number;
+//! "valid" means the exact mark, a length that fits and a matching CRC.
+
+use crate::checkpoint::CRC32;
+use crate::error::Error;
+
+/// Flash-like memory (see the module docs for the NOR model an implementation must honour).
+/// Offsets are bytes from the start of the device or region.
+pub trait Flash {
+    /// Bytes of the device or region (a multiple of the page size).
+    fn capacity(&self) -> usize;
+    /// Erase granularity in bytes.
+    fn page_size(&self) -> usize;
+    /// Write granularity in bytes: a power of two, at most 32, dividing the page size.
+    fn write_size(&self) -> usize {
+        1
+    }
+    /// Sets every byte of the page starting at `offset` (a multiple of the page size) to `0xFF`.
+    fn erase_page(&mut self, offset: usize) -> Result<(), Error>;
+    /// Programs `data` at `offset`: every bit cleared in `data` is cleared in flash; offset and
+    /// length are multiples of the write size. May refuse to set a bit
+    /// ([`Error::FlashNotErased`]); never sets one.
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error>;
+    /// Reads `buf.len()` bytes from `offset` (any alignment).
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), Error>;
+}
+
+/// A flash emulated in RAM, with NOR semantics checked strictly (a write that would set a bit,
+/// or a misaligned or out-of-range access, is an error) and simulated power cuts: for firmware
+/// without a flash driver yet, and for the power-cut tests.
+#[derive(Debug, Clone)]
+pub struct RamFlash<const N: usize> {
+    mem: [u8; N],
+    page: usize,
+    write_size: usize,
+    /// Byte operations (one byte written or erased) done since creation.
+    ops: usize,
+    /// Byte operations left before the simulated power cut.
+    budget: Option<usize>,
+    powered: bool,
+    /// xorshift64 state choosing which bits of the byte being worked on the cut has changed.
+    noise: u64,
+}
+
+impl<const N: usize> RamFlash<N> {
+    /// An erased flash of `N` bytes with this page size, writable byte by byte.
+    pub const fn new(page_size: usize) -> Result<Self, Error> {
+        Self::with_write_size(page_size, 1)
+    }
+
+    /// An erased flash of `N` bytes with this page and write size.
+    pub const fn with_write_size(page_size: usize, write_size: usize) -> Result<Self, Error> {
+        if page_size == 0
+            || N % page_size != 0
+            || !write_size.is_power_of_two()
+            || write_size > MAX_WRITE
+            || page_size % write_size != 0
+        {
+            return Err(Error::FlashAlignment { offset: page_size });
+        }
+        Ok(RamFlash {
+            mem: [0xFF; N],
+            page: page_size,
+            write_size,
+            ops: 0,
+            budget: None,
+            powered: true,
+            noise: 0x9E37_79B9_7F4A_7C15,
+        })
+    }
+
+    /// Cuts the power after `ops` more byte operations: the byte after them is left with a
+    /// random subset of its pending bit changes, the operation fails with
+    /// [`Error::FlashDevice`], and so does every later one until [`RamFlash::power_on`].
+    pub fn cut_power_after(&mut self, ops: usize) {
+        self.budget = Some(ops);
+    }
+
+    /// Seeds the choice of half-changed bits at a power cut.
+    pub fn set_noise_seed(&mut self, seed: u64) {
+        self.noise = seed | 1;
+    }
+
+    /// Power back on (no cut pending).
+    pub fn power_on(&mut self) {
+        self.budget = None;
+        self.powered = true;
+    }
+
+    /// Byte operations (bytes written plus bytes erased) so far.
+    pub fn ops(&self) -> usize {
+        self.ops
+    }
+
+    /// The raw contents.
+    pub fn contents(&self) -> &[u8; N] {
+        &self.mem
+    }
+
+    fn random_bits(&mut self) -> u8 {
+        let mut x = self.noise;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.noise = x;
+        (x >> 32) as u8
+    }
+
+    /// One byte operation towards `target`, or a half-done one if the power goes now.
+    fn apply(&mut self, at: usize, target: u8) -> Result<(), Error> {
+        if !self.powered {
+            return Err(Error::FlashDevice);
+        }
+        if let Some(left) = self.budget {
+            if left == 0 {
+                // Some of the bits this operation would change have changed, others not.
+                let old = self.mem[at];
+                let changing = old ^ target;
+                self.mem[at] = old ^ (changing & self.random_bits());
+                self.powered = false;
+                return Err(Error::FlashDevice);
+            }
+            self.budget = Some(left - 1);
+        }
+        self.mem[at] = target;
+        self.ops += 1;
+        Ok(())
+    }
+
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), Error> {
+        match offset.checked_add(len) {
+            Some(end) if end <= N => Ok(()),
+            _ => Err(Error::FlashBounds { offset, len }),
+        }
+    }
+}
+
+impl<const N: usize> Flash for RamFlash<N> {
+    fn capacity(&self) -> usize {
+        N
+    }
+
+    fn page_size(&self) -> usize {
+        self.page
+    }
+
+    fn write_size(&self) -> usize {
+        self.write_size
+    }
+
+    fn erase_page(&mut self, offset: usize) -> Result<(), Error> {
+        if offset % self.page != 0 {
+            return Err(Error::FlashAlignment { offset });
+        }
+        self.check_range(offset, self.page)?;
+        for at in offset..offset + self.page {
+            self.apply(at, 0xFF)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        if offset % self.write_size != 0 || data.len() % self.write_size != 0 {
+            return Err(Error::FlashAlignment { offset });
+        }
+        self.check_range(offset, data.len())?;
+        if let Some(i) = (0..data.len()).find(|&i| self.mem[offset + i] & data[i] != data[i]) {
+            return Err(Error::FlashNotErased { offset: offset + i });
+        }
+        for (i, &d) in data.iter().enumerate() {
+            let at = offset + i;
+            self.apply(at, self.mem[at] & d)?;
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        if !self.powered {
+            return Err(Error::FlashDevice);
+        }
+        self.check_range(offset, buf.len())?;
+        buf.copy_from_slice(&self.mem[offset..offset + buf.len()]);
+        Ok(())
+    }
+}
+
+/// Largest write size [`AbStore`] supports.
+pub const MAX_WRITE: usize = 32;
+/// The commit mark: no byte is `0x00` or `0xFF`, so neither an erased, a zeroed, nor a torn
+/// mark is ever mistaken for it.
+pub const COMMIT_MARK: [u8; 4] = *b"AGD!";
+/// Bytes a slot record adds before the checkpoint.
+pub const RECORD_OVERHEAD: usize = 64;
+const HEADER_AT: usize = 32;
+
+/// Bytes of one slot holding a checkpoint of `checkpoint_len` bytes, rounded up to pages.
+/// A store needs two.
+pub const fn slot_bytes(checkpoint_len: usize, page_size: usize) -> usize {
+    (RECORD_OVERHEAD + checkpoint_len).div_ceil(page_size) * page_size
+}
+
+/// A valid record: its sequence number and checkpoint length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Sequence number (the newest record has the highest, in wrapping order).
+    pub seq: u32,
+    /// Bytes of the checkpoint.
+    pub len: usize,
+}
+
+/// `a` comes after `b` in wrapping sequence order.
+fn newer(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// Two slots of a flash, committed alternately (see the module docs).
+#[derive(Debug)]
+pub struct AbStore<F> {
+    flash: F,
+    base: usize,
+    slot: usize,
+}
+
+impl<F: Flash> AbStore<F> {
+    /// A store in `flash` whose two slots of `slot_bytes` (a multiple of the page size; see
+    /// [`slot_bytes`]) start at `base` (page-aligned). Nothing is read or written yet.
+    pub fn new(flash: F, base: usize, slot_bytes: usize) -> Result<Self, Error> {
+        let (page, ws) = (flash.page_size(), flash.write_size());
+        if page == 0
+            || !ws.is_power_of_two()
+            || ws > MAX_WRITE
+            || page % ws != 0
+            || base % page != 0
+            || slot_bytes % page != 0
+            || slot_bytes <= RECORD_OVERHEAD
+        {
+            return Err(Error::FlashAlignment { offset: base });
+        }
+        match slot_bytes.checked_mul(2).and_then(|s| s.checked_add(base)) {
+            Some(end) if end <= flash.capacity() => Ok(AbStore {
+                flash,
+                base,
+                slot: slot_bytes,
+            }),
+            _ => Err(Error::FlashBounds {
+                offset: base,
+                len: slot_bytes.saturating_mul(2),
+            }),
+        }
+    }
+
+    /// The flash.
+    pub fn flash(&mut self) -> &mut F {
+        &mut self.flash
+    }
+
+    /// Gives the flash back.
+    pub fn into_inner(self) -> F {
+        self.flash
+    }
+
+    /// Largest checkpoint a slot holds.
+    pub fn capacity(&self) -> usize {
+        self.slot - RECORD_OVERHEAD
+    }
+
+    fn slot_at(&self, s: usize) -> usize {
+        self.base + s * self.slot
+    }
+
+    /// The record in slot `s` if it is valid (exact mark, length that fits, matching CRC).
+    fn check_slot(&mut self, s: usize) -> Result<Option<Record>, Error> {
+        let at = self.slot_at(s);
+        let mut mark = [0u8; 4];
+        self.flash.read(at, &mut mark)?;
+        if mark != COMMIT_MARK {
+            return Ok(None);
+        }
+        self.check_record(at)
+    }
+
+    /// Header and CRC of the record at `at`, mark aside. Reads in small pieces, so it needs
+    /// no buffer the size of a checkpoint.
+    fn check_record(&mut self, at: usize) -> Result<Option<Record>, Error> {
+        let mut head = [0u8; 12];
+        self.flash.read(at + HEADER_AT, &mut head)?;
+        let seq = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let stored = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+        if len > self.capacity() {
+            return Ok(None);
+        }
+        let mut digest = CRC32.digest();
+        digest.update(&head[..8]);
+        let mut chunk = [0u8; 64];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len());
+            self.flash
+                .read(at + RECORD_OVERHEAD + done, &mut chunk[..n])?;
+            digest.update(&chunk[..n]);
+            done += n;
+        }
+        Ok((digest.finalize() == stored).then_some(Record { seq, len }))
+    }
+
+    /// Both slots' valid records.
+    fn scan(&mut self) -> Result<[Option<Record>; 2], Error> {
+        Ok([self.check_slot(0)?, self.check_slot(1)?])
+    }
+
+    /// Slot indices of the valid records, newest first.
+    fn by_age(records: &[Option<Record>; 2]) -> [Option<usize>; 2] {
+        match (records[0], records[1]) {
+            (Some(a), Some(b)) if newer(b.seq, a.seq) => [Some(1), Some(0)],
+            (Some(_), Some(_)) => [Some(0), Some(1)],
+            (Some(_), None) => [Some(0), None],
+            (None, Some(_)) => [Some(1), None],
+            (None, None) => [None, None],
+        }
+    }
+
+    /// The newest valid record, if any.
+    pub fn newest(&mut self) -> Result<Option<Record>, Error> {
+        let records = self.scan()?;
+        Ok(Self::by_age(&records)[0].and_then(|s| records[s]))
+    }
+
+    /// Stores `checkpoint` (any bytes up to [`AbStore::capacity`]) in the slot not holding
+    /// the newest record, so that the newest record survives a cut at any point. Returns the
+    /// new record. After an error the previous newest record is still the newest.
+    pub fn commit(&mut self, checkpoint: &[u8]) -> Result<Record, Error> {
+        let len = checkpoint.len();
+        if len > self.capacity() {
+            return Err(Error::BufferSize {
+                buffer: "flash slot",
+                expected: len + RECORD_OVERHEAD,
+                got: self.slot,
+            });
+        }
+        let records = self.scan()?;
+        let newest = Self::by_age(&records)[0];
+        let (target, seq) = match newest {
+            Some(s) => (1 - s, records[s].map_or(1, |r| r.seq.wrapping_add(1))),
+            None => (0, 1),
+        };
+        let at = self.slot_at(target);
+        let ws = self.flash.write_size();
+        let mark_len = ws.max(COMMIT_MARK.len());
+
+        // 1. Invalidate: zeros over the mark (only clears bits, so allowed without an erase).
+        self.flash.write(at, &[0u8; MAX_WRITE][..mark_len])?;
+        // 2. Erase the slot.
+        let page = self.flash.page_size();
+        for p in (at..at + self.slot).step_by(page) {
+            self.flash.erase_page(p)?;
+        }
+        // 3. Header and checkpoint; 0xFF padding leaves erased bytes as they are.
+        let mut head = [0xFFu8; 32];
+        head[0..4].copy_from_slice(&seq.to_le_bytes());
+        head[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+        let mut digest = CRC32.digest();
+        digest.update(&head[..8]);
+        digest.update(checkpoint);
+        head[8..12].copy_from_slice(&digest.finalize().to_le_bytes());
+        self.flash.write(at + HEADER_AT, &head)?;
+        let whole = len - len % ws;
+        if whole > 0 {
+            self.flash
+                .write(at + RECORD_OVERHEAD, &checkpoint[..whole])?;
+        }
+        if whole < len {
+            let mut tail = [0xFFu8; MAX_WRITE];
+            tail[..len - whole].copy_from_slice(&checkpoint[whole..]);
+            self.flash
+                .write(at + RECORD_OVERHEAD + whole, &tail[..ws])?;
+        }
+        // 4. Read back before committing: a slot that does not verify is never marked.
+        if self.check_slot_unmarked(target)? != Some(Record { seq, len }) {
+            return Err(Error::FlashDevice);
+        }
+        // 5. The mark makes it valid.
+        let mut mark = [0xFFu8; MAX_WRITE];
+        mark[..4].copy_from_slice(&COMMIT_MARK);
+        self.flash.write(at, &mark[..mark_len])?;
+        Ok(Record { seq, len })
+    }
+
+    /// [`Self::check_slot`] for a slot whose mark is not written yet.
+    fn check_slot_unmarked(&mut self, s: usize) -> Result<Option<Record>, Error> {
+        let at = self.slot_at(s);
+        let mut mark = [0u8; 4];
+        self.flash.read(at, &mut mark)?;
+        if mark != [0xFF; 4] {
+            return Ok(None);
+        }
+        self.check_record(at)
+    }
+
+    /// Copies the newest valid checkpoint into the start of `out` and returns its record;
+    /// [`Error::NoCheckpoint`] if neither slot holds one. If the newest one's copy does not
+    /// verify (a read disturbance), the older one is used.
+    pub fn restore(&mut self, out: &mut [u8]) -> Result<Record, Error> {
+        let records = self.scan()?;
+        for s in Self::by_age(&records).into_iter().flatten() {
+            let Some(rec) = records[s] else { continue };
+            if rec.len > out.len() {
+                return Err(Error::BufferSize {
+                    buffer: "checkpoint",
+                    expected: rec.len,
+                    got: out.len(),
+                });
+            }
+            let at = self.slot_at(s);
+            let mut head = [0u8; 12];
+            self.flash.read(at + HEADER_AT, &mut head)?;
+            self.flash
+                .read(at + RECORD_OVERHEAD, &mut out[..rec.len])?;
+            let mut digest = CRC32.digest();
+            digest.update(&head[..8]);
+            digest.update(&out[..rec.len]);
+            if digest.finalize().to_le_bytes() == head[8..12] {
+                return Ok(rec);
+            }
+        }
+        Err(Error::NoCheckpoint)
+    }
+}

@@ -1,0 +1,290 @@
+//! A/B checkpoint storage: power cuts at every byte operation of a commit (invalidate, erase,
+//! write, mark) never lose the last good checkpoint, and restore never yields anything else.
+
+use agd_core::checkpoint::{ElemType, Progress, checkpoint_len, encode};
+use agd_core::storage::{AbStore, Flash, RECORD_OVERHEAD, RamFlash, Record, slot_bytes};
+use agd_core::{Error, Network, SplitMix64};
+
+const WIDTHS: [usize; 3] = [3, 4, 2];
+const PAGE: usize = 128;
+const CKPT: usize = checkpoint_len(&WIDTHS, ElemType::F32);
+/// 64 + 128 bytes -> two pages per slot, so erases span pages.
+const SLOT: usize = slot_bytes(CKPT, PAGE);
+/// The store starts one page in, so that offsets are not all zero-based.
+const BASE: usize = PAGE;
+const N: usize = 6 * PAGE;
+
+type Store = AbStore<RamFlash<N>>;
+
+/// A distinct valid checkpoint per `id`.
+fn checkpoint(id: u64) -> Vec<u8> {
+    let p: usize = agd_core::param_count(&WIDTHS);
+    let w: Vec<f32> = (0..p)
+        .map(|i| ((i as f32 + 1.0) * (id as f32 + 0.25)).sin())
+        .collect();
+    let mut out = vec![0u8; CKPT];
+    encode(&WIDTHS, &w, Progress { step: id, rng: !id }, &mut out).unwrap();
+    out
+}
+
+fn store(write_size: usize) -> Store {
+    let flash = RamFlash::<N>::with_write_size(PAGE, write_size).unwrap();
+    AbStore::new(flash, BASE, SLOT).unwrap()
+}
+
+fn restored(s: &mut Store) -> Result<Vec<u8>, Error> {
+    let mut buf = vec![0u8; CKPT + 16];
+    let rec = s.restore(&mut buf)?;
+    buf.truncate(rec.len);
+    Ok(buf)
+}
+
+/// Byte operations of committing `new` after `prior`.
+fn commit_ops(write_size: usize, prior: &[Vec<u8>], new: &[u8]) -> usize {
+    let mut s = store(write_size);
+    for c in prior {
+        s.commit(c).unwrap();
+    }
+    let before = s.flash().ops();
+    s.commit(new).unwrap();
+    s.flash().ops() - before
+}
+
+/// Cuts the power at every byte operation of a commit, for several bit-noise seeds, and
+/// checks what restore gives. Returns how often the old and the new checkpoint came back.
+fn sweep(write_size: usize, prior: &[Vec<u8>], new: &[u8]) -> (usize, usize) {
+    let total = commit_ops(write_size, prior, new);
+    // Invalidate (mark) + the slot's erase + header + checkpoint + mark, at least.
+    assert!(total >= SLOT + 32 + CKPT);
+    let (mut olds, mut news) = (0, 0);
+    for seed in 0..3u64 {
+        for cut in 0..=total {
+            let mut s = store(write_size);
+            for c in prior {
+                s.commit(c).unwrap();
+            }
+            s.flash().set_noise_seed(seed * 1_000_003 + cut as u64);
+            s.flash().cut_power_after(cut);
+            let r = s.commit(new);
+            assert_eq!(r.is_ok(), cut == total, "cut {cut} of {total}");
+            if let Err(e) = r {
+                assert_eq!(e, Error::FlashDevice);
+            }
+            s.flash().power_on();
+            match (restored(&mut s), prior.last()) {
+                (Ok(got), _) if got == new => news += 1,
+                (Ok(got), Some(old)) if &got == old => {
+                    assert!(cut < total);
+                    olds += 1
+                }
+                (Err(Error::NoCheckpoint), None) => {
+                    assert!(cut < total);
+                    olds += 1
+                }
+                (other, _) => panic!("cut {cut} (seed {seed}): restore gave {other:?}"),
+            }
+            // The store keeps working after the cut.
+            let next = checkpoint(99);
+            s.commit(&next).unwrap();
+            assert_eq!(restored(&mut s).unwrap(), next);
+        }
+    }
+    (olds, news)
+}
+
+#[test]
+fn power_cut_at_every_byte_keeps_old_or_new() {
+    let (a, b, c) = (checkpoint(1), checkpoint(2), checkpoint(3));
+    for ws in [1, 4, 8, 32] {
+        // Both slots full: the commit overwrites the older one.
+        let (olds, news) = sweep(ws, &[a.clone(), b.clone()], &c);
+        // The new one is only back once the 4 mark bytes are all written: when the power
+        // holds to the end, or goes while the 0xFF padding of a wider write unit is written.
+        assert_eq!(news, 3 * (ws.max(4) - 3), "write size {ws}");
+        assert!(olds > 3 * SLOT, "write size {ws}");
+        // One slot full, the other erased.
+        sweep(ws, std::slice::from_ref(&a), &b);
+        // Blank flash: the first commit ever.
+        sweep(ws, &[], &a);
+    }
+}
+
+#[test]
+fn two_cuts_in_a_row_still_keep_the_last_good_one() {
+    let (a, b, c, d) = (checkpoint(1), checkpoint(2), checkpoint(3), checkpoint(4));
+    let total = commit_ops(1, &[a.clone(), b.clone()], &c);
+    for first in (0..total).step_by(7) {
+        for second in (0..total).step_by(13) {
+            let mut s = store(1);
+            s.commit(&a).unwrap();
+            s.commit(&b).unwrap();
+            s.flash().cut_power_after(first);
+            assert!(s.commit(&c).is_err());
+            s.flash().power_on();
+            s.flash().cut_power_after(second);
+            let r = s.commit(&d);
+            s.flash().power_on();
+            let got = restored(&mut s).unwrap();
+            if r.is_ok() {
+                assert_eq!(got, d);
+            } else {
+                assert!(got == b || got == d, "cuts {first}, {second}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sequence_numbers_alternate_slots_and_restore_newest() {
+    let mut s = store(8);
+    assert_eq!(restored(&mut s), Err(Error::NoCheckpoint));
+    assert_eq!(s.newest(), Ok(None));
+    for id in 1..=5u64 {
+        let c = checkpoint(id);
+        let rec = s.commit(&c).unwrap();
+        assert_eq!(
+            rec,
+            Record {
+                seq: id as u32,
+                len: CKPT
+            }
+        );
+        assert_eq!(s.newest(), Ok(Some(rec)));
+        assert_eq!(restored(&mut s).unwrap(), c);
+    }
+}
+
+#[test]
+fn a_corrupted_newest_slot_falls_back_to_the_older() {
+    let (a, b) = (checkpoint(1), checkpoint(2));
+    let mut s = store(1);
+    s.commit(&a).unwrap();
+    s.commit(&b).unwrap(); // seq 2, in slot 1
+    // Clear one bit of slot 1's checkpoint (a write may clear bits: a disturbed cell).
+    let at = BASE + SLOT + RECORD_OVERHEAD + 50;
+    let old = s.flash().contents()[at];
+    let bit = (0..8).find(|b| old & (1 << b) != 0).unwrap();
+    s.flash().write(at, &[old & !(1 << bit)]).unwrap();
+    assert_eq!(restored(&mut s).unwrap(), a);
+    // The next commit goes to the corrupt slot, and is then the newest.
+    let c = checkpoint(3);
+    assert_eq!(s.commit(&c).unwrap().seq, 2);
+    assert_eq!(restored(&mut s).unwrap(), c);
+}
+
+#[test]
+fn restore_into_a_network() {
+    agd_core::dense_network!(Tiny: f32 = [3, 4, 2], batch 1);
+    let mut net = Tiny::new();
+    net.view().init_orthogonal(&mut SplitMix64::new(5));
+    let mut buf = [0u8; CKPT];
+    let p = Progress { step: 9, rng: 10 };
+    net.view().save_checkpoint(p, &mut buf).unwrap();
+    let mut s = store(4);
+    s.commit(&buf).unwrap();
+
+    let mut other = Tiny::new();
+    let mut back = [0u8; CKPT];
+    let rec = s.restore(&mut back).unwrap();
+    assert_eq!(other.view().load_checkpoint(&back[..rec.len]), Ok(p));
+    let bits = |n: &mut Tiny| -> Vec<u32> { n.view().weights().iter().map(|x| x.to_bits()).collect() };
+    assert_eq!(bits(&mut net), bits(&mut other));
+}
+
+#[test]
+fn geometry_and_size_errors() {
+    let flash = || RamFlash::<N>::new(PAGE).unwrap();
+    assert_eq!(
+        AbStore::new(flash(), 1, SLOT).err(),
+        Some(Error::FlashAlignment { offset: 1 })
+    );
+    assert_eq!(
+        AbStore::new(flash(), 0, SLOT + 1).err(),
+        Some(Error::FlashAlignment { offset: 0 })
+    );
+    assert_eq!(
+        AbStore::new(flash(), 4 * PAGE, SLOT).err(),
+        Some(Error::FlashBounds {
+            offset: 4 * PAGE,
+            len: 2 * SLOT
+        })
+    );
+    assert!(RamFlash::<N>::new(100).is_err());
+    assert!(RamFlash::<N>::with_write_size(PAGE, 3).is_err());
+    assert!(RamFlash::<N>::with_write_size(PAGE, 64).is_err());
+
+    let mut s = store(1);
+    let big = vec![0u8; SLOT - RECORD_OVERHEAD + 1];
+    assert_eq!(
+        s.commit(&big),
+        Err(Error::BufferSize {
+            buffer: "flash slot",
+            expected: big.len() + RECORD_OVERHEAD,
+            got: SLOT
+        })
+    );
+    s.commit(&checkpoint(1)).unwrap();
+    let mut small = [0u8; 10];
+    assert_eq!(
+        s.restore(&mut small),
+        Err(Error::BufferSize {
+            buffer: "checkpoint",
+            expected: CKPT,
+            got: 10
+        })
+    );
+}
+
+#[test]
+fn ram_flash_keeps_nor_rules() {
+    let mut f = RamFlash::<N>::with_write_size(PAGE, 4).unwrap();
+    f.write(8, &[0xF0, 0x0F, 0xFF, 0x00]).unwrap();
+    // Clearing more bits is allowed, setting one is not.
+    f.write(8, &[0x30, 0x0F, 0xFF, 0x00]).unwrap();
+    assert_eq!(
+        f.write(8, &[0x70, 0x0F, 0xFF, 0x00]),
+        Err(Error::FlashNotErased { offset: 8 })
+    );
+    assert_eq!(&f.contents()[8..12], &[0x30, 0x0F, 0xFF, 0x00]);
+    assert_eq!(
+        f.write(2, &[0; 4]),
+        Err(Error::FlashAlignment { offset: 2 })
+    );
+    assert_eq!(
+        f.write(0, &[0; 3]),
+        Err(Error::FlashAlignment { offset: 0 })
+    );
+    assert_eq!(
+        f.write(N - 4, &[0; 8]),
+        Err(Error::FlashBounds {
+            offset: N - 4,
+            len: 8
+        })
+    );
+    assert_eq!(f.erase_page(3), Err(Error::FlashAlignment { offset: 3 }));
+    assert_eq!(
+        f.erase_page(N),
+        Err(Error::FlashBounds {
+            offset: N,
+            len: PAGE
+        })
+    );
+    f.erase_page(0).unwrap();
+    assert!(f.contents()[..PAGE].iter().all(|&b| b == 0xFF));
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        f.read(usize::MAX, &mut buf),
+        Err(Error::FlashBounds {
+            offset: usize::MAX,
+            len: 4
+        })
+    );
+    // After a cut every operation fails until power returns.
+    f.cut_power_after(2);
+    assert_eq!(f.write(0, &[0; 4]), Err(Error::FlashDevice));
+    assert_eq!(&f.contents()[..2], &[0, 0]);
+    assert_eq!(f.read(0, &mut buf), Err(Error::FlashDevice));
+    assert_eq!(f.erase_page(0), Err(Error::FlashDevice));
+    f.power_on();
+    f.read(0, &mut buf).unwrap();
+}

@@ -198,7 +198,10 @@ pub fn encode<T: Element>(
         });
     }
     for k in 0..layout.depth() {
-        if !weights[layout.weight_range(k)].iter().all(|w| w.is_finite()) {
+        if !weights[layout.weight_range(k)]
+            .iter()
+            .all(|w| w.is_finite())
+        {
             return Err(Error::NonFiniteWeight { layer: k });
         }
     }

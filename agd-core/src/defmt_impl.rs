@@ -76,10 +76,20 @@ impl defmt::Format for Error {
                 defmt::write!(f, "checkpoint: {} bytes, {} needed", got, needed)
             }
             Error::CheckpointLength { claimed, expected } => {
-                defmt::write!(f, "checkpoint: claims {} bytes, implies {}", claimed, expected)
+                defmt::write!(
+                    f,
+                    "checkpoint: claims {} bytes, implies {}",
+                    claimed,
+                    expected
+                )
             }
             Error::CheckpointCrc { stored, computed } => {
-                defmt::write!(f, "checkpoint: crc {=u32:#x} != {=u32:#x}", computed, stored)
+                defmt::write!(
+                    f,
+                    "checkpoint: crc {=u32:#x} != {=u32:#x}",
+                    computed,
+                    stored
+                )
             }
             Error::FlashBounds { offset, len } => {
                 defmt::write!(f, "flash: {} bytes at {} out of bounds", len, offset)

@@ -255,7 +255,10 @@ impl fmt::Display for Error {
                 "the checkpoint is corrupt: CRC-32 {computed:#010x}, stored {stored:#010x}"
             ),
             Error::FlashBounds { offset, len } => {
-                write!(f, "flash access of {len} bytes at {offset} is out of bounds")
+                write!(
+                    f,
+                    "flash access of {len} bytes at {offset} is out of bounds"
+                )
             }
             Error::FlashAlignment { offset } => {
                 write!(f, "flash offset or size {offset} is misaligned")

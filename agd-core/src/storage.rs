@@ -76,10 +76,10 @@ impl<const N: usize> RamFlash<N> {
     /// An erased flash of `N` bytes with this page and write size.
     pub const fn with_write_size(page_size: usize, write_size: usize) -> Result<Self, Error> {
         if page_size == 0
-            || N % page_size != 0
+            || !N.is_multiple_of(page_size)
             || !write_size.is_power_of_two()
             || write_size > MAX_WRITE
-            || page_size % write_size != 0
+            || !page_size.is_multiple_of(write_size)
         {
             return Err(Error::FlashAlignment { offset: page_size });
         }
@@ -174,7 +174,7 @@ impl<const N: usize> Flash for RamFlash<N> {
     }
 
     fn erase_page(&mut self, offset: usize) -> Result<(), Error> {
-        if offset % self.page != 0 {
+        if !offset.is_multiple_of(self.page) {
             return Err(Error::FlashAlignment { offset });
         }
         self.check_range(offset, self.page)?;
@@ -185,7 +185,7 @@ impl<const N: usize> Flash for RamFlash<N> {
     }
 
     fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
-        if offset % self.write_size != 0 || data.len() % self.write_size != 0 {
+        if !offset.is_multiple_of(self.write_size) || !data.len().is_multiple_of(self.write_size) {
             return Err(Error::FlashAlignment { offset });
         }
         self.check_range(offset, data.len())?;
@@ -254,9 +254,9 @@ impl<F: Flash> AbStore<F> {
         if page == 0
             || !ws.is_power_of_two()
             || ws > MAX_WRITE
-            || page % ws != 0
-            || base % page != 0
-            || slot_bytes % page != 0
+            || !page.is_multiple_of(ws)
+            || !base.is_multiple_of(page)
+            || !slot_bytes.is_multiple_of(page)
             || slot_bytes <= RECORD_OVERHEAD
         {
             return Err(Error::FlashAlignment { offset: base });
@@ -439,8 +439,7 @@ impl<F: Flash> AbStore<F> {
             let at = self.slot_at(s);
             let mut head = [0u8; 12];
             self.flash.read(at + HEADER_AT, &mut head)?;
-            self.flash
-                .read(at + RECORD_OVERHEAD, &mut out[..rec.len])?;
+            self.flash.read(at + RECORD_OVERHEAD, &mut out[..rec.len])?;
             let mut digest = CRC32.digest();
             digest.update(&head[..8]);
             digest.update(&out[..rec.len]);

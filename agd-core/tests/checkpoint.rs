@@ -89,7 +89,10 @@ fn round_trip<T: Element>() {
     // A longer buffer (a static one sized for the largest network) is fine.
     let mut longer = bytes.clone();
     longer.extend_from_slice(&[0xAB; 37]);
-    assert_eq!(bits(&decode_checked::<T>(&longer, &WIDTHS).unwrap()), bits(&got));
+    assert_eq!(
+        bits(&decode_checked::<T>(&longer, &WIDTHS).unwrap()),
+        bits(&got)
+    );
 }
 
 #[test]
@@ -118,7 +121,10 @@ fn layout_is_little_endian_as_documented() {
     assert_eq!(u16::from_le_bytes([b[4], b[5]]), VERSION);
     assert_eq!(b[6], 1);
     assert_eq!(b[7] as usize, WIDTHS.len());
-    assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), b.len() as u64);
+    assert_eq!(
+        u64::from_le_bytes(b[8..16].try_into().unwrap()),
+        b.len() as u64
+    );
     assert_eq!(&b[16..24], &PROGRESS.step.to_le_bytes());
     assert_eq!(&b[32..36], &5u32.to_le_bytes());
     let first = HEADER_BYTES + 4 * WIDTHS.len();
@@ -132,7 +138,10 @@ fn layout_is_little_endian_as_documented() {
 fn bad_magic() {
     let mut b = valid::<f32>();
     b[0] = b'X';
-    assert_eq!(decode_checked::<f32>(&b, &WIDTHS), Err(Error::CheckpointMagic));
+    assert_eq!(
+        decode_checked::<f32>(&b, &WIDTHS),
+        Err(Error::CheckpointMagic)
+    );
     assert_eq!(
         decode_checked::<f32>(b"PNG\x89 and more bytes", &WIDTHS),
         Err(Error::CheckpointMagic)

@@ -187,7 +187,8 @@ fn restore_into_a_network() {
     let mut back = [0u8; CKPT];
     let rec = s.restore(&mut back).unwrap();
     assert_eq!(other.view().load_checkpoint(&back[..rec.len]), Ok(p));
-    let bits = |n: &mut Tiny| -> Vec<u32> { n.view().weights().iter().map(|x| x.to_bits()).collect() };
+    let bits =
+        |n: &mut Tiny| -> Vec<u32> { n.view().weights().iter().map(|x| x.to_bits()).collect() };
     assert_eq!(bits(&mut net), bits(&mut other));
 }
 

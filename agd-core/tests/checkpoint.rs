@@ -480,3 +480,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn checkpoints_written_by_an_independent_encoder_load() {
+    // fuzz/seeds was written with Python's struct and zlib.crc32, not with this crate.
+    let f32_seed = include_bytes!("../../fuzz/seeds/checkpoint_decode/f32_5_7_3_2");
+    let mut w = vec![0f32; P];
+    let p = decode(f32_seed, &WIDTHS, &mut w).unwrap();
+    assert_eq!(p, Progress { step: 42, rng: 7 });
+    for (i, &x) in w.iter().enumerate() {
+        assert_eq!(x, ((i as f64) * 0.37).sin() as f32);
+    }
+    let f64_seed = include_bytes!("../../fuzz/seeds/checkpoint_decode/f64_5_7_3_2");
+    let mut w = vec![0f64; P];
+    assert_eq!(
+        decode(f64_seed, &WIDTHS, &mut w),
+        Ok(Progress { step: 1, rng: 2 })
+    );
+    assert_eq!(w[10], (10.0f64 * 0.37).sin());
+    let small = include_bytes!("../../fuzz/seeds/checkpoint_decode/f32_2_1");
+    assert_eq!(inspect(small).unwrap().widths.as_slice(), &[2, 1]);
+}

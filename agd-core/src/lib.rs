@@ -11,7 +11,11 @@
 //! * [`init::orthogonal`] draws semi-orthogonal weights scaled by `sqrt(d_out/d_in)` from any
 //!   `rand_core` RNG.
 //! * [`Agd::step`] is the reference step; it returns a [`StepReport`] (G, η, norms) and
-//!   refuses non-finite gradients without touching a weight.
+//!   refuses non-finite gradients, and updates that could overflow a weight, without
+//!   touching a weight.
+//! * [`checkpoint`] saves weights and progress into a caller's byte buffer (CRC-32, typed
+//!   errors for every way bytes can be wrong); [`storage::AbStore`] keeps it on flash in two
+//!   slots so that a power cut never loses the last good one.
 //!
 //! ```
 //! use agd_core::{Agd, Loss, Network};

@@ -25,6 +25,30 @@
 //! no byte of the mark is `0x00` or `0xFF`), and the other slot, untouched, still holds the
 //! previous checkpoint. Restore takes the valid record with the highest sequence number;
 //! "valid" means the exact mark, a length that fits and a matching CRC.
+//!
+//! ```
+//! use agd_core::Network;
+//! use agd_core::checkpoint::{ElemType, Progress, checkpoint_len};
+//! use agd_core::storage::{AbStore, RamFlash, slot_bytes};
+//!
+//! agd_core::dense_network!(Net: f32 = [4, 8, 3], batch 2);
+//! const CKPT: usize = checkpoint_len(Net::WIDTHS, ElemType::F32);
+//! const SLOT: usize = slot_bytes(CKPT, 256);
+//!
+//! let mut net = Net::new();
+//! net.view().init_orthogonal(&mut agd_core::SplitMix64::new(1));
+//! // A real device passes its flash driver (an impl of `Flash`) instead.
+//! let flash = RamFlash::<{ 2 * SLOT }>::new(256).unwrap();
+//! let mut store = AbStore::new(flash, 0, SLOT).unwrap();
+//! let mut buf = [0u8; CKPT];
+//! let n = net.view().save_checkpoint(Progress { step: 10, rng: 3 }, &mut buf).unwrap();
+//! store.commit(&buf[..n]).unwrap();
+//!
+//! // After a reset:
+//! let rec = store.restore(&mut buf).unwrap();
+//! let progress = net.view().load_checkpoint(&buf[..rec.len]).unwrap();
+//! assert_eq!(progress.step, 10);
+//! ```
 
 use crate::checkpoint::CRC32;
 use crate::error::Error;
@@ -284,9 +308,9 @@ impl<F: Flash> AbStore<F> {
         self.flash
     }
 
-    /// Largest checkpoint a slot holds.
+    /// Largest checkpoint a slot holds (the record's length field is a `u32`).
     pub fn capacity(&self) -> usize {
-        self.slot - RECORD_OVERHEAD
+        (self.slot - RECORD_OVERHEAD).min(u32::MAX as usize)
     }
 
     fn slot_at(&self, s: usize) -> usize {

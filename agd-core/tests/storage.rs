@@ -289,3 +289,43 @@ fn ram_flash_keeps_nor_rules() {
     f.power_on();
     f.read(0, &mut buf).unwrap();
 }
+
+/// Writes a record by hand, as an older build or another device might have left it.
+fn write_record(s: &mut Store, slot: usize, seq: u32, payload: &[u8]) {
+    use crc::{CRC_32_ISO_HDLC, Crc};
+    let at = BASE + slot * SLOT;
+    let mut head = [0xFFu8; 32];
+    head[0..4].copy_from_slice(&seq.to_le_bytes());
+    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+    let mut d = crc.digest();
+    d.update(&head[..8]);
+    d.update(payload);
+    head[8..12].copy_from_slice(&d.finalize().to_le_bytes());
+    let f = s.flash();
+    for p in (at..at + SLOT).step_by(PAGE) {
+        f.erase_page(p).unwrap();
+    }
+    f.write(at + 32, &head).unwrap();
+    f.write(at + RECORD_OVERHEAD, payload).unwrap();
+    f.write(at, b"AGD!").unwrap();
+}
+
+#[test]
+fn sequence_numbers_wrap_around() {
+    let (a, b, c) = (checkpoint(1), checkpoint(2), checkpoint(3));
+    let mut s = store(1);
+    write_record(&mut s, 0, u32::MAX, &a);
+    write_record(&mut s, 1, 0, &b);
+    // 0 comes after u32::MAX.
+    assert_eq!(restored(&mut s).unwrap(), b);
+    let rec = s.commit(&c).unwrap();
+    assert_eq!(rec.seq, 1);
+    assert_eq!(restored(&mut s).unwrap(), c);
+    // The hand-written format is the documented one: a record with a wrong CRC is ignored.
+    let mut s = store(1);
+    write_record(&mut s, 0, 5, &a);
+    let f = s.flash();
+    f.write(BASE + 32 + 8, &[0x00]).unwrap();
+    assert_eq!(restored(&mut s), Err(Error::NoCheckpoint));
+}

@@ -118,9 +118,8 @@ pub fn amax<T: Element>(x: &[T]) -> T {
     let mut m = T::ZERO;
     for &v in x {
         let a = v.abs();
-        // `a != a` only for NaN, which must win over every number.
-        #[allow(clippy::eq_op)]
-        if a != a {
+        // Only NaN is unordered with itself; it must win over every number.
+        if a.partial_cmp(&a).is_none() {
             return a;
         }
         if a > m {

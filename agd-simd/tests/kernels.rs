@@ -256,7 +256,11 @@ struct MatCase {
 
 fn mat_case() -> impl Strategy<Value = MatCase> {
     (
-        (select(SHAPES.to_vec()), select(SHAPES.to_vec()), select(SHAPES.to_vec())),
+        (
+            select(SHAPES.to_vec()),
+            select(SHAPES.to_vec()),
+            select(SHAPES.to_vec()),
+        ),
         prop_oneof![Just(1.0), Just(-1.0), Just(0.0), -3.0..3.0f64],
         prop_oneof![Just(0.0), Just(1.0), -2.0..2.0f64],
         -3..=3i32,
@@ -322,9 +326,7 @@ fn check_matmul<T: Element>(op: Op, cs: &MatCase) -> Result<(), TestCaseError> {
             let (f, s) = (fast[idx].to_f64(), slow[idx].to_f64());
             prop_assert!(f.is_finite(), "C[{i},{j}] = {f} not finite");
             let sum_abs: f64 = (0..k)
-                .map(|p| {
-                    (a[op.a_at(m, k, i, p)].to_f64() * b[op.b_at(n, k, p, j)].to_f64()).abs()
-                })
+                .map(|p| (a[op.a_at(m, k, i, p)].to_f64() * b[op.b_at(n, k, p, j)].to_f64()).abs())
                 .sum();
             let c_term = if beta == T::ZERO {
                 0.0
@@ -497,13 +499,24 @@ fn check_dot<T: Element>(n: usize, extra: usize, seed: u64, mag: i32) -> Result<
         .map(|(x, y)| (x.to_f64() * y.to_f64()).abs())
         .sum();
     let allowed = 2.0 * gamma::<T>(n) * sum_abs + n as f64 * T::MIN_POSITIVE.to_f64();
-    prop_assert!((f - s).abs() <= allowed, "dot n={n}: fast {f} naive {s}, allowed {allowed:e}");
+    prop_assert!(
+        (f - s).abs() <= allowed,
+        "dot n={n}: fast {f} naive {s}, allowed {allowed:e}"
+    );
     // Unequal lengths use the common prefix, whichever side is longer.
-    prop_assert_eq!(agd_simd::dot(&b, &a).to_bits_u64(), agd_simd::dot(&b[..n], &a).to_bits_u64());
+    prop_assert_eq!(
+        agd_simd::dot(&b, &a).to_bits_u64(),
+        agd_simd::dot(&b[..n], &a).to_bits_u64()
+    );
     Ok(())
 }
 
-fn check_axpy<T: Element>(n: usize, extra: usize, alpha: f64, seed: u64) -> Result<(), TestCaseError> {
+fn check_axpy<T: Element>(
+    n: usize,
+    extra: usize,
+    alpha: f64,
+    seed: u64,
+) -> Result<(), TestCaseError> {
     let mut rng = Rng::new(seed);
     let x = random_vec::<T>(&mut rng, n, 2.0, 0.1);
     let y0 = random_vec::<T>(&mut rng, n + extra, 2.0, 0.0);
@@ -519,7 +532,13 @@ fn check_axpy<T: Element>(n: usize, extra: usize, alpha: f64, seed: u64) -> Resu
             let allowed = tol * (alpha.to_f64() * x[i].to_f64()).abs()
                 + tol * y0[i].to_f64().abs()
                 + T::MIN_POSITIVE.to_f64();
-            prop_assert!((f - s).abs() <= allowed, "axpy y[{}]: fast {} naive {}", i, f, s);
+            prop_assert!(
+                (f - s).abs() <= allowed,
+                "axpy y[{}]: fast {} naive {}",
+                i,
+                f,
+                s
+            );
         }
         Ok(())
     };

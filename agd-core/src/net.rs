@@ -153,7 +153,7 @@ impl<'a, T: Element> NetMut<'a, T> {
     /// the batch size.
     pub fn set_input(&mut self, samples: &[T]) -> Result<usize, Error> {
         let d0 = self.layout.inputs();
-        if samples.is_empty() || samples.len() % d0 != 0 {
+        if samples.is_empty() || !samples.len().is_multiple_of(d0) {
             return Err(Error::BufferSize {
                 buffer: "input",
                 expected: d0,

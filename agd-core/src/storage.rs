@@ -19,7 +19,9 @@
 //! 64           len    the checkpoint (see crate::checkpoint)
 //! ```
 //! A commit goes to the slot that does not hold the newest valid record: first it clears the
-//! commit mark to zeros (the slot is then invalid for sure), erases the slot's pages, writes
+//! commit mark to zeros (the slot is then invalid for sure; skipped on flash that cannot write
+//! a unit twice, where a half-erased old record is still refused by its CRC, and would lose to
+//! the newer record anyway), erases the slot's pages, writes
 //! header and checkpoint, reads them back, and writes the commit mark last. A cut before the
 //! mark is complete leaves the slot invalid (an erased, torn or zeroed mark is not the mark:
 //! no byte of the mark is `0x00` or `0xFF`), and the other slot, untouched, still holds the
@@ -64,6 +66,12 @@ pub trait Flash {
     fn write_size(&self) -> usize {
         1
     }
+    /// Whether a written unit may be programmed again before its erase (clearing more bits).
+    /// Plain NOR allows it; flash with ECC per word (STM32L4, STM32H7) does not, and then
+    /// [`AbStore`] skips the zeroing of the old commit mark and relies on the CRC alone there.
+    fn multiwrite(&self) -> bool {
+        true
+    }
     /// Sets every byte of the page starting at `offset` (a multiple of the page size) to `0xFF`.
     fn erase_page(&mut self, offset: usize) -> Result<(), Error>;
     /// Programs `data` at `offset`: every bit cleared in `data` is cleared in flash; offset and
@@ -87,6 +95,7 @@ pub struct RamFlash<const N: usize> {
     /// Byte operations left before the simulated power cut.
     budget: Option<usize>,
     powered: bool,
+    multiwrite: bool,
     /// xorshift64 state choosing which bits of the byte being worked on the cut has changed.
     noise: u64,
 }
@@ -114,6 +123,7 @@ impl<const N: usize> RamFlash<N> {
             ops: 0,
             budget: None,
             powered: true,
+            multiwrite: true,
             noise: 0x9E37_79B9_7F4A_7C15,
         })
     }
@@ -123,6 +133,12 @@ impl<const N: usize> RamFlash<N> {
     /// [`Error::FlashDevice`], and so does every later one until [`RamFlash::power_on`].
     pub fn cut_power_after(&mut self, ops: usize) {
         self.budget = Some(ops);
+    }
+
+    /// Models flash with ECC per write unit: a unit may only be written while all its bytes
+    /// are erased ([`Error::FlashNotErased`] otherwise).
+    pub fn set_single_write(&mut self) {
+        self.multiwrite = false;
     }
 
     /// Seeds the choice of half-changed bits at a power cut.
@@ -197,6 +213,10 @@ impl<const N: usize> Flash for RamFlash<N> {
         self.write_size
     }
 
+    fn multiwrite(&self) -> bool {
+        self.multiwrite
+    }
+
     fn erase_page(&mut self, offset: usize) -> Result<(), Error> {
         if !offset.is_multiple_of(self.page) {
             return Err(Error::FlashAlignment { offset });
@@ -214,6 +234,11 @@ impl<const N: usize> Flash for RamFlash<N> {
         }
         self.check_range(offset, data.len())?;
         if let Some(i) = (0..data.len()).find(|&i| self.mem[offset + i] & data[i] != data[i]) {
+            return Err(Error::FlashNotErased { offset: offset + i });
+        }
+        if !self.multiwrite
+            && let Some(i) = (0..data.len()).find(|&i| self.mem[offset + i] != 0xFF)
+        {
             return Err(Error::FlashNotErased { offset: offset + i });
         }
         for (i, &d) in data.iter().enumerate() {
@@ -397,8 +422,11 @@ impl<F: Flash> AbStore<F> {
         let ws = self.flash.write_size();
         let mark_len = ws.max(COMMIT_MARK.len());
 
-        // 1. Invalidate: zeros over the mark (only clears bits, so allowed without an erase).
-        self.flash.write(at, &[0u8; MAX_WRITE][..mark_len])?;
+        // 1. Invalidate: zeros over the mark (only clears bits, so allowed without an erase
+        //    where the flash lets a unit be written twice).
+        if self.flash.multiwrite() {
+            self.flash.write(at, &[0u8; MAX_WRITE][..mark_len])?;
+        }
         // 2. Erase the slot.
         let page = self.flash.page_size();
         for p in (at..at + self.slot).step_by(page) {
@@ -472,5 +500,120 @@ impl<F: Flash> AbStore<F> {
             }
         }
         Err(Error::NoCheckpoint)
+    }
+}
+
+/// Any [`embedded_storage::nor_flash::NorFlash`] (the flash driver trait HALs implement) as a
+/// [`Flash`]: page size = `ERASE_SIZE`, write size = `WRITE_SIZE` (at most 32), reads of any
+/// alignment through a small buffer when `READ_SIZE > 1`. Driver errors map to
+/// [`Error::FlashAlignment`], [`Error::FlashBounds`] or [`Error::FlashDevice`].
+#[derive(Debug)]
+pub struct NorFlashAdapter<F> {
+    flash: F,
+    multiwrite: bool,
+}
+
+impl<F: embedded_storage::nor_flash::NorFlash> NorFlashAdapter<F> {
+    /// A flash whose write units may be written only once between erases.
+    pub fn new(flash: F) -> Self {
+        NorFlashAdapter {
+            flash,
+            multiwrite: false,
+        }
+    }
+
+    /// A flash that allows writing a unit again to clear more bits.
+    pub fn multiwrite(flash: F) -> Self
+    where
+        F: embedded_storage::nor_flash::MultiwriteNorFlash,
+    {
+        NorFlashAdapter {
+            flash,
+            multiwrite: true,
+        }
+    }
+
+    /// Gives the driver back.
+    pub fn into_inner(self) -> F {
+        self.flash
+    }
+}
+
+fn nor_error<E: embedded_storage::nor_flash::NorFlashError>(
+    e: E,
+    offset: usize,
+    len: usize,
+) -> Error {
+    use embedded_storage::nor_flash::NorFlashErrorKind as K;
+    match e.kind() {
+        K::NotAligned => Error::FlashAlignment { offset },
+        K::OutOfBounds => Error::FlashBounds { offset, len },
+        _ => Error::FlashDevice,
+    }
+}
+
+fn nor_offset(offset: usize, len: usize) -> Result<u32, Error> {
+    u32::try_from(offset).map_err(|_| Error::FlashBounds { offset, len })
+}
+
+impl<F: embedded_storage::nor_flash::NorFlash> Flash for NorFlashAdapter<F> {
+    fn capacity(&self) -> usize {
+        self.flash.capacity()
+    }
+
+    fn page_size(&self) -> usize {
+        F::ERASE_SIZE
+    }
+
+    fn write_size(&self) -> usize {
+        F::WRITE_SIZE
+    }
+
+    fn multiwrite(&self) -> bool {
+        self.multiwrite
+    }
+
+    fn erase_page(&mut self, offset: usize) -> Result<(), Error> {
+        let from = nor_offset(offset, F::ERASE_SIZE)?;
+        let to = nor_offset(offset + F::ERASE_SIZE, 0)?;
+        self.flash
+            .erase(from, to)
+            .map_err(|e| nor_error(e, offset, F::ERASE_SIZE))
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        let at = nor_offset(offset, data.len())?;
+        self.flash
+            .write(at, data)
+            .map_err(|e| nor_error(e, offset, data.len()))
+    }
+
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        let (rs, len) = (F::READ_SIZE, buf.len());
+        if rs <= 1 {
+            let at = nor_offset(offset, len)?;
+            return self
+                .flash
+                .read(at, buf)
+                .map_err(|e| nor_error(e, offset, len));
+        }
+        if rs > MAX_WRITE || !rs.is_power_of_two() {
+            return Err(Error::FlashAlignment { offset });
+        }
+        // Whole READ_SIZE units through a bounce buffer.
+        let mut unit = [0u8; MAX_WRITE];
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = offset + done;
+            let start = pos - pos % rs;
+            self.flash
+                .read(nor_offset(start, rs)?, &mut unit[..rs])
+                .map_err(|e| nor_error(e, offset, len))?;
+            let skip = pos - start;
+            let n = (rs - skip).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&unit[skip..skip + n]);
+            done += n;
+        }
+        Ok(())
     }
 }

@@ -2,8 +2,13 @@
 //! write, mark) never lose the last good checkpoint, and restore never yields anything else.
 
 use agd_core::checkpoint::{ElemType, Progress, checkpoint_len, encode};
-use agd_core::storage::{AbStore, Flash, RECORD_OVERHEAD, RamFlash, Record, slot_bytes};
+use agd_core::storage::{
+    AbStore, Flash, NorFlashAdapter, RECORD_OVERHEAD, RamFlash, Record, slot_bytes,
+};
 use agd_core::{Error, Network, SplitMix64};
+use embedded_storage::nor_flash::{
+    ErrorType, MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash,
+};
 
 const WIDTHS: [usize; 3] = [3, 4, 2];
 const PAGE: usize = 128;
@@ -28,7 +33,15 @@ fn checkpoint(id: u64) -> Vec<u8> {
 }
 
 fn store(write_size: usize) -> Store {
-    let flash = RamFlash::<N>::with_write_size(PAGE, write_size).unwrap();
+    store_mode(write_size, false)
+}
+
+/// `single_write`: flash with ECC per write unit, where a unit is written once per erase.
+fn store_mode(write_size: usize, single_write: bool) -> Store {
+    let mut flash = RamFlash::<N>::with_write_size(PAGE, write_size).unwrap();
+    if single_write {
+        flash.set_single_write();
+    }
     AbStore::new(flash, BASE, SLOT).unwrap()
 }
 
@@ -40,8 +53,8 @@ fn restored(s: &mut Store) -> Result<Vec<u8>, Error> {
 }
 
 /// Byte operations of committing `new` after `prior`.
-fn commit_ops(write_size: usize, prior: &[Vec<u8>], new: &[u8]) -> usize {
-    let mut s = store(write_size);
+fn commit_ops(write_size: usize, single: bool, prior: &[Vec<u8>], new: &[u8]) -> usize {
+    let mut s = store_mode(write_size, single);
     for c in prior {
         s.commit(c).unwrap();
     }
@@ -52,14 +65,14 @@ fn commit_ops(write_size: usize, prior: &[Vec<u8>], new: &[u8]) -> usize {
 
 /// Cuts the power at every byte operation of a commit, for several bit-noise seeds, and
 /// checks what restore gives. Returns how often the old and the new checkpoint came back.
-fn sweep(write_size: usize, prior: &[Vec<u8>], new: &[u8]) -> (usize, usize) {
-    let total = commit_ops(write_size, prior, new);
+fn sweep(write_size: usize, single: bool, prior: &[Vec<u8>], new: &[u8]) -> (usize, usize) {
+    let total = commit_ops(write_size, single, prior, new);
     // Invalidate (mark) + the slot's erase + header + checkpoint + mark, at least.
     assert!(total >= SLOT + 32 + CKPT);
     let (mut olds, mut news) = (0, 0);
     for seed in 0..3u64 {
         for cut in 0..=total {
-            let mut s = store(write_size);
+            let mut s = store_mode(write_size, single);
             for c in prior {
                 s.commit(c).unwrap();
             }
@@ -95,24 +108,31 @@ fn sweep(write_size: usize, prior: &[Vec<u8>], new: &[u8]) -> (usize, usize) {
 #[test]
 fn power_cut_at_every_byte_keeps_old_or_new() {
     let (a, b, c) = (checkpoint(1), checkpoint(2), checkpoint(3));
-    for ws in [1, 4, 8, 32] {
+    for (ws, single) in [
+        (1, false),
+        (4, false),
+        (8, false),
+        (32, false),
+        (8, true),
+        (32, true),
+    ] {
         // Both slots full: the commit overwrites the older one.
-        let (olds, news) = sweep(ws, &[a.clone(), b.clone()], &c);
+        let (olds, news) = sweep(ws, single, &[a.clone(), b.clone()], &c);
         // The new one is only back once the 4 mark bytes are all written: when the power
         // holds to the end, or goes while the 0xFF padding of a wider write unit is written.
         assert_eq!(news, 3 * (ws.max(4) - 3), "write size {ws}");
         assert!(olds > 3 * SLOT, "write size {ws}");
         // One slot full, the other erased.
-        sweep(ws, std::slice::from_ref(&a), &b);
+        sweep(ws, single, std::slice::from_ref(&a), &b);
         // Blank flash: the first commit ever.
-        sweep(ws, &[], &a);
+        sweep(ws, single, &[], &a);
     }
 }
 
 #[test]
 fn two_cuts_in_a_row_still_keep_the_last_good_one() {
     let (a, b, c, d) = (checkpoint(1), checkpoint(2), checkpoint(3), checkpoint(4));
-    let total = commit_ops(1, &[a.clone(), b.clone()], &c);
+    let total = commit_ops(1, false, &[a.clone(), b.clone()], &c);
     for first in (0..total).step_by(7) {
         for second in (0..total).step_by(13) {
             let mut s = store(1);
@@ -328,4 +348,107 @@ fn sequence_numbers_wrap_around() {
     let f = s.flash();
     f.write(BASE + 32 + 8, &[0x00]).unwrap();
     assert_eq!(restored(&mut s), Err(Error::NoCheckpoint));
+}
+
+#[test]
+fn single_write_flash_refuses_a_second_write_to_a_unit() {
+    let mut f = RamFlash::<N>::with_write_size(PAGE, 8).unwrap();
+    f.set_single_write();
+    assert!(!f.multiwrite());
+    f.write(0, &[0xF0; 8]).unwrap();
+    assert_eq!(
+        f.write(0, &[0; 8]),
+        Err(Error::FlashNotErased { offset: 0 })
+    );
+    f.erase_page(0).unwrap();
+    f.write(0, &[0; 8]).unwrap();
+}
+
+/// A HAL-style driver: embedded-storage's traits over a RamFlash, with a read size of 4.
+struct Driver(RamFlash<N>);
+
+fn kind(e: Error) -> NorFlashErrorKind {
+    match e {
+        Error::FlashAlignment { .. } => NorFlashErrorKind::NotAligned,
+        Error::FlashBounds { .. } => NorFlashErrorKind::OutOfBounds,
+        _ => NorFlashErrorKind::Other,
+    }
+}
+
+impl ErrorType for Driver {
+    type Error = NorFlashErrorKind;
+}
+
+impl ReadNorFlash for Driver {
+    const READ_SIZE: usize = 4;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        self.0.read(offset as usize, bytes).map_err(kind)
+    }
+    fn capacity(&self) -> usize {
+        N
+    }
+}
+
+impl NorFlash for Driver {
+    const WRITE_SIZE: usize = 8;
+    const ERASE_SIZE: usize = PAGE;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        for p in (from..to).step_by(PAGE) {
+            self.0.erase_page(p as usize).map_err(kind)?;
+        }
+        Ok(())
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.0.write(offset as usize, bytes).map_err(kind)
+    }
+}
+
+impl MultiwriteNorFlash for Driver {}
+
+#[test]
+fn an_embedded_storage_driver_works_through_the_adapter() {
+    let (a, b) = (checkpoint(1), checkpoint(2));
+    for multi in [false, true] {
+        let mut raw = RamFlash::<N>::with_write_size(PAGE, 8).unwrap();
+        if !multi {
+            raw.set_single_write();
+        }
+        let adapter = if multi {
+            NorFlashAdapter::multiwrite(Driver(raw))
+        } else {
+            NorFlashAdapter::new(Driver(raw))
+        };
+        assert_eq!(adapter.multiwrite(), multi);
+        let mut s = AbStore::new(adapter, BASE, SLOT).unwrap();
+        s.commit(&a).unwrap();
+        s.commit(&b).unwrap();
+        let mut buf = vec![0u8; CKPT];
+        let rec = s.restore(&mut buf).unwrap();
+        assert_eq!((rec.seq, &buf[..]), (2, &b[..]));
+        // Unaligned reads go through the bounce buffer.
+        let mut odd = [0u8; 7];
+        s.flash()
+            .read(BASE + SLOT + RECORD_OVERHEAD + 3, &mut odd)
+            .unwrap();
+        assert_eq!(&odd[..], &b[3..10]);
+        // Driver errors map to typed errors.
+        assert_eq!(
+            s.flash().write(N, &[0; 8]),
+            Err(Error::FlashBounds { offset: N, len: 8 })
+        );
+        assert_eq!(
+            s.flash().write(4, &[0; 8]),
+            Err(Error::FlashAlignment { offset: 4 })
+        );
+        assert_eq!(
+            s.flash().erase_page(N),
+            Err(Error::FlashBounds {
+                offset: N,
+                len: PAGE
+            })
+        );
+    }
 }

@@ -146,6 +146,21 @@ fn bad_magic() {
         decode_checked::<f32>(b"PNG\x89 and more bytes", &WIDTHS),
         Err(Error::CheckpointMagic)
     );
+    // Shorter than the magic, but not its start.
+    assert_eq!(
+        decode_checked::<f32>(b"{}", &WIDTHS),
+        Err(Error::CheckpointMagic)
+    );
+    // Empty, or the start of the magic: truncated.
+    for short in [&b""[..], b"AG"] {
+        assert_eq!(
+            decode_checked::<f32>(short, &WIDTHS),
+            Err(Error::CheckpointTruncated {
+                needed: HEADER_BYTES + CRC_BYTES,
+                got: short.len()
+            })
+        );
+    }
 }
 
 #[test]

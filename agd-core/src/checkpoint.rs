@@ -128,7 +128,8 @@ fn checked_len(widths: &[usize], elem: ElemType) -> Option<usize> {
 pub struct Progress {
     /// Steps taken so far.
     pub step: u64,
-    /// State of the data-order RNG ([`crate::SplitMix64::state`]).
+    /// State of the data-order RNG ([`crate::SplitMix64::state`]); `SplitMix64::new(rng)`
+    /// continues its sequence exactly where it was saved.
     pub rng: u64,
 }
 

@@ -516,3 +516,24 @@ fn checkpoints_written_by_an_independent_encoder_load() {
     let small = include_bytes!("../../fuzz/seeds/checkpoint_decode/f32_2_1");
     assert_eq!(inspect(small).unwrap().widths.as_slice(), &[2, 1]);
 }
+
+#[test]
+fn the_saved_rng_state_continues_the_sequence() {
+    use rand_core::Rng;
+    let mut rng = SplitMix64::new(2026);
+    for _ in 0..5 {
+        rng.next_u64();
+    }
+    let mut out = valid::<f32>();
+    let p = Progress {
+        step: 5,
+        rng: rng.state(),
+    };
+    encode(&WIDTHS, &weights::<f32>(), p, &mut out).unwrap();
+    let mut w = vec![0f32; P];
+    let back = decode(&out, &WIDTHS, &mut w).unwrap();
+    let mut resumed = SplitMix64::new(back.rng);
+    for _ in 0..10 {
+        assert_eq!(resumed.next_u64(), rng.next_u64());
+    }
+}

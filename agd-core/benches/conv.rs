@@ -41,7 +41,12 @@ fn direct_forward(cv: &Conv2d, w: &[f32], x: &[f32], z: &mut [f32]) {
 
 const MNIST_CNN: [LayerSpec; 4] = chain(
     [1, 28, 28],
-    [conv(16, 3, 1, 1), conv(32, 3, 2, 1), conv(32, 3, 2, 1), dense(10)],
+    [
+        conv(16, 3, 1, 1),
+        conv(32, 3, 2, 1),
+        conv(32, 3, 2, 1),
+        dense(10),
+    ],
 );
 
 fn gaussian(n: usize, seed: u64) -> Vec<f32> {

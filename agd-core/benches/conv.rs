@@ -118,5 +118,35 @@ fn cnn_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, layer_forward, cnn_step);
+/// Where the CNN step's time goes: each conv layer's forward and backward at batch 128.
+fn cnn_layers(c: &mut Criterion) {
+    let batch = 128;
+    let mut g = c.benchmark_group("MNIST CNN conv layers, batch 128, f32");
+    g.sample_size(10);
+    for (k, layer) in MNIST_CNN.iter().enumerate() {
+        let LayerSpec::Conv(cv) = *layer else {
+            continue;
+        };
+        let w = gaussian(cv.param_count(), 1);
+        let x = gaussian(batch * cv.in_features(), 2);
+        let d = gaussian(batch * cv.out_features(), 3);
+        let mut z = vec![0.0f32; batch * cv.out_features()];
+        let mut gw = vec![0.0f32; cv.param_count()];
+        let mut gx = vec![0.0f32; batch * cv.in_features()];
+        let mut scratch = vec![0.0f32; cv.scratch_len()];
+        g.bench_function(format!("layer {k} forward"), |b| {
+            b.iter(|| cv.forward(batch, &w, &x, &mut z, &mut scratch).unwrap())
+        });
+        g.bench_function(format!("layer {k} backward"), |b| {
+            b.iter(|| {
+                let prev = if k > 0 { Some(&mut gx[..]) } else { None };
+                cv.backward(batch, &w, &x, &d, Some(&mut gw), prev, &mut scratch)
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, layer_forward, cnn_step, cnn_layers);
 criterion_main!(benches);

@@ -445,3 +445,30 @@ fn the_property_test_exercises_both_outcomes() {
     let (_, refused) = run_case::<f32>(&gain);
     assert!(refused > 0);
 }
+
+#[test]
+fn a_conv_step_never_overflows_a_weight() {
+    use agd_core::spec::{LayerSpec, SpecLayout, chain, conv, dense};
+    const LAYERS: [LayerSpec; 2] = chain([1, 3, 3], [conv(2, 3, 1, 1), dense(2)]);
+    let layout = SpecLayout::new(&LAYERS).unwrap();
+    let p = layout.param_count();
+    let g: Vec<f32> = (0..p)
+        .map(|i| if i % 2 == 0 { -1.0 } else { 0.5 })
+        .collect();
+    let mut norms = vec![0.0f32; layout.norm_count()];
+    // Weights near the top of the range, and a gain whose updates (norm gain·η·s_k/L per
+    // slice) would carry them past f32::MAX.
+    let w0: Vec<f32> = (0..p)
+        .map(|i| f32::MAX * (0.99 - 0.001 * i as f32 / p as f32))
+        .collect();
+    let agd = Agd::with_gain(1e38f32).unwrap();
+    let mut w = w0.clone();
+    let err = agd.step_spec(layout, &mut w, &g, &mut norms).unwrap_err();
+    assert!(matches!(err, Error::WeightOverflow { .. }), "{err:?}");
+    assert_eq!(bits(&w), bits(&w0));
+    // The reference gain from the same weights: a step, every weight finite.
+    Agd::new()
+        .step_spec(layout, &mut w, &g, &mut norms)
+        .unwrap();
+    assert!(w.iter().all(|x| x.is_finite()));
+}

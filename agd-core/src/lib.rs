@@ -12,6 +12,8 @@
 //!   `rand_core` RNG.
 //! * [`Agd::step`] is the reference step; it returns a [`StepReport`] (G, η, norms) and
 //!   refuses non-finite gradients without touching a weight.
+//! * [`Agd::step_buffer_free`] (module [`buffer_free`]) is the same step with no gradient
+//!   buffer: norms from the Gram identity, then a rank-B update straight into the weights.
 //!
 //! ```
 //! use agd_core::{Agd, Loss, Network};
@@ -29,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod agd;
+pub mod buffer_free;
 #[cfg(feature = "defmt")]
 mod defmt_impl;
 mod error;

@@ -153,7 +153,7 @@ impl<'a, T: Element> NetMut<'a, T> {
     /// the batch size.
     pub fn set_input(&mut self, samples: &[T]) -> Result<usize, Error> {
         let d0 = self.layout.inputs();
-        if samples.is_empty() || samples.len() % d0 != 0 {
+        if samples.is_empty() || !samples.len().is_multiple_of(d0) {
             return Err(Error::BufferSize {
                 buffer: "input",
                 expected: d0,
@@ -300,6 +300,29 @@ impl<'a, T: Element> NetMut<'a, T> {
     ) -> Result<TrainReport<T>, Error> {
         let (value, correct) = self.compute_grads(loss, targets)?;
         let step = agd.step(self.layout, self.weights, self.grads)?;
+        Ok(TrainReport {
+            loss: value,
+            correct,
+            step,
+        })
+    }
+
+    /// One training step with the gradient-buffer-free AGD step ([`Agd::step_buffer_free`])
+    /// on a batch already in the input block: forward, loss, back-propagated errors, then the
+    /// rank-B update straight into the weights. Works with or without a gradient buffer (the
+    /// buffer is neither read nor written). On any error the weights are exactly as before.
+    pub fn train_step_buffer_free(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<TrainReport<T>, Error> {
+        let batch = targets.len();
+        self.forward(batch)?;
+        let value = self.loss_grad(loss, targets)?;
+        let correct = self.count_correct(targets);
+        self.backprop_errors(batch)?;
+        let step = agd.step_buffer_free(self, batch)?;
         Ok(TrainReport {
             loss: value,
             correct,

@@ -27,7 +27,7 @@
 //! assert!(second.loss < first.loss);
 //! ```
 
-use agd_simd::{Element, amax, dot, matmul_tn};
+use agd_simd::{Element, amax, matmul_nt, matmul_tn};
 use heapless::Vec;
 
 use crate::agd::{Agd, Coefficient, StepReport, summarize};
@@ -41,7 +41,7 @@ use crate::net::NetMut;
 /// `deltas` is `batch x d_out` and `inputs` is `batch x d_in`, row-major (one sample per row).
 /// A NaN or infinite entry gives a NaN or infinite norm; an all-zero `δ` or `h` gives exactly 0.
 ///
-/// Fast path: one pass of plain dot products. Only if that sum overflowed or is so small that
+/// Fast path: plain Gram blocks (`gram_sum_blocked`). Only if that sum overflowed or is so small that
 /// products may have underflowed is it redone with every entry divided by the largest
 /// magnitude of its block (the scaling of LAPACK's `xLASSQ`, here on two factors), so the
 /// result is right from the smallest subnormal to the largest finite entries.
@@ -71,7 +71,7 @@ pub fn grad_norm<T: Element>(batch: usize, deltas: &[T], inputs: &[T]) -> Result
         });
     }
     let (d_out, d_in) = (deltas.len() / batch, inputs.len() / batch);
-    let plain = gram_sum(batch, deltas, d_out, inputs, d_in, dot, dot);
+    let plain = gram_sum_blocked(batch, deltas, d_out, inputs, d_in)?;
     if plain.is_finite() && plain >= T::MIN_POSITIVE / T::EPSILON {
         return Ok(plain.sqrt());
     }
@@ -96,6 +96,46 @@ pub fn grad_norm<T: Element>(batch: usize, deltas: &[T], inputs: &[T]) -> Result
     // The Gram sum is a norm squared; rounding can leave it a hair below 0 when g ≈ 0.
     let scaled = if scaled > T::ZERO { scaled } else { T::ZERO };
     Ok(a_d * (a_h * scaled.sqrt()))
+}
+
+/// `Σ_{n,m} (δ_n·δ_m)(h_n·h_m)` from 4x4 blocks of the two Gram matrices `Δ Δᵀ` and `H Hᵀ`,
+/// each a small [`matmul_nt`] (the kernels' fastest shape), blocks above the diagonal counted
+/// twice by symmetry. Plain products: the caller checks the result for overflow.
+fn gram_sum_blocked<T: Element>(
+    batch: usize,
+    deltas: &[T],
+    d_out: usize,
+    inputs: &[T],
+    d_in: usize,
+) -> Result<T, Error> {
+    const BLOCK: usize = 4;
+    let two = T::from_f64(2.0);
+    let mut gd = [T::ZERO; BLOCK * BLOCK];
+    let mut gh = [T::ZERO; BLOCK * BLOCK];
+    let mut sum = T::ZERO;
+    for n0 in (0..batch).step_by(BLOCK) {
+        let bn = BLOCK.min(batch - n0);
+        let (dn, hn) = (
+            &deltas[n0 * d_out..(n0 + bn) * d_out],
+            &inputs[n0 * d_in..(n0 + bn) * d_in],
+        );
+        for m0 in (n0..batch).step_by(BLOCK) {
+            let bm = BLOCK.min(batch - m0);
+            let (dm, hm) = (
+                &deltas[m0 * d_out..(m0 + bm) * d_out],
+                &inputs[m0 * d_in..(m0 + bm) * d_in],
+            );
+            let (gd, gh) = (&mut gd[..bn * bm], &mut gh[..bn * bm]);
+            matmul_nt(bn, bm, d_out, T::ONE, dn, dm, T::ZERO, gd)?;
+            matmul_nt(bn, bm, d_in, T::ONE, hn, hm, T::ZERO, gh)?;
+            let mut s = T::ZERO;
+            for (&x, &y) in gd.iter().zip(gh.iter()) {
+                s += x * y;
+            }
+            sum += if m0 == n0 { s } else { two * s };
+        }
+    }
+    Ok(sum)
 }
 
 /// `Σ_{n,m} (δ_n·δ_m)(h_n·h_m)`, using symmetry: the diagonal once, each pair `n < m` twice.

@@ -8,7 +8,18 @@
 //! (16 FPU registers hold the tile, 8 more the operands). Edges fall back to plain loops.
 
 use crate::blas1::{axpy, dot, scale};
-use crate::element::Element;
+use crate::element::{Element, Vector};
+
+/// `x·y + acc` through the element's vector multiply-add (fused where the target has it);
+/// only called where the vector is one scalar.
+#[inline(always)]
+fn madd<T: Element>(x: T, y: T, acc: T) -> T {
+    let mut out = [T::ZERO; 8];
+    T::V::splat(x)
+        .mul_add(T::V::splat(y), T::V::splat(acc))
+        .store(&mut out[..T::LANES]);
+    out[0]
+}
 
 /// Tile size: rows and columns of the accumulator block.
 const TILE: usize = 4;
@@ -39,12 +50,28 @@ pub(crate) fn matmul_nt<T: Element>(
         while j + TILE <= n {
             let br: [&[T]; TILE] = core::array::from_fn(|s| &b[(j + s) * k..][..k]);
             let mut acc = [[T::ZERO; TILE]; TILE];
-            for p in 0..k {
-                let av: [T; TILE] = core::array::from_fn(|r| ar[r][p]);
-                let bv: [T; TILE] = core::array::from_fn(|s| br[s][p]);
-                for (row, &x) in acc.iter_mut().zip(&av) {
-                    for (v, &y) in row.iter_mut().zip(&bv) {
-                        *v += x * y;
+            // Four steps of `p` per turn: the eight row addresses are formed once per turn and
+            // every load takes an immediate offset (VLDR has no register-offset form).
+            let quads = k / TILE * TILE;
+            let mut p = 0;
+            while p < quads {
+                let aq: [&[T]; TILE] = core::array::from_fn(|r| &ar[r][p..p + TILE]);
+                let bq: [&[T]; TILE] = core::array::from_fn(|s| &br[s][p..p + TILE]);
+                for u in 0..TILE {
+                    for (row, a_r) in acc.iter_mut().zip(&aq) {
+                        let x = a_r[u];
+                        for (v, b_s) in row.iter_mut().zip(&bq) {
+                            *v = madd(x, b_s[u], *v);
+                        }
+                    }
+                }
+                p += TILE;
+            }
+            for p in quads..k {
+                for (row, a_r) in acc.iter_mut().zip(&ar) {
+                    let x = a_r[p];
+                    for (v, b_s) in row.iter_mut().zip(&br) {
+                        *v = madd(x, b_s[p], *v);
                     }
                 }
             }
@@ -109,7 +136,11 @@ pub(crate) fn rows_update<T: Element>(
             for j in 0..n {
                 let bv: [T; TILE] = core::array::from_fn(|q| br[q][j]);
                 let upd = |cr: &mut T, f: &[T; TILE]| {
-                    *cr = *cr + f[0] * bv[0] + f[1] * bv[1] + f[2] * bv[2] + f[3] * bv[3];
+                    *cr = madd(
+                        f[3],
+                        bv[3],
+                        madd(f[2], bv[2], madd(f[1], bv[1], madd(f[0], bv[0], *cr))),
+                    );
                 };
                 upd(&mut c0[j], &cf[0]);
                 upd(&mut c1[j], &cf[1]);

@@ -32,6 +32,7 @@ fn main() -> ! {
     v.init_orthogonal(&mut rng);
     let agd = Agd::new();
     let (mut fwd, mut loss, mut back, mut free, mut grads, mut std_step) = (0, 0, 0, 0, 0, 0);
+    let mut gram = 0;
     for r in 0..REPEAT {
         fill_input(&mut v, r);
         let t0 = cycles::now();
@@ -41,12 +42,26 @@ fn main() -> ! {
         let t2 = cycles::now();
         v.backprop_errors(8).unwrap();
         let t3 = cycles::now();
+        // The norms alone, to see their share of the step.
+        let tg = cycles::now();
+        {
+            let (layout, cap, _, acts, deltas) = v.buffer_free_parts();
+            for k in 0..layout.depth() {
+                let (o, i) = layout.shape(k);
+                let h = &acts[layout.act_offset(k, cap)..][..8 * i];
+                let d = &deltas[layout.delta_offset(k, cap)..][..8 * o];
+                core::hint::black_box(agd_core::buffer_free::grad_norm(8, d, h).unwrap());
+            }
+        }
+        gram += cycles::instructions(tg, cycles::now());
+        // The step recomputes the norms itself; only the step is counted below.
+        let ts = cycles::now();
         agd.step_buffer_free(&mut v, 8).unwrap();
         let t4 = cycles::now();
         fwd += cycles::instructions(t0, t1);
         loss += cycles::instructions(t1, t2);
         back += cycles::instructions(t2, t3);
-        free += cycles::instructions(t3, t4);
+        free += cycles::instructions(ts, t4);
 
         // The standard step on the same batch: full backward (with weight gradients), then
         // `Agd::step` over the gradient buffer.
@@ -81,6 +96,7 @@ fn main() -> ! {
         std_total,
         free_total as f32 / std_total as f32
     );
+    defmt::info!("of which Gram-identity norms (all layers): {=u64}", gram / n);
     exit(0)
 }
 

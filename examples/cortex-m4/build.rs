@@ -11,7 +11,8 @@ fn main() {
     let board = env::var("AGD_MEMORY").unwrap_or_else(|_| "an386-256k".into());
     let src = format!("memory-{board}.x");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let map = fs::read(&src).unwrap_or_else(|e| panic!("AGD_MEMORY={board}: cannot read {src}: {e}"));
+    let map =
+        fs::read(&src).unwrap_or_else(|e| panic!("AGD_MEMORY={board}: cannot read {src}: {e}"));
     fs::write(out.join("memory.x"), map).expect("OUT_DIR is writable");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed={src}");

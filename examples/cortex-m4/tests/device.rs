@@ -15,7 +15,11 @@ agd_core::dense_network!(NoGrads: f32 = [16, 12, 5], batch 4, buffer_free);
 /// `max|got − want| <= tol · max|want|` (the golden README's tensor metric).
 fn close(got: &[f32], want: &[f32], tol: f32) -> bool {
     let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    got.len() == want.len() && got.iter().zip(want).all(|(a, b)| (a - b).abs() <= tol * scale)
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|(a, b)| (a - b).abs() <= tol * scale)
 }
 
 fn rel(a: f32, b: f32, tol: f32) -> bool {
@@ -55,13 +59,31 @@ mod tests {
             let (a_mk, b_nk, mn) = (&a[..m * k], &b[..n * k], m * n);
             agd_simd::matmul_nt(m, n, k, 0.5, a_mk, b_nk, 1.5, &mut c[..mn]).unwrap();
             naive::matmul_nt(m, n, k, 0.5, a_mk, b_nk, 1.5, &mut r[..mn]);
-            assert!(close(&c[..mn], &r[..mn], 1e-5), "matmul_nt {} {} {}", m, n, k);
+            assert!(
+                close(&c[..mn], &r[..mn], 1e-5),
+                "matmul_nt {} {} {}",
+                m,
+                n,
+                k
+            );
             agd_simd::matmul_nn(m, n, k, -1.0, a_mk, &b[..k * n], 0.0, &mut c[..mn]).unwrap();
             naive::matmul_nn(m, n, k, -1.0, a_mk, &b[..k * n], 0.0, &mut r[..mn]);
-            assert!(close(&c[..mn], &r[..mn], 1e-5), "matmul_nn {} {} {}", m, n, k);
+            assert!(
+                close(&c[..mn], &r[..mn], 1e-5),
+                "matmul_nn {} {} {}",
+                m,
+                n,
+                k
+            );
             agd_simd::matmul_tn(m, n, k, 2.0, &a[..k * m], &b[..k * n], 1.0, &mut c[..mn]).unwrap();
             naive::matmul_tn(m, n, k, 2.0, &a[..k * m], &b[..k * n], 1.0, &mut r[..mn]);
-            assert!(close(&c[..mn], &r[..mn], 1e-5), "matmul_tn {} {} {}", m, n, k);
+            assert!(
+                close(&c[..mn], &r[..mn], 1e-5),
+                "matmul_tn {} {} {}",
+                m,
+                n,
+                k
+            );
         }
     }
 
@@ -94,8 +116,17 @@ mod tests {
         let mut g = [0.0f32; 12 * 16];
         agd_simd::matmul_tn(12, 16, 4, 1.0, &d, &h, 0.0, &mut g).unwrap();
         for batch in 1..=4 {
-            agd_simd::matmul_tn(12, 16, batch, 1.0, &d[..batch * 12], &h[..batch * 16], 0.0, &mut g)
-                .unwrap();
+            agd_simd::matmul_tn(
+                12,
+                16,
+                batch,
+                1.0,
+                &d[..batch * 12],
+                &h[..batch * 16],
+                0.0,
+                &mut g,
+            )
+            .unwrap();
             let want = agd_simd::nrm2(&g);
             let got = grad_norm(batch, &d[..batch * 12], &h[..batch * 16]).unwrap();
             assert!(rel(got, want, 1e-5), "batch {}: {} vs {}", batch, got, want);
@@ -116,13 +147,19 @@ mod tests {
             gaussian(va.input_mut(4).unwrap(), 20 + step);
             gaussian(vb.input_mut(4).unwrap(), 20 + step);
             let ra = va.train_step(&agd, Loss::Xent, &targets).unwrap();
-            let rb = vb.train_step_buffer_free(&agd, Loss::Xent, &targets).unwrap();
+            let rb = vb
+                .train_step_buffer_free(&agd, Loss::Xent, &targets)
+                .unwrap();
             assert!(rel(rb.loss, ra.loss, 1e-4));
             assert!(rel(rb.step.eta, ra.step.eta, 1e-4));
             for (x, y) in rb.step.grad_norms.iter().zip(&ra.step.grad_norms) {
                 assert!(rel(*x, *y, 1e-4));
             }
-            assert!(close(vb.weights(), va.weights(), 1e-4), "weights after step {}", step);
+            assert!(
+                close(vb.weights(), va.weights(), 1e-4),
+                "weights after step {}",
+                step
+            );
         }
         assert!(rel(va.weights()[0], vb.weights()[0], 1e-4));
     }
@@ -145,9 +182,16 @@ mod tests {
         let input = v.input_mut(2).unwrap();
         gaussian(input, 3);
         input[5] = f32::NAN;
-        let err = v.train_step_buffer_free(&Agd::new(), Loss::Xent, &[0, 1]).unwrap_err();
+        let err = v
+            .train_step_buffer_free(&Agd::new(), Loss::Xent, &[0, 1])
+            .unwrap_err();
         assert_eq!(err, Error::NonFiniteLoss);
-        assert!(v.weights().iter().zip(&before).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(
+            v.weights()
+                .iter()
+                .zip(&before)
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+        );
     }
 
     #[test]
@@ -163,7 +207,12 @@ mod tests {
             seen[i as usize] = true;
         }
         // Shuffled: the training part is not the first 1437 indices in order.
-        assert!(a[..DIGITS_TRAIN].iter().enumerate().any(|(k, &i)| k != i as usize));
+        assert!(
+            a[..DIGITS_TRAIN]
+                .iter()
+                .enumerate()
+                .any(|(k, &i)| k != i as usize)
+        );
     }
 
     #[test]

@@ -11,12 +11,13 @@ use agd_cortex_m4::{cycles, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
+use static_cell::ConstStaticCell;
 
 agd_cortex_m4::exit_on_hard_fault!();
 
 agd_core::dense_network!(Net: f32 = [64, 32, 10], batch 8);
 
-static mut NET: Net = Net::new();
+static NET: ConstStaticCell<Net> = ConstStaticCell::new(Net::new());
 
 const TARGETS: [usize; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 const REPEAT: u64 = 16;
@@ -25,8 +26,7 @@ const REPEAT: u64 = 16;
 fn main() -> ! {
     let cp = cortex_m::Peripherals::take().unwrap();
     cycles::start(cp.SYST);
-    // SAFETY: the only reference to NET, taken once in `main`.
-    let net = unsafe { &mut *(&raw mut NET) };
+    let net = NET.take();
     let mut v = net.view();
     let mut rng = SplitMix64::new(5);
     v.init_orthogonal(&mut rng);
@@ -96,7 +96,10 @@ fn main() -> ! {
         std_total,
         free_total as f32 / std_total as f32
     );
-    defmt::info!("of which Gram-identity norms (all layers): {=u64}", gram / n);
+    defmt::info!(
+        "of which Gram-identity norms (all layers): {=u64}",
+        gram / n
+    );
     exit(0)
 }
 

@@ -16,6 +16,7 @@ use agd_cortex_m4::{cycles, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
+use static_cell::ConstStaticCell;
 
 agd_cortex_m4::exit_on_hard_fault!();
 
@@ -29,9 +30,10 @@ agd_core::dense_network!(DigitsWithGrads: f32 = [64, 32, 10], batch 8);
 static IMAGES: &[u8] = include_bytes!("../../../../data/digits/digits-images-idx3-ubyte");
 static LABELS: &[u8] = include_bytes!("../../../../data/digits/digits-labels-idx1-ubyte");
 
-/// Every buffer is a static (zero-initialised `.bss`, no heap, nothing large on the stack).
-static mut NET: Digits = Digits::new();
-static mut SPLIT: [u16; DIGITS_SAMPLES] = [0; DIGITS_SAMPLES];
+/// Every buffer is a static (zero-initialised `.bss`, no heap, nothing large on the stack),
+/// handed out once as `&'static mut`.
+static NET: ConstStaticCell<Digits> = ConstStaticCell::new(Digits::new());
+static SPLIT: ConstStaticCell<[u16; DIGITS_SAMPLES]> = ConstStaticCell::new([0; DIGITS_SAMPLES]);
 
 const EPOCHS: usize = 10;
 const BATCH: usize = Digits::BATCH;
@@ -56,8 +58,7 @@ fn main() -> ! {
 
 fn run() -> Result<bool, ()> {
     let (images, labels) = dataset()?;
-    // SAFETY: `run` is called once; these are the only references to the two statics.
-    let (split, net) = unsafe { (&mut *(&raw mut SPLIT), &mut *(&raw mut NET)) };
+    let (split, net) = (SPLIT.take(), NET.take());
     digits_split(split);
     let (train, test) = split.split_at_mut(DIGITS_TRAIN);
     let (mean, std) = pixel_stats(images, PIXELS, train, 16);
@@ -89,7 +90,9 @@ fn run() -> Result<bool, ()> {
         let (mut full_steps, mut full_instr) = (0u64, 0u64);
         for chunk in train.chunks(BATCH) {
             let mut targets = [0usize; BATCH];
-            let input = v.input_mut(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
+            let input = v
+                .input_mut(chunk.len())
+                .map_err(|e| defmt::error!("{}", e))?;
             for ((row, &i), t) in input.chunks_exact_mut(PIXELS).zip(chunk).zip(&mut targets) {
                 let i = i as usize;
                 norm.apply(&images[i * PIXELS..(i + 1) * PIXELS], row);
@@ -176,7 +179,9 @@ fn evaluate(
     let mut correct = 0;
     for chunk in test.chunks(BATCH) {
         let mut targets = [0usize; BATCH];
-        let input = v.input_mut(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
+        let input = v
+            .input_mut(chunk.len())
+            .map_err(|e| defmt::error!("{}", e))?;
         for ((row, &i), t) in input.chunks_exact_mut(PIXELS).zip(chunk).zip(&mut targets) {
             let i = i as usize;
             norm.apply(&images[i * PIXELS..(i + 1) * PIXELS], row);

@@ -19,6 +19,7 @@ use agd_cortex_m4::{cycles, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
+use static_cell::ConstStaticCell;
 
 agd_cortex_m4::exit_on_hard_fault!();
 
@@ -38,8 +39,8 @@ const LOG_EVERY: usize = 5_000;
 const SEED: u64 = 1;
 
 /// Every buffer is a static: the network, and one batch of raw pixels and labels.
-static mut NET: Mnist = Mnist::new();
-static mut PIXEL_BUF: [u8; BATCH * PIXELS] = [0; BATCH * PIXELS];
+static NET: ConstStaticCell<Mnist> = ConstStaticCell::new(Mnist::new());
+static PIXEL_BUF: ConstStaticCell<[u8; BATCH * PIXELS]> = ConstStaticCell::new([0; BATCH * PIXELS]);
 
 #[entry]
 fn main() -> ! {
@@ -121,8 +122,7 @@ fn run() -> Result<bool, ()> {
     let mut test = test.map_err(|e| defmt::error!("MNIST test files: {}", e))?;
     let norm = Standardize::new(255, MNIST_MEAN as f64, MNIST_STD as f64);
 
-    // SAFETY: `run` is called once; these are the only references to the two statics.
-    let (net, pixels) = unsafe { (&mut *(&raw mut NET), &mut *(&raw mut PIXEL_BUF)) };
+    let (net, pixels) = (NET.take(), PIXEL_BUF.take());
     let mut v = net.view();
     v.init_orthogonal(&mut SplitMix64::new(SEED));
     let agd = Agd::new();

@@ -1,0 +1,58 @@
+//! `agd`: train with Automatic Gradient Descent — no learning rate — and check it against the
+//! reference. This file only parses and dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agd",
+    version,
+    about = "Automatic Gradient Descent: training with no learning rate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay a golden trajectory of the reference AGD and report the worst deviations
+    /// (exit 0 within tolerance, 1 outside it, 2 on unreadable input).
+    VerifyGolden(cmd::verify_golden::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+            if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+                print!("{e}");
+                return ExitCode::SUCCESS;
+            }
+            // One line: clap's first line names the problem.
+            let rendered = e.to_string();
+            let line = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{line} (see `agd --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match &cli.command {
+        Command::VerifyGolden(args) => cmd::verify_golden::run(args),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -6,15 +6,20 @@
 # defmt-print (cargo install --locked). MNIST is read from ../shared/data/mnist beside the
 # clone, or $AGD_MNIST_DIR.
 #
-# Time on 2 cores: builds ~2 min (plus ~2-6 min once for `cargo install defmt-print`), tests
-# ~5 s, digits ~5 s, mnist ~40 s of QEMU. Every QEMU run sits under `timeout` (in the runner,
-# $AGD_QEMU_TIMEOUT s) and every cargo command under another one here.
+# Time on 2 cores: build ~1 min (plus ~2-6 min once for `cargo install defmt-print`), tests
+# ~5 s, digits ~5 s, mnist ~1 min of QEMU (9.0 G + 1.3 G instructions). Every QEMU run sits
+# under `timeout` (in the runner, $AGD_QEMU_TIMEOUT s) and every cargo command under another
+# one here.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fw="$repo/examples/cortex-m4"
 
-step() { printf '\n== %s\n' "$*"; }
+last=$SECONDS
+step() {
+    printf '\n== %s (previous step: %d s)\n' "$*" $((SECONDS - last))
+    last=$SECONDS
+}
 
 if ! command -v qemu-system-arm >/dev/null; then
     step "installing qemu-system-arm"

@@ -39,12 +39,15 @@ use crate::net::NetMut;
 /// the `d_out x d_in` product.
 ///
 /// `deltas` is `batch x d_out` and `inputs` is `batch x d_in`, row-major (one sample per row).
-/// A NaN or infinite entry gives a NaN or infinite norm; an all-zero `δ` or `h` gives exactly 0.
+/// A NaN or infinite entry gives a NaN or infinite norm, except that all-zero errors `δ` give
+/// exactly 0 whatever the inputs (as the standard backward pass, which skips zero errors);
+/// all-zero inputs with finite errors give exactly 0 too.
 ///
-/// Fast path: plain Gram blocks (`gram_sum_blocked`). Only if that sum overflowed or is so small that
-/// products may have underflowed is it redone with every entry divided by the largest
-/// magnitude of its block (the scaling of LAPACK's `xLASSQ`, here on two factors), so the
-/// result is right from the smallest subnormal to the largest finite entries.
+/// Fast path: plain Gram blocks (`gram_sum_blocked`). Only if that sum overflowed, is NaN,
+/// or is so small that products may have underflowed is it redone with every entry divided by
+/// the largest magnitude of its block (the scaling of LAPACK's `xLASSQ`, here on two
+/// factors), so the result is right from the smallest subnormal to the largest finite
+/// entries.
 ///
 /// ```
 /// // One sample: ||δ hᵀ|| = ||δ|| ||h||.
@@ -76,13 +79,19 @@ pub fn grad_norm<T: Element>(batch: usize, deltas: &[T], inputs: &[T]) -> Result
         return Ok(plain.sqrt());
     }
     // Overflow, underflow or NaN: scale each block by its largest magnitude.
+    // The order of these checks follows the standard backward pass, whose weight gradient
+    // skips samples with zero error: zero errors give a zero gradient whatever the inputs,
+    // while a NaN or infinite error poisons it even against zero inputs (NaN·0 = NaN).
     let (a_d, a_h) = (amax(deltas), amax(inputs));
-    if a_d == T::ZERO || a_h == T::ZERO {
+    if a_d == T::ZERO {
         return Ok(T::ZERO);
     }
     if !a_d.is_finite() || !a_h.is_finite() {
-        // NaN stays NaN, infinity stays infinite; the step refuses either.
+        // NaN stays NaN, infinity stays infinite (or NaN against zero); the step refuses.
         return Ok(a_d * a_h);
+    }
+    if a_h == T::ZERO {
+        return Ok(T::ZERO);
     }
     let scaled = gram_sum(
         batch,
@@ -443,6 +452,18 @@ mod tests {
         );
         assert_eq!(grad_norm(2, &[0.0f32; 4], &[1.0; 6]).unwrap(), 0.0);
         assert_eq!(grad_norm(2, &[1.0f32; 4], &[0.0; 6]).unwrap(), 0.0);
+        // As the standard backward: zero errors beat a NaN input, a NaN error beats zero input.
+        assert_eq!(grad_norm(1, &[0.0f32; 2], &[f32::NAN, 1.0]).unwrap(), 0.0);
+        assert!(
+            grad_norm(1, &[f32::NAN, 0.0], &[0.0f32; 2])
+                .unwrap()
+                .is_nan()
+        );
+        assert!(
+            grad_norm(1, &[f32::INFINITY, 0.0], &[0.0f32; 2])
+                .unwrap()
+                .is_nan()
+        );
         assert!(grad_norm(0, &[1.0f32], &[1.0]).is_err());
         assert!(grad_norm(2, &[1.0f32; 3], &[1.0; 4]).is_err());
     }

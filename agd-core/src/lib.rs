@@ -15,6 +15,8 @@
 //! * [`Agd::step`] is the reference step; it returns a [`StepReport`] (G, η, norms) and
 //!   refuses non-finite gradients, and updates that could overflow a weight, without
 //!   touching a weight.
+//! * [`Agd::step_buffer_free`] (module [`buffer_free`]) is the same step with no gradient
+//!   buffer: norms from the Gram identity, then a rank-B update straight into the weights.
 //! * [`checkpoint`] saves weights and progress into a caller's byte buffer (CRC-32, typed
 //!   errors for every way bytes can be wrong); [`storage::AbStore`] keeps it on flash in two
 //!   slots so that a power cut never loses the last good one.
@@ -35,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod agd;
+pub mod buffer_free;
 pub mod checkpoint;
 pub mod conv;
 #[cfg(feature = "defmt")]

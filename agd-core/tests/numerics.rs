@@ -184,10 +184,26 @@ fn checked_step<T: Element>(
     input: &[T],
     targets: &[usize],
 ) -> Result<(), Error> {
+    checked_step_with(b, agd, loss, input, targets, false)
+}
+
+/// [`checked_step`] with the standard or the buffer-free step.
+fn checked_step_with<T: Element>(
+    b: &mut Bufs<T>,
+    agd: &Agd<T>,
+    loss: Loss,
+    input: &[T],
+    targets: &[usize],
+    buffer_free: bool,
+) -> Result<(), Error> {
     let before = bits(&b.w);
     let mut v = b.view();
     v.set_input(input).unwrap();
-    let r = v.train_step(agd, loss, targets);
+    let r = if buffer_free {
+        v.train_step_buffer_free(agd, loss, targets)
+    } else {
+        v.train_step(agd, loss, targets)
+    };
     match r {
         Ok(_) => assert!(b.w.iter().all(|x| x.is_finite()), "non-finite weight"),
         Err(e) => assert_eq!(bits(&b.w), before, "{e:?} changed weights"),
@@ -334,6 +350,7 @@ struct Case {
     gain: f64,
     mse: bool,
     f64_elems: bool,
+    buffer_free: bool,
     nan_at: Option<usize>,
 }
 
@@ -345,20 +362,20 @@ fn case() -> impl Strategy<Value = Case> {
         prop::sample::select(vec![1e-20, 1e-3, 1.0, 1e3, 1e20]),
         prop::sample::select(vec![1.0, 1e-20, 1e15, 1e30, 1e37]),
         prop::sample::select(vec![1.0, 0.1, 10.0, 1e6, 1e30, 1e38]),
-        any::<bool>(),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
         prop::option::weighted(0.1, 0usize..40),
     )
         .prop_map(
-            |(widths, batch, seed, input_scale, weight_scale, gain, mse, f64_elems, nan_at)| Case {
+            |(widths, batch, seed, input_scale, weight_scale, gain, flags, nan_at)| Case {
                 widths,
                 batch,
                 seed,
                 input_scale,
                 weight_scale,
                 gain,
-                mse,
-                f64_elems,
+                mse: flags.0,
+                f64_elems: flags.1,
+                buffer_free: flags.2,
                 nan_at,
             },
         )
@@ -391,7 +408,7 @@ fn run_case<T: Element>(c: &Case) -> (usize, usize) {
         let targets: Vec<usize> = (0..c.batch)
             .map(|n| (c.seed as usize).wrapping_add(n * 7 + step) % classes)
             .collect();
-        match checked_step(&mut b, &agd, loss, &input, &targets) {
+        match checked_step_with(&mut b, &agd, loss, &input, &targets, c.buffer_free) {
             Ok(()) => ok += 1,
             Err(_) => refused += 1,
         }
@@ -402,8 +419,9 @@ fn run_case<T: Element>(c: &Case) -> (usize, usize) {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// No weight ever becomes NaN or infinite: every step either succeeds with finite
-    /// weights or refuses with every weight bit-identical (checked inside `checked_step`).
+    /// No weight ever becomes NaN or infinite: every step (standard or buffer-free) either
+    /// succeeds with finite weights or refuses with every weight bit-identical (checked
+    /// inside `checked_step_with`).
     #[test]
     fn weights_never_become_non_finite(c in case()) {
         let (ok, refused) = if c.f64_elems { run_case::<f64>(&c) } else { run_case::<f32>(&c) };
@@ -423,6 +441,7 @@ fn the_property_test_exercises_both_outcomes() {
         gain: 1.0,
         mse: false,
         f64_elems: false,
+        buffer_free: false,
         nan_at: None,
     };
     assert_eq!(run_case::<f32>(&base), (25, 0));
@@ -442,7 +461,14 @@ fn the_property_test_exercises_both_outcomes() {
         weight_scale: 1e30,
         ..base
     };
-    let (_, refused) = run_case::<f32>(&gain);
+    let (_, refused) = run_case::<f32>(&gain.clone());
+    assert!(refused > 0);
+    // The same through the buffer-free step.
+    let bf = Case {
+        buffer_free: true,
+        ..gain
+    };
+    let (_, refused) = run_case::<f32>(&bf);
     assert!(refused > 0);
 }
 
@@ -471,4 +497,26 @@ fn a_conv_step_never_overflows_a_weight() {
         .step_spec(layout, &mut w, &g, &mut norms)
         .unwrap();
     assert!(w.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn the_buffer_free_kernel_never_overflows_in_between() {
+    // Found by the property test: tiny inputs make the Gram norm of layer 0 tiny and the
+    // coefficient c = (gain·η/L)·(s/n) about 5e29, while the errors δ are about 1e9. The
+    // rank-B kernel forms c·δ first, which overflowed to infinity although the update itself
+    // (norm gain·η·s/L ≈ 9e18) is finite. `checked_step_with` asserts finite weights.
+    let c = Case {
+        widths: vec![1, 1, 2],
+        batch: 1,
+        seed: 0,
+        input_scale: 1e-20,
+        weight_scale: 1.0,
+        gain: 1e30,
+        mse: false,
+        f64_elems: false,
+        buffer_free: true,
+        nan_at: None,
+    };
+    let (ok, refused) = run_case::<f32>(&c);
+    assert!(ok > 3, "{ok} steps taken, {refused} refused");
 }

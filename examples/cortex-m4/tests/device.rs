@@ -185,7 +185,13 @@ mod tests {
         let err = v
             .train_step_buffer_free(&Agd::new(), Loss::Xent, &[0, 1])
             .unwrap_err();
-        assert_eq!(err, Error::NonFiniteLoss);
+        // Caught before the forward pass, naming the sample.
+        assert_eq!(
+            err,
+            Error::NonFiniteInput {
+                sample: 5 / NoGrads::WIDTHS[0]
+            }
+        );
         assert!(
             v.weights()
                 .iter()

@@ -227,15 +227,20 @@ impl<T: Element> Agd<T> {
             let _ = norms.push(sum_sq_scaled(&grads[layout.weight_range(k)]).norm());
         }
         let (g, eta) = summarize(layout, &norms)?;
+        // s_k once per layer: on an FPU-less or f32-only core its f64 sqrt is not free.
+        let mut scales: Vec<T, MAX_DEPTH> = Vec::new();
         for (k, &n) in norms.iter().enumerate() {
+            let s = layout.scale::<T>(k);
+            let _ = scales.push(s);
             if n != T::ZERO {
-                self.check_overflow(layout, k, eta, &weights[layout.weight_range(k)])?;
+                let w = &weights[layout.weight_range(k)];
+                self.check_overflow_for(layout.depth(), s, k, eta, w)?;
             }
         }
         for (k, &n) in norms.iter().enumerate() {
             let range = layout.weight_range(k);
             let (w, gr) = (&mut weights[range.clone()], &grads[range]);
-            match self.coefficient(layout, k, eta, n) {
+            match self.coefficient_for(layout.depth(), scales[k], eta, n) {
                 Coefficient::Skip => {}
                 Coefficient::Scale(c) => axpy(-c, gr, w),
                 Coefficient::Divide(cs, n) => {
@@ -356,16 +361,19 @@ impl<T: Element> Agd<T> {
                 .enumerate()
                 .map(|(k, &n)| (layout.scale::<T>(k), n)),
         )?;
+        let mut scales: Vec<T, MAX_DEPTH> = Vec::new();
         for (k, &n) in sums.iter().enumerate() {
+            let s = layout.scale::<T>(k);
+            let _ = scales.push(s);
             if n != T::ZERO {
                 let w = &weights[layout.weight_range(k)];
-                self.check_overflow_for(depth, layout.scale::<T>(k), k, eta, w)?;
+                self.check_overflow_for(depth, s, k, eta, w)?;
             }
         }
         for k in 0..depth {
             let range = layout.weight_range(k);
             let (w, gr) = (&mut weights[range.clone()], &grads[range]);
-            let s = layout.scale::<T>(k);
+            let s = scales[k];
             let nk = &norms[layout.norm_range(k)];
             let stride = nk.len();
             for (p, &n) in nk.iter().enumerate() {

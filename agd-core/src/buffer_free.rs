@@ -56,6 +56,26 @@ use crate::net::NetMut;
 /// assert_eq!(agd_core::buffer_free::grad_norm(1, &d, &h).unwrap(), 5.0);
 /// ```
 pub fn grad_norm<T: Element>(batch: usize, deltas: &[T], inputs: &[T]) -> Result<T, Error> {
+    grad_norm_bounded(batch, deltas, inputs).map(|(n, _)| n)
+}
+
+/// Bounds the step needs to apply an update without an intermediate overflow, found on the
+/// way to the norm at no extra pass over the data: `delta` ≥ every `|δ|`, and `sum` ≥ every
+/// partial sum `Σ_b |δ_bi| |h_bj|` of a gradient entry. From the Gram diagonals (`delta =
+/// ||Δ||_F`, `sum = ||Δ||_F ||H||_F` by Cauchy–Schwarz), or from the largest magnitudes on
+/// the scaled path (`delta = max|δ|`, `sum = max|δ|·max|h|·B`). Infinite if they overflow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds<T> {
+    pub delta: T,
+    pub sum: T,
+}
+
+/// [`grad_norm`] with the [`Bounds`] of the same blocks.
+pub(crate) fn grad_norm_bounded<T: Element>(
+    batch: usize,
+    deltas: &[T],
+    inputs: &[T],
+) -> Result<(T, Bounds<T>), Error> {
     if batch == 0 {
         return Err(Error::EmptyBatch);
     }
@@ -74,24 +94,42 @@ pub fn grad_norm<T: Element>(batch: usize, deltas: &[T], inputs: &[T]) -> Result
         });
     }
     let (d_out, d_in) = (deltas.len() / batch, inputs.len() / batch);
-    let plain = gram_sum_blocked(batch, deltas, d_out, inputs, d_in)?;
+    let (plain, trace_d, trace_h) = gram_sum_blocked(batch, deltas, d_out, inputs, d_in)?;
     if plain.is_finite() && plain >= T::MIN_POSITIVE / T::EPSILON {
-        return Ok(plain.sqrt());
+        let (fd, fh) = (trace_d.sqrt(), trace_h.sqrt());
+        let bounds = if (fd * fh).is_finite() {
+            Bounds {
+                delta: fd,
+                sum: fd * fh,
+            }
+        } else {
+            // The traces overflowed although the Gram sum did not: bound by magnitudes.
+            let (a_d, a_h) = (amax(deltas), amax(inputs));
+            Bounds {
+                delta: a_d,
+                sum: a_d * a_h * T::from_f64(batch as f64),
+            }
+        };
+        return Ok((plain.sqrt(), bounds));
     }
     // Overflow, underflow or NaN: scale each block by its largest magnitude.
     // The order of these checks follows the standard backward pass, whose weight gradient
     // skips samples with zero error: zero errors give a zero gradient whatever the inputs,
     // while a NaN or infinite error poisons it even against zero inputs (NaN·0 = NaN).
     let (a_d, a_h) = (amax(deltas), amax(inputs));
+    let bounds = Bounds {
+        delta: a_d,
+        sum: a_d * a_h * T::from_f64(batch as f64),
+    };
     if a_d == T::ZERO {
-        return Ok(T::ZERO);
+        return Ok((T::ZERO, bounds));
     }
     if !a_d.is_finite() || !a_h.is_finite() {
         // NaN stays NaN, infinity stays infinite (or NaN against zero); the step refuses.
-        return Ok(a_d * a_h);
+        return Ok((a_d * a_h, bounds));
     }
     if a_h == T::ZERO {
-        return Ok(T::ZERO);
+        return Ok((T::ZERO, bounds));
     }
     let scaled = gram_sum(
         batch,
@@ -104,24 +142,26 @@ pub fn grad_norm<T: Element>(batch: usize, deltas: &[T], inputs: &[T]) -> Result
     );
     // The Gram sum is a norm squared; rounding can leave it a hair below 0 when g ≈ 0.
     let scaled = if scaled > T::ZERO { scaled } else { T::ZERO };
-    Ok(a_d * (a_h * scaled.sqrt()))
+    Ok((a_d * (a_h * scaled.sqrt()), bounds))
 }
 
 /// `Σ_{n,m} (δ_n·δ_m)(h_n·h_m)` from 4x4 blocks of the two Gram matrices `Δ Δᵀ` and `H Hᵀ`,
 /// each a small [`matmul_nt`] (the kernels' fastest shape), blocks above the diagonal counted
-/// twice by symmetry. Plain products: the caller checks the result for overflow.
+/// twice by symmetry. Plain products: the caller checks the result for overflow. Also returns
+/// the traces `Σ_n ||δ_n||²` and `Σ_n ||h_n||²` (the diagonal blocks' diagonals).
 fn gram_sum_blocked<T: Element>(
     batch: usize,
     deltas: &[T],
     d_out: usize,
     inputs: &[T],
     d_in: usize,
-) -> Result<T, Error> {
+) -> Result<(T, T, T), Error> {
     const BLOCK: usize = 4;
     let two = T::from_f64(2.0);
     let mut gd = [T::ZERO; BLOCK * BLOCK];
     let mut gh = [T::ZERO; BLOCK * BLOCK];
     let mut sum = T::ZERO;
+    let (mut trace_d, mut trace_h) = (T::ZERO, T::ZERO);
     for n0 in (0..batch).step_by(BLOCK) {
         let bn = BLOCK.min(batch - n0);
         let (dn, hn) = (
@@ -141,10 +181,18 @@ fn gram_sum_blocked<T: Element>(
             for (&x, &y) in gd.iter().zip(gh.iter()) {
                 s += x * y;
             }
-            sum += if m0 == n0 { s } else { two * s };
+            if m0 == n0 {
+                sum += s;
+                for i in 0..bn {
+                    trace_d += gd[i * bm + i];
+                    trace_h += gh[i * bm + i];
+                }
+            } else {
+                sum += two * s;
+            }
         }
     }
-    Ok(sum)
+    Ok((sum, trace_d, trace_h))
 }
 
 /// `Σ_{n,m} (δ_n·δ_m)(h_n·h_m)`, using symmetry: the diagonal once, each pair `n < m` twice.
@@ -225,28 +273,28 @@ impl<T: Element> Agd<T> {
             (d, h)
         };
         let mut norms: Vec<T, MAX_DEPTH> = Vec::new();
+        let mut bounds: Vec<Bounds<T>, MAX_DEPTH> = Vec::new();
         for k in 0..layout.depth() {
             let (d, h) = block(k);
-            // Layout guarantees depth <= MAX_DEPTH, so the push cannot fail.
-            let _ = norms.push(grad_norm(batch, d, h)?);
+            let (n, b) = grad_norm_bounded(batch, d, h)?;
+            // Layout guarantees depth <= MAX_DEPTH, so the pushes cannot fail.
+            let _ = norms.push(n);
+            let _ = bounds.push(b);
         }
         let (g, eta) = summarize(layout, &norms)?;
-        // `(max|δ|, max|δ|·max|h|·B)` per layer: no partial sum of a gradient entry is larger
-        // than the second.
-        let mut bounds: Vec<(T, T), MAX_DEPTH> = Vec::new();
+        // s_k once per layer: on an FPU-less or f32-only core its f64 sqrt is not free.
+        let mut scales: Vec<T, MAX_DEPTH> = Vec::new();
         for (k, &n) in norms.iter().enumerate() {
-            let (d, h) = block(k);
-            let ad = amax(d);
-            let bound = ad * amax(h) * T::from_f64(batch as f64);
-            let _ = bounds.push((ad, bound));
+            let s = layout.scale::<T>(k);
+            let _ = scales.push(s);
             if n != T::ZERO {
-                if !bound.is_finite() {
+                if !bounds[k].sum.is_finite() {
                     // Even forming a gradient entry could overflow.
                     return Err(Error::WeightOverflow { layer: k });
                 }
                 // The Gram-identity norm is computed, not measured on the update itself: allow
                 // the update twice its nominal norm (s_k doubled) before calling it safe.
-                let s2 = T::from_f64(2.0) * layout.scale::<T>(k);
+                let s2 = T::from_f64(2.0) * s;
                 let w = &weights[layout.weight_range(k)];
                 self.check_overflow_for(layout.depth(), s2, k, eta, w)?;
             }
@@ -271,14 +319,14 @@ impl<T: Element> Agd<T> {
                     }
                 }
             };
-            match self.coefficient(layout, k, eta, n) {
+            match self.coefficient_for(layout.depth(), scales[k], eta, n) {
                 Coefficient::Skip => {}
                 // W ← W − c Δᵀ H: the rank-B product accumulated straight into the weights.
                 // The kernel forms (c·δ)·h and adds partial sums to W, so it is only used when
                 // no such intermediate can overflow: c·max|δ| finite, and c·max|δ|·max|h|·B
                 // small against T::MAX.
                 Coefficient::Scale(c)
-                    if (c * bounds[k].0).is_finite() && c * bounds[k].1 < tiny_vs_max =>
+                    if (c * bounds[k].delta).is_finite() && c * bounds[k].sum < tiny_vs_max =>
                 {
                     matmul_tn(d_out, d_in, batch, -c, d, h, T::ONE, w)?
                 }

@@ -209,16 +209,10 @@ impl<'a, T: Element> NetMut<'a, T> {
     /// `h = sqrt(2)·relu(z)` after every layer but the last. Returns the outputs.
     ///
     /// A NaN or infinite input is [`Error::NonFiniteInput`]: relu could otherwise turn `-inf`
-    /// into a harmless-looking 0 and the step would learn from garbage.
+    /// into a harmless-looking 0 (if every unit of a sample gets `-inf`, the loss and all
+    /// gradients come out finite and the step would silently learn from garbage).
     pub fn forward(&mut self, batch: usize) -> Result<&[T], Error> {
         self.check_batch(batch)?;
-        let d0 = self.layout.inputs();
-        if let Some(sample) = self.acts[..batch * d0]
-            .chunks_exact(d0)
-            .position(|row| !row.iter().all(|v| v.is_finite()))
-        {
-            return Err(Error::NonFiniteInput { sample });
-        }
         let depth = self.layout.depth();
         for k in 0..depth {
             let (d_out, d_in) = self.layout.shape(k);
@@ -228,6 +222,28 @@ impl<'a, T: Element> NetMut<'a, T> {
             let z = &mut after[..batch * d_out];
             let w = &self.weights[self.layout.weight_range(k)];
             matmul_nt(batch, d_out, d_in, T::ONE, h, w, T::ZERO, z)?;
+            if k == 0 {
+                // z = h Wᵀ is formed by dot products over every input (matmul_nt skips no
+                // zero), so a NaN or infinite input makes its whole row of z non-finite
+                // (inf·0 = NaN): checking the d_1 outputs of a sample, before relu, covers its
+                // d_0 inputs. Only on a hit are the inputs themselves read, to tell bad input
+                // from finite input that overflowed (left to the loss to refuse).
+                // v·0 is 0 for a finite v and NaN otherwise: one branch-free pass.
+                let probe = z.iter().fold(T::ZERO, |acc, &v| acc + v * T::ZERO);
+                if !probe.is_finite()
+                    && let Some(first) = z
+                        .chunks_exact(d_out)
+                        .position(|row| !row.iter().all(|v| v.is_finite()))
+                    && let Some(sample) = h
+                        .chunks_exact(d_in)
+                        .enumerate()
+                        .skip(first)
+                        .find(|(_, row)| !row.iter().all(|v| v.is_finite()))
+                        .map(|(n, _)| n)
+                {
+                    return Err(Error::NonFiniteInput { sample });
+                }
+            }
             if k + 1 < depth {
                 activate(z);
             }

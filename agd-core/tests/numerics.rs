@@ -520,3 +520,25 @@ fn the_buffer_free_kernel_never_overflows_in_between() {
     let (ok, refused) = run_case::<f32>(&c);
     assert!(ok > 3, "{ok} steps taken, {refused} refused");
 }
+
+#[test]
+fn minus_infinity_hidden_by_relu_is_still_refused() {
+    // Every first-layer unit gets -inf, relu makes them all 0: the loss (ln 2) and every
+    // gradient come out finite and zero, so without an input check the step would "succeed".
+    for buffer_free in [false, true] {
+        let mut b = Bufs::<f32>::new(&[2, 3, 2], 2, 4);
+        b.w[..6].fill(1.0);
+        let input = [0.5, 0.25, f32::NEG_INFINITY, 1.0];
+        assert_eq!(
+            checked_step_with(
+                &mut b,
+                &Agd::new(),
+                Loss::Xent,
+                &input,
+                &[0, 1],
+                buffer_free
+            ),
+            Err(Error::NonFiniteInput { sample: 1 })
+        );
+    }
+}

@@ -22,12 +22,17 @@
 #![no_std]
 #![warn(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
 mod blas1;
 mod element;
 mod error;
 mod gemm;
+mod kernel;
 pub mod naive;
 mod power;
+mod small;
 
 pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_scaled};
 pub use element::{Element, Vector};

@@ -1,0 +1,154 @@
+//! Unpacked kernels: the matrix-vector products (one row or one column of `C`), small
+//! batches of the forward product, and — on M-profile ARM and RISC-V, where `Element::V` is
+//! the scalar — every product. No buffers, no packing: a plain loop over the operands.
+
+use crate::blas1::axpy;
+use crate::element::{Element, Vector};
+
+/// `c[j] ← α · x·b_j + β · c[j]` for the `n` rows `b_j` of `b` (stride `ldb`): a row vector
+/// times a transposed matrix, four rows of `b` per pass over `x`.
+pub(crate) fn dot_rows<T: Element>(
+    alpha: T,
+    x: &[T],
+    b: &[T],
+    ldb: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+) {
+    let k = x.len();
+    let mut j = 0;
+    while j + 4 <= n {
+        let rows = [
+            &b[j * ldb..j * ldb + k],
+            &b[(j + 1) * ldb..(j + 1) * ldb + k],
+            &b[(j + 2) * ldb..(j + 2) * ldb + k],
+            &b[(j + 3) * ldb..(j + 3) * ldb + k],
+        ];
+        let d = dot4(rows, x);
+        for (q, dv) in d.into_iter().enumerate() {
+            store(alpha, dv, beta, &mut c[j + q]);
+        }
+        j += 4;
+    }
+    while j < n {
+        let dv = crate::blas1::dot(x, &b[j * ldb..j * ldb + k]);
+        store(alpha, dv, beta, &mut c[j]);
+        j += 1;
+    }
+}
+
+/// `c ← α·s + β·c`, not reading `c` when `β = 0`.
+#[inline(always)]
+fn store<T: Element>(alpha: T, s: T, beta: T, c: &mut T) {
+    *c = if beta == T::ZERO {
+        alpha * s
+    } else {
+        alpha * s + beta * *c
+    };
+}
+
+/// Four dot products of four rows against one shared vector, two accumulators per row so
+/// the FMAs of a row do not wait on each other.
+#[inline]
+fn dot4<T: Element>(rows: [&[T]; 4], x: &[T]) -> [T; 4] {
+    let k = x.len();
+    let l = T::LANES;
+    let zero = T::V::splat(T::ZERO);
+    let mut acc = [[zero; 2]; 4];
+    let mut p = 0;
+    while p + 2 * l <= k {
+        let x0 = T::V::load(&x[p..p + l]);
+        let x1 = T::V::load(&x[p + l..p + 2 * l]);
+        for (s, row) in acc.iter_mut().zip(rows) {
+            s[0] = T::V::load(&row[p..p + l]).mul_add(x0, s[0]);
+            s[1] = T::V::load(&row[p + l..p + 2 * l]).mul_add(x1, s[1]);
+        }
+        p += 2 * l;
+    }
+    if p + l <= k {
+        let x0 = T::V::load(&x[p..p + l]);
+        for (s, row) in acc.iter_mut().zip(rows) {
+            s[0] = T::V::load(&row[p..p + l]).mul_add(x0, s[0]);
+        }
+        p += l;
+    }
+    let mut out = [T::ZERO; 4];
+    for ((o, s), row) in out.iter_mut().zip(acc).zip(rows) {
+        let mut v = (s[0] + s[1]).reduce_add();
+        for q in p..k {
+            v += row[q] * x[q];
+        }
+        *o = v;
+    }
+    out
+}
+
+/// `c_row ← β c_row + α Σ_p coef(p) · B[p, :]`: a row of the product as a combination of the
+/// rows of `B` (`k` rows of `n`, stride `ldb`). Rows with a zero coefficient are skipped
+/// (ReLU zeroes many errors).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn combine_rows<T: Element>(
+    alpha: T,
+    coef: impl Fn(usize) -> T,
+    k: usize,
+    b: &[T],
+    ldb: usize,
+    n: usize,
+    beta: T,
+    c_row: &mut [T],
+) {
+    let c_row = &mut c_row[..n];
+    if beta == T::ZERO {
+        c_row.fill(T::ZERO);
+    } else if beta != T::ONE {
+        crate::blas1::scale(beta, c_row);
+    }
+    let l = T::LANES;
+    let full = n - n % l;
+    let mut p = 0;
+    while p + 4 <= k {
+        let cs = [
+            alpha * coef(p),
+            alpha * coef(p + 1),
+            alpha * coef(p + 2),
+            alpha * coef(p + 3),
+        ];
+        if cs.iter().all(|&x| x == T::ZERO) {
+            p += 4;
+            continue;
+        }
+        let rows = [
+            &b[p * ldb..p * ldb + n],
+            &b[(p + 1) * ldb..(p + 1) * ldb + n],
+            &b[(p + 2) * ldb..(p + 2) * ldb + n],
+            &b[(p + 3) * ldb..(p + 3) * ldb + n],
+        ];
+        let vc = cs.map(T::V::splat);
+        let mut q = 0;
+        while q < full {
+            let mut acc = T::V::load(&c_row[q..q + l]);
+            for (v, row) in vc.iter().zip(rows) {
+                acc = v.mul_add(T::V::load(&row[q..q + l]), acc);
+            }
+            acc.store(&mut c_row[q..q + l]);
+            q += l;
+        }
+        for q in full..n {
+            let mut acc = c_row[q];
+            for (&cv, row) in cs.iter().zip(rows) {
+                acc += cv * row[q];
+            }
+            c_row[q] = acc;
+        }
+        p += 4;
+    }
+    while p < k {
+        let cv = alpha * coef(p);
+        if cv != T::ZERO {
+            axpy(cv, &b[p * ldb..p * ldb + n], c_row);
+        }
+        p += 1;
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod golden;
 pub mod net;
+pub mod parallel;
 
 /// Everything the host tool can refuse. The CLI prints it on one line and exits with code 2.
 #[derive(Debug, thiserror::Error)]

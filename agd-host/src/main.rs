@@ -23,6 +23,9 @@ enum Command {
     /// Replay a golden trajectory of the reference AGD and report the worst deviations
     /// (exit 0 within tolerance, 1 outside it, 2 on unreadable input).
     VerifyGolden(cmd::verify_golden::Args),
+    /// Measure the kernels against the `matrixmultiply` crate and a naive loop, and time
+    /// whole AGD training steps (see BENCHMARKS.md).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Command::VerifyGolden(args) => cmd::verify_golden::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -154,10 +154,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Uniform on `[-0.5, 0.5)`.
+fn uniform_one(rng: &mut SplitMix64) -> f32 {
+    (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+}
+
 fn uniform(rng: &mut SplitMix64, len: usize) -> Vec<f32> {
-    (0..len)
-        .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
-        .collect()
+    (0..len).map(|_| uniform_one(rng)).collect()
 }
 
 /// `C = A Bᵀ` (`nt`), `A B` (`nn`) or `Aᵀ B` (`tn`) by all three contenders.
@@ -255,7 +258,21 @@ fn step_row(
 ) -> Result<StepRow, HostError> {
     let mut net = HostNet::<f32>::new(widths, batch, true)?;
     let mut rng = SplitMix64::new(7);
-    net.view().init_orthogonal(&mut rng);
+    // Dense kernels take the same time whatever the weights, so a cheap random start with
+    // the orthogonal start's scale (row norms about sqrt(d_out/d_in)·…) stands in for
+    // `init_orthogonal`, which takes seconds at width 1024.
+    let mut off = 0;
+    let weights = net.view().weights_mut().to_vec();
+    let mut w = weights;
+    for pair in widths.windows(2) {
+        let (d_in, d_out) = (pair[0], pair[1]);
+        let s = (3.0 / d_in as f32).sqrt() * 2.0;
+        for v in &mut w[off..off + d_in * d_out] {
+            *v = uniform_one(&mut rng) * s;
+        }
+        off += d_in * d_out;
+    }
+    net.view().weights_mut().copy_from_slice(&w);
     let x: Vec<f32> = uniform(&mut rng, batch * widths[0])
         .into_iter()
         .map(|v| v + 0.5)

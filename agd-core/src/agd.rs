@@ -37,16 +37,20 @@ impl<T: Element> Default for Agd<T> {
     }
 }
 
-/// `η = ln((1 + sqrt(1 + 4G))/2)` (paper, Algorithm 1), finite for every finite `G ≥ 0`.
+/// `η = ln((1 + sqrt(1 + 4G))/2)` (paper, Algorithm 1), accurate and finite for every finite
+/// `G ≥ 0`.
 ///
-/// Up to `G = 1e6` the expression is evaluated as written (bit-for-bit the reference's);
-/// above, `4G` could overflow, so the algebraically equal
-/// `½ ln G + ln(1/(2 sqrt G) + sqrt(1 + 1/(4G)))` is used (`η ≈ ½ ln G` for large `G`).
+/// Written as written, the formula cancels for small `G` (in `f32`, any `G < 3e-8` gives
+/// `η = 0` and training would stop), and `4G` overflows for huge `G`. So up to `G = 1e6` it is
+/// evaluated as the equal `ln_1p(2G / (1 + sqrt(1 + 4G)))`, and above as
+/// `½ ln G + ln(1/(2 sqrt G) + sqrt(1 + 1/(4G)))` (`η ≈ ½ ln G` for large `G`).
 pub fn eta_from_g<T: Element>(g: T) -> T {
     let one = T::ONE;
     let half = T::from_f64(0.5);
+    let two = T::from_f64(2.0);
     if g <= T::from_f64(1e6) {
-        ((one + (one + T::from_f64(4.0) * g).sqrt()) * half).ln()
+        // (1 + sqrt(1+4G))/2 − 1 = (sqrt(1+4G) − 1)/2 = 2G / (1 + sqrt(1+4G))
+        (two * g / (one + (one + T::from_f64(4.0) * g).sqrt())).ln_1p()
     } else {
         let r = g.sqrt();
         half * g.ln() + (half / r + (one + T::from_f64(0.25) / g).sqrt()).ln()

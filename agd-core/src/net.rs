@@ -198,14 +198,10 @@ impl<'a, T: Element> NetMut<'a, T> {
             matmul_nt(batch, d_out, d_in, T::ONE, h, w, T::ZERO, z)?;
             if k + 1 < depth {
                 for v in z.iter_mut() {
-                    // relu, with relu(NaN) kept NaN so bad input is caught at the loss.
-                    *v = if *v > T::ZERO {
-                        *v * s2
-                    } else if *v <= T::ZERO {
-                        T::ZERO
-                    } else {
-                        *v
-                    };
+                    // h = sqrt(2)·relu(z), with relu(NaN) kept NaN (NaN·sqrt(2) is NaN) so bad
+                    // input is caught at the loss. One select, so the loop vectorises.
+                    let x = *v;
+                    *v = if x <= T::ZERO { T::ZERO } else { x * s2 };
                 }
             }
         }

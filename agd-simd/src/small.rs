@@ -7,6 +7,7 @@ use crate::element::{Element, Vector};
 
 /// `c[j] ← α · x·b_j + β · c[j]` for the `n` rows `b_j` of `b` (stride `ldb`): a row vector
 /// times a transposed matrix, four rows of `b` per pass over `x`.
+#[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
 pub(crate) fn dot_rows<T: Element>(
     alpha: T,
     x: &[T],
@@ -38,6 +39,70 @@ pub(crate) fn dot_rows<T: Element>(
     }
 }
 
+/// `c[j] ← α · x·b_j + β · c[j]` for the `n` rows `b_j` of `b` (stride `ldb`): eight rows of
+/// `b` per pass over `x`, in the microkernel's widest vectors (with masked tails where it
+/// has them). Memory-bound: one load of `b` per multiply-add lane, `x` shared by 8 rows.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+pub(crate) fn dot_rows<T: Element>(
+    alpha: T,
+    x: &[T],
+    b: &[T],
+    ldb: usize,
+    n: usize,
+    beta: T,
+    c: &mut [T],
+) {
+    use crate::element::sealed::Gemm;
+    use crate::kernel::{Lanes, Microkernel};
+    type V<T> = <<T as Gemm>::Kernel as Microkernel<T>>::V;
+    let k = x.len();
+    let w = <V<T> as Lanes<T>>::N;
+    let kv = k - k % w;
+    // Every row this function reads is `b[j·ldb .. j·ldb + k]`, j < n.
+    assert!(
+        n == 0 || b.len() >= (n - 1) * ldb + k,
+        "rows of b inside the slice"
+    );
+    let (xp, bp) = (x.as_ptr(), b.as_ptr());
+    let mut j = 0;
+    macro_rules! rows {
+        ($r:literal) => {{
+            let mut acc = [V::<T>::zero(); $r];
+            let mut p = 0;
+            // SAFETY: rows j..j+$r < n and offsets p < k lie inside `b` (asserted above),
+            // and p + w <= kv <= k inside `x`; the tail reads only k - p values.
+            unsafe {
+                while p < kv {
+                    let xv = V::<T>::load(xp.add(p));
+                    for (r, s) in acc.iter_mut().enumerate() {
+                        *s = V::<T>::load(bp.add((j + r) * ldb + p)).fmadd(xv, *s);
+                    }
+                    p += w;
+                }
+                if p < k {
+                    let xv = V::<T>::load_partial(xp.add(p), k - p);
+                    for (r, s) in acc.iter_mut().enumerate() {
+                        *s = V::<T>::load_partial(bp.add((j + r) * ldb + p), k - p).fmadd(xv, *s);
+                    }
+                }
+            }
+            for (r, s) in acc.iter().enumerate() {
+                store(alpha, s.reduce_add(), beta, &mut c[j + r]);
+            }
+            j += $r;
+        }};
+    }
+    while j + 8 <= n {
+        rows!(8);
+    }
+    if j + 4 <= n {
+        rows!(4);
+    }
+    while j < n {
+        rows!(1);
+    }
+}
+
 /// `c ← α·s + β·c`, not reading `c` when `β = 0`.
 #[inline(always)]
 fn store<T: Element>(alpha: T, s: T, beta: T, c: &mut T) {
@@ -50,6 +115,7 @@ fn store<T: Element>(alpha: T, s: T, beta: T, c: &mut T) {
 
 /// Four dot products of four rows against one shared vector, two accumulators per row so
 /// the FMAs of a row do not wait on each other.
+#[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
 #[inline]
 fn dot4<T: Element>(rows: [&[T]; 4], x: &[T]) -> [T; 4] {
     let k = x.len();

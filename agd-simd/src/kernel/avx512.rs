@@ -36,6 +36,14 @@ impl Lanes<f32> for F32x16 {
         F32x16(unsafe { _mm512_mul_ps(self.0, a.0) })
     }
     #[inline(always)]
+    fn add(self, a: Self) -> Self {
+        F32x16(unsafe { _mm512_add_ps(self.0, a.0) })
+    }
+    #[inline(always)]
+    fn reduce_add(self) -> f32 {
+        unsafe { _mm512_reduce_add_ps(self.0) }
+    }
+    #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         F32x16(unsafe { _mm512_loadu_ps(p) })
     }
@@ -72,6 +80,14 @@ impl Lanes<f64> for F64x8 {
     #[inline(always)]
     fn mul(self, a: Self) -> Self {
         F64x8(unsafe { _mm512_mul_pd(self.0, a.0) })
+    }
+    #[inline(always)]
+    fn add(self, a: Self) -> Self {
+        F64x8(unsafe { _mm512_add_pd(self.0, a.0) })
+    }
+    #[inline(always)]
+    fn reduce_add(self) -> f64 {
+        unsafe { _mm512_reduce_add_pd(self.0) }
     }
     #[inline(always)]
     unsafe fn load(p: *const f64) -> Self {

@@ -34,6 +34,10 @@ pub trait Lanes<T: Copy + Default>: Copy {
     fn fmadd(self, a: Self, b: Self) -> Self;
     /// Lane-wise product.
     fn mul(self, a: Self) -> Self;
+    /// Lane-wise sum.
+    fn add(self, a: Self) -> Self;
+    /// Sum of the lanes.
+    fn reduce_add(self) -> T;
     /// Loads `N` values.
     ///
     /// # Safety

@@ -27,6 +27,14 @@ macro_rules! wide_lanes {
                 self * a
             }
             #[inline(always)]
+            fn add(self, a: Self) -> Self {
+                self + a
+            }
+            #[inline(always)]
+            fn reduce_add(self) -> $t {
+                <$v>::reduce_add(self)
+            }
+            #[inline(always)]
             unsafe fn load(p: *const $t) -> Self {
                 // SAFETY: the caller guarantees `N` readable values.
                 <$v>::new(unsafe { p.cast::<[$t; $n]>().read_unaligned() })

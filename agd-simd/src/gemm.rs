@@ -182,7 +182,7 @@ fn blocked<T: Element, K: Microkernel<T>>(
             unsafe {
                 match b {
                     OpB::Rows(s, ldb) => {
-                        pack_rows(s.as_ptr().add(p0 * ldb + j0), ldb, kc, cols, nr, bp)
+                        pack_rows::<T, K>(s.as_ptr().add(p0 * ldb + j0), ldb, kc, cols, nr, bp)
                     }
                     OpB::Cols(s, ldb) => {
                         K::pack_b_transposed(s.as_ptr().add(j0 * ldb + p0), ldb, kc, cols, nr, bp)
@@ -224,7 +224,7 @@ fn blocked<T: Element, K: Microkernel<T>>(
 /// `b` readable at `p·ldb + j` for `p < kc`, `j < cols`; `dst` writable for `kc · nr`.
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[inline(always)]
-unsafe fn pack_rows<T: Element>(
+unsafe fn pack_rows<T: Element, K: Microkernel<T>>(
     b: *const T,
     ldb: usize,
     kc: usize,
@@ -232,10 +232,26 @@ unsafe fn pack_rows<T: Element>(
     nr: usize,
     dst: *mut T,
 ) {
+    let w = <K::V as Lanes<T>>::N;
+    if cols == nr {
+        // Whole panel rows: vector moves (a `memcpy` call per short row costs more than
+        // the copy).
+        for p in 0..kc {
+            for v in 0..K::NV {
+                // SAFETY: as documented; `v·w + w <= nr = cols`.
+                unsafe {
+                    K::V::load(b.add(p * ldb + v * w)).store(dst.add(p * nr + v * w));
+                }
+            }
+        }
+        return;
+    }
     for p in 0..kc {
         // SAFETY: as documented.
         unsafe {
-            core::ptr::copy_nonoverlapping(b.add(p * ldb), dst.add(p * nr), cols);
+            for j in 0..cols {
+                *dst.add(p * nr + j) = *b.add(p * ldb + j);
+            }
             for j in cols..nr {
                 *dst.add(p * nr + j) = T::ZERO;
             }

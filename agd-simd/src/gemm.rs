@@ -171,6 +171,8 @@ fn blocked<T: Element, K: Microkernel<T>>(
         OpA::Cols(s, l) => (s.as_ptr(), l, true),
     };
     let cp = c.as_mut_ptr();
+    let tiles = m.div_ceil(K::MR);
+    let (tile_base, tile_extra) = (m / tiles, m % tiles);
     let mut j0 = 0;
     while j0 < n {
         let cols = nr.min(n - j0);
@@ -191,8 +193,12 @@ fn blocked<T: Element, K: Microkernel<T>>(
             }
             let beta_p = if p0 == 0 { beta } else { T::ONE };
             let mut i0 = 0;
+            let mut t = 0;
             while i0 < m {
-                let rows = K::MR.min(m - i0);
+                // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4):
+                // a short remainder tile has too few accumulators to hide the FMA latency.
+                let rows = tile_base + usize::from(t < tile_extra);
+                t += 1;
                 // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
                 // inside A and C (checked by the entry points); the panel holds kc rows.
                 unsafe {

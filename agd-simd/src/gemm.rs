@@ -11,10 +11,16 @@
 //!
 //! Each computes `C ← α·op(A)·op(B) + β·C`; with `β = 0`, `C` is only written, never read
 //! (so it may hold garbage, even NaN).
+//!
+//! On the host, products go through one blocked, packed loop over a per-ISA microkernel
+//! (`kernel/`), or, for a single row or column of `C`, through the unpacked kernels of
+//! `small`. Where the vector is a single scalar (`Element::LANES == 1`: M-profile Arm,
+//! RISC-V) the register-tiled loops of `gemm_scalar` run instead.
 
 use crate::blas1::scale;
 use crate::element::Element;
 use crate::error::{Error, check};
+use crate::gemm_scalar;
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 use crate::kernel::{Lanes, Microkernel, run_tile};
 use crate::small::{combine_rows, dot_rows};
@@ -71,6 +77,24 @@ fn gemm<T: Element>(
         }
         return;
     }
+    if T::LANES == 1 {
+        // No vector unit (M-profile Arm, RISC-V): the register-tiled scalar loops, for the
+        // layouts the public entry points pass.
+        match (a, b) {
+            (OpA::Rows(a, lda), OpB::Cols(b, ldb)) if lda == k && ldb == k && ldc == n => {
+                return gemm_scalar::matmul_nt(m, n, k, alpha, a, b, beta, c);
+            }
+            (OpA::Rows(a, lda), OpB::Rows(b, ldb)) if ldb == n && ldc == n => {
+                let coef = |i: usize, p: usize| a[i * lda + p];
+                return gemm_scalar::rows_update(m, n, k, alpha, coef, b, beta, c);
+            }
+            (OpA::Cols(a, lda), OpB::Rows(b, ldb)) if ldb == n && ldc == n => {
+                let coef = |i: usize, p: usize| a[p * lda + i];
+                return gemm_scalar::rows_update(m, n, k, alpha, coef, b, beta, c);
+            }
+            _ => {}
+        }
+    }
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     if m >= SMALL_M && n > 1 {
         blocked::<T, T::Kernel>(m, n, k, alpha, a, b, beta, c, ldc);
@@ -86,7 +110,7 @@ const SMALL_M: usize = 3;
 
 /// The unpacked products: each row of `C` as dot products with the columns of `op(B)` or as
 /// a combination of its rows; a single column of `C` as the same with the roles of `A` and
-/// `B` swapped. On M-profile ARM and RISC-V every product takes this path.
+/// `B` swapped.
 #[allow(clippy::too_many_arguments)]
 fn unpacked<T: Element>(
     m: usize,

@@ -29,8 +29,9 @@ mod blas1;
 mod element;
 mod error;
 mod gemm;
-// M-profile ARM and RISC-V have no vector unit to tile for: there the plain loops of
-// `small` are the kernel.
+mod gemm_scalar;
+// M-profile ARM and RISC-V have no vector unit to tile for: there the register-tiled scalar
+// loops of `gemm_scalar` are the kernel.
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 mod kernel;
 pub mod naive;

@@ -1,3 +1,6 @@
 //! One module per subcommand; `main.rs` only parses and dispatches.
 
+pub mod common;
+pub mod compare;
+pub mod train;
 pub mod verify_golden;

@@ -65,7 +65,7 @@ impl Optimizer {
     /// `agd`, `adam lr 0.001`, …
     pub fn label(&self) -> String {
         match *self {
-            Optimizer::Agd { gain } if gain == 1.0 => "agd".to_string(),
+            Optimizer::Agd { gain: 1.0 } => "agd".to_string(),
             Optimizer::Agd { gain } => format!("agd gain {gain}"),
             Optimizer::Adam { lr } | Optimizer::Sgd { lr } => format!("{} lr {lr}", self.name()),
         }

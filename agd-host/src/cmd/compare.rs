@@ -79,6 +79,11 @@ fn pct(a: Option<f64>) -> String {
         .unwrap_or_else(|| "diverged".into())
 }
 
+fn pct_sign(a: Option<f64>) -> String {
+    a.map(|a| format!("{:.2} %", 100.0 * a))
+        .unwrap_or_else(|| "diverged".into())
+}
+
 fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     let mut optimizers = vec![Optimizer::Agd { gain: 1.0 }];
     optimizers.extend(args.adam_lrs.iter().map(|&lr| Optimizer::Adam { lr }));
@@ -121,12 +126,12 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
         let dir = out.join("runs").join(label.replace(' ', "-"));
         write_run(&dir, &m)?;
         println!(
-            "{label:<16} final train loss {:<10} test {:>8} %  {:6.1} s{}",
+            "{label:<16} final train loss {:<10} test {:>9}  {:6.1} s{}",
             m.train_loss
                 .last()
                 .map(|l| format!("{l:.4}"))
-                .unwrap_or_else(|| "-".into()),
-            pct(m.final_test_accuracy),
+                .unwrap_or_else(|| "diverged".into()),
+            pct_sign(m.final_test_accuracy),
             m.seconds,
             run.failure
                 .as_ref()

@@ -306,3 +306,17 @@ fn truncated_data_is_refused() {
         "expected 1798 u8 labels",
     );
 }
+
+#[test]
+fn the_readme_main_command_reaches_97_percent_on_digits() {
+    // `agd train` with no flag at all: digits, [64,128,128,10], mse, 50 epochs, seed 0.
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("default");
+    let o = agd(&["train", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = json(&run.join("metrics.json"));
+    assert_eq!(m["widths"], serde_json::json!([64, 128, 128, 10]));
+    assert_eq!(m["epochs"], 50);
+    let acc = m["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.97, "final test accuracy {acc}");
+}

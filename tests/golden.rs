@@ -1,6 +1,6 @@
-//! Conformance with the reference AGD: every shipped golden trajectory is replayed from its
-//! initial weights, and every recorded loss, gradient, norm, G, η and post-step weight must
-//! match (f64: 1e-9 relative, f32: 1e-4), with exact zeros and bit-identical zero-gradient
+//! Conformance with the reference AGD: every shipped golden trajectory (dense, and the conv
+//! case with its per-kernel-position norms) is replayed from its initial weights, and every
+//! recorded loss, gradient, norm, G, η and post-step weight must match (f64: 1e-9 relative, f32: 1e-4), with exact zeros and bit-identical zero-gradient
 //! layers where the reference has them.
 
 use agd_host::golden::{Deviations, GoldenFile, StepKind, TOL_F32, TOL_F64, replay};
@@ -9,8 +9,8 @@ use agd_tests::{golden, golden_files};
 fn dense_files() -> Vec<GoldenFile> {
     let files: Vec<GoldenFile> = golden_files()
         .iter()
-        .filter(|p| !p.to_string_lossy().contains("conv"))
         .map(|p| GoldenFile::load(p).unwrap_or_else(|e| panic!("{e}")))
+        .filter(|f| !f.is_conv())
         .collect();
     assert_eq!(files.len(), 4, "four dense golden files ship with the repo");
     files
@@ -92,7 +92,55 @@ fn malformed_files_are_refused_with_a_message() {
         let err = GoldenFile::load(&p).expect_err(what);
         assert!(err.to_string().contains("bad.json"), "{what}: {err}");
     }
-    let conv = GoldenFile::load(&golden("golden_g_conv_small_mse.json"))
-        .expect_err("conv not yet supported");
-    assert!(conv.to_string().contains("conv_then_linear"));
+    let conv = std::fs::read_to_string(golden(CONV)).unwrap();
+    let conv_cases = [
+        (
+            "conv kernel larger than the input",
+            conv.replacen("\"kernel\": [3, 3]", "\"kernel\": [7, 7]", 1),
+        ),
+        (
+            "conv norms not one per kernel position",
+            conv.replacen("\"grad_norms\": [[", "\"grad_norms\": [[1.0, ", 1),
+        ),
+        (
+            "unknown architecture",
+            conv.replacen("conv_then_linear", "resnet", 1),
+        ),
+    ];
+    for (what, text) in conv_cases {
+        let p = dir.join("bad_conv.json");
+        std::fs::write(&p, text).unwrap();
+        let err = GoldenFile::load(&p).expect_err(what);
+        assert!(err.to_string().contains("bad_conv.json"), "{what}: {err}");
+    }
+}
+
+const CONV: &str = "golden_g_conv_small_mse.json";
+
+#[test]
+fn the_conv_golden_file_replays_in_f64() {
+    let f = GoldenFile::load(&golden(CONV)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(f.is_conv());
+    let dev = replay::<f64>(&f, StepKind::Standard).unwrap();
+    assert_passes(&f.case, "f64", &dev, TOL_F64);
+}
+
+#[test]
+fn the_conv_golden_file_replays_in_f32() {
+    let f = GoldenFile::load(&golden(CONV)).unwrap_or_else(|e| panic!("{e}"));
+    let dev = replay::<f32>(&f, StepKind::Standard).unwrap();
+    assert_passes(&f.case, "f32", &dev, TOL_F32);
+}
+
+#[test]
+fn a_perturbed_conv_slice_norm_is_caught() {
+    // One per-kernel-position norm off by 1e-6: the replay compares each of the 9.
+    let mut f = GoldenFile::load(&golden(CONV)).unwrap();
+    let n = &mut f.steps[2].grad_norms[0][4];
+    *n = serde_json::json!(n.as_f64().unwrap() * (1.0 + 1e-6));
+    let dev = replay::<f64>(&f, StepKind::Standard).unwrap();
+    assert!(
+        dev.grad_norms > TOL_F64,
+        "a 1e-6 change went unnoticed: {dev:?}"
+    );
 }

@@ -6,6 +6,7 @@ impl defmt::Format for Error {
     fn format(&self, f: defmt::Formatter<'_>) {
         match *self {
             Error::InvalidWidths => defmt::write!(f, "invalid widths"),
+            Error::InvalidLayer { layer } => defmt::write!(f, "layer {} does not fit", layer),
             Error::TooDeep { depth, max } => defmt::write!(f, "{} layers > max {}", depth, max),
             Error::BufferSize {
                 buffer,

@@ -7,6 +7,12 @@ use core::fmt;
 pub enum Error {
     /// A network needs at least two widths (one layer) and every width must be non-zero.
     InvalidWidths,
+    /// A layer of a [`crate::spec`] network has a zero size, a kernel larger than its padded
+    /// input, or inputs that differ from the previous layer's outputs.
+    InvalidLayer {
+        /// Layer index, from 0.
+        layer: usize,
+    },
     /// More layers than [`crate::MAX_DEPTH`].
     TooDeep {
         /// Layers asked for.
@@ -77,6 +83,11 @@ impl fmt::Display for Error {
             Error::InvalidWidths => {
                 write!(f, "a network needs at least two widths, all non-zero")
             }
+            Error::InvalidLayer { layer } => write!(
+                f,
+                "layer {layer} does not fit the shape coming into it (zero size, kernel larger \
+                 than the padded input, or inputs differing from the previous layer's outputs)"
+            ),
             Error::TooDeep { depth, max } => {
                 write!(f, "{depth} layers is more than the supported {max}")
             }

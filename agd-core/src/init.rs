@@ -11,6 +11,7 @@ use agd_simd::Element;
 use rand_core::Rng;
 
 use crate::layout::Layout;
+use crate::spec::{LayerSpec, SpecLayout};
 
 /// A uniform draw in `(0, 1]` with 53 random bits.
 fn uniform<R: Rng + ?Sized>(rng: &mut R) -> f64 {
@@ -46,10 +47,31 @@ pub fn semi_orthogonalize<T: Element, R: Rng + ?Sized>(
     cols: usize,
     rng: &mut R,
 ) {
+    semi_orthogonalize_strided(w, 0, cols, 1, rows, cols, rng);
+}
+
+/// [`semi_orthogonalize`] of the `rows x cols` matrix whose entry `(r, c)` is
+/// `w[first + r·row_stride + c·col_stride]`, in place: a conv weight's kernel-position slice
+/// `W[:, :, i, j]` is one of these, with no copy and no heap.
+pub fn semi_orthogonalize_strided<T: Element, R: Rng + ?Sized>(
+    w: &mut [T],
+    first: usize,
+    row_stride: usize,
+    col_stride: usize,
+    rows: usize,
+    cols: usize,
+    rng: &mut R,
+) {
     let by_rows = rows <= cols;
     let (count, len) = if by_rows { (rows, cols) } else { (cols, rows) };
     // Element e of vector v.
-    let at = |v: usize, e: usize| if by_rows { v * cols + e } else { e * cols + v };
+    let at = |v: usize, e: usize| {
+        if by_rows {
+            first + v * row_stride + e * col_stride
+        } else {
+            first + e * row_stride + v * col_stride
+        }
+    };
     let dot = |w: &[T], a: usize, b: usize| {
         let mut s = T::ZERO;
         for e in 0..len {
@@ -93,6 +115,41 @@ pub fn orthogonal<T: Element, R: Rng + ?Sized>(layout: Layout<'_>, weights: &mut
         let w = &mut weights[layout.weight_range(k)];
         fill_gaussian(w, rng);
         semi_orthogonalize(w, rows, cols, rng);
+        agd_simd::scale(layout.scale::<T>(k), w);
+    }
+}
+
+/// Orthogonal initialisation of a [`crate::spec`] network. A dense layer as in
+/// [`orthogonal`]; a conv weight `[c_out, c_in, kh, kw]` gets an independent semi-orthogonal
+/// `c_out x c_in` slice per kernel position `[:, :, i, j]` (orthogonalised in place, strided),
+/// then the whole tensor is multiplied by `s_k = sqrt(c_out/c_in)/sqrt(kh·kw)` (AGD.md,
+/// "Initialisation").
+pub fn orthogonal_spec<T: Element, R: Rng + ?Sized>(
+    layout: SpecLayout<'_>,
+    weights: &mut [T],
+    rng: &mut R,
+) {
+    for k in 0..layout.depth() {
+        let w = &mut weights[layout.weight_range(k)];
+        fill_gaussian(w, rng);
+        match *layout.layer(k) {
+            LayerSpec::Dense { inputs, outputs } => semi_orthogonalize(w, outputs, inputs, rng),
+            LayerSpec::Conv(c) => {
+                let positions = c.kernel_positions();
+                for p in 0..positions {
+                    // Entry (o, i) of slice p sits at o·(c_in·kh·kw) + i·(kh·kw) + p.
+                    semi_orthogonalize_strided(
+                        w,
+                        p,
+                        c.patch_len(),
+                        positions,
+                        c.c_out,
+                        c.c_in,
+                        rng,
+                    );
+                }
+            }
+        }
         agd_simd::scale(layout.scale::<T>(k), w);
     }
 }

@@ -1,8 +1,8 @@
 //! # agd-core
 //!
-//! Automatic Gradient Descent (Bernstein et al. 2023) for bias-free dense networks, `no_std`
-//! and heap-free: the optimiser with no learning rate, no schedule and no tuning, small
-//! enough to keep training on a microcontroller after it ships.
+//! Automatic Gradient Descent (Bernstein et al. 2023) for bias-free dense and convolutional
+//! networks, `no_std` and heap-free: the optimiser with no learning rate, no schedule and no
+//! tuning, small enough to keep training on a microcontroller after it ships.
 //!
 //! * [`dense_network!`] declares a network whose buffers are arrays fixed at compile time
 //!   (`RAM_BYTES` is a `const`); a host can size the same buffers at run time.
@@ -10,6 +10,8 @@
 //!   `sqrt(2)·relu`, the [`Loss`]es of the reference, backward.
 //! * [`init::orthogonal`] draws semi-orthogonal weights scaled by `sqrt(d_out/d_in)` from any
 //!   `rand_core` RNG.
+//! * [`spec`] and [`conv_network!`] add 2-D convolutions (`conv → … → flatten → dense`),
+//!   run by [`ConvNetMut`] and stepped by [`Agd::step_spec`] with one norm per kernel position.
 //! * [`Agd::step`] is the reference step; it returns a [`StepReport`] (G, η, norms) and
 //!   refuses non-finite gradients without touching a weight.
 //!
@@ -29,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod agd;
+pub mod conv;
 #[cfg(feature = "defmt")]
 mod defmt_impl;
 mod error;
@@ -37,6 +40,8 @@ pub mod layout;
 pub mod loss;
 mod net;
 mod rng;
+pub mod spec;
+mod spec_net;
 #[doc(hidden)]
 pub mod static_net;
 
@@ -47,3 +52,4 @@ pub use layout::{Layout, MAX_DEPTH, act_count, delta_count, param_count};
 pub use loss::Loss;
 pub use net::{NetMut, Network, TrainReport};
 pub use rng::SplitMix64;
+pub use spec_net::{ConvBuffers, ConvNetMut, ConvNetwork};

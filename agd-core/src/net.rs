@@ -16,6 +16,29 @@ pub(crate) fn sqrt2<T: Element>() -> T {
     T::from_f64(core::f64::consts::SQRT_2)
 }
 
+/// `h = sqrt(2)·relu(z)` in place, with relu(NaN) kept NaN so bad input is caught at the loss.
+pub(crate) fn activate<T: Element>(z: &mut [T]) {
+    let s2 = sqrt2::<T>();
+    for v in z.iter_mut() {
+        *v = if *v > T::ZERO {
+            *v * s2
+        } else if *v <= T::ZERO {
+            T::ZERO
+        } else {
+            *v
+        };
+    }
+}
+
+/// `δ_z = δ_h · ∂h/∂z` in place, from the layer's output `h`: `∂h/∂z = sqrt(2)·1[z > 0]`, and
+/// `h > 0` exactly when `z > 0` (relu'(0) = 0, as torch).
+pub(crate) fn activate_backward<T: Element>(delta: &mut [T], h: &[T]) {
+    let s2 = sqrt2::<T>();
+    for (d, &hv) in delta.iter_mut().zip(h) {
+        *d = if hv > T::ZERO { *d * s2 } else { T::ZERO };
+    }
+}
+
 /// A dense network over borrowed buffers (see the module docs).
 ///
 /// Buffers, all flat and row-major (see [`crate::layout`]):
@@ -187,7 +210,6 @@ impl<'a, T: Element> NetMut<'a, T> {
     pub fn forward(&mut self, batch: usize) -> Result<&[T], Error> {
         self.check_batch(batch)?;
         let depth = self.layout.depth();
-        let s2 = sqrt2::<T>();
         for k in 0..depth {
             let (d_out, d_in) = self.layout.shape(k);
             let split = self.layout.act_offset(k + 1, self.capacity);
@@ -197,16 +219,7 @@ impl<'a, T: Element> NetMut<'a, T> {
             let w = &self.weights[self.layout.weight_range(k)];
             matmul_nt(batch, d_out, d_in, T::ONE, h, w, T::ZERO, z)?;
             if k + 1 < depth {
-                for v in z.iter_mut() {
-                    // relu, with relu(NaN) kept NaN so bad input is caught at the loss.
-                    *v = if *v > T::ZERO {
-                        *v * s2
-                    } else if *v <= T::ZERO {
-                        T::ZERO
-                    } else {
-                        *v
-                    };
-                }
+                activate(z);
             }
         }
         Ok(self.outputs(batch))
@@ -244,7 +257,6 @@ impl<'a, T: Element> NetMut<'a, T> {
 
     fn backward_impl(&mut self, batch: usize, grads: bool) -> Result<(), Error> {
         self.check_batch(batch)?;
-        let s2 = sqrt2::<T>();
         let cap = self.capacity;
         for k in (0..self.layout.depth()).rev() {
             let (d_out, d_in) = self.layout.shape(k);
@@ -260,10 +272,7 @@ impl<'a, T: Element> NetMut<'a, T> {
                 let prev = &mut before[self.layout.delta_offset(k - 1, cap)..][..batch * d_in];
                 let w = &self.weights[self.layout.weight_range(k)];
                 matmul_nn(batch, d_in, d_out, T::ONE, delta, w, T::ZERO, prev)?;
-                // ∂h/∂z = sqrt(2)·1[z > 0], and h > 0 exactly when z > 0 (relu'(0) = 0).
-                for (d, &hv) in prev.iter_mut().zip(h) {
-                    *d = if hv > T::ZERO { *d * s2 } else { T::ZERO };
-                }
+                activate_backward(prev, h);
             }
         }
         Ok(())

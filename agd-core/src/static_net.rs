@@ -101,3 +101,89 @@ macro_rules! dense_network {
         }
     };
 }
+
+/// Declares a network of convolution and dense layers whose weights, gradients, activations,
+/// errors, scratch and norms are arrays sized at compile time — no heap, `RAM_BYTES` is a
+/// `const`. The input shape `[channels, height, width]` comes first; each layer is
+/// `conv(c_out, kernel, stride, padding)` or `dense(outputs)` ([`crate::spec`]), with its
+/// input shape inferred, and a layer that does not fit is a compile error.
+///
+/// ```
+/// use agd_core::{Agd, ConvNetwork, Loss};
+/// agd_core::conv_network!(pub Cnn: f32 = [1, 8, 8] => [conv(4, 3, 1, 1), conv(8, 3, 2, 1), dense(10)], batch 4);
+///
+/// assert_eq!(Cnn::PARAMS, 4 * 9 + 8 * 4 * 9 + 10 * 8 * 4 * 4);
+/// let mut net = Cnn::new();
+/// let mut v = net.view();
+/// v.init_orthogonal(&mut agd_core::SplitMix64::new(3));
+/// v.input_mut(2).unwrap().fill(0.5);
+/// let report = v.train_step(&Agd::new(), Loss::Xent, &[1, 7]).unwrap();
+/// assert!(report.step.eta > 0.0);
+/// ```
+#[macro_export]
+macro_rules! conv_network {
+    ($(#[$meta:meta])* $vis:vis $name:ident : $t:ty = [$c:expr, $h:expr, $w:expr] => [$($l:expr),+ $(,)?], batch $b:expr) => {
+        $(#[$meta])*
+        #[doc = concat!("A static conv network, input `[", stringify!($c, $h, $w), "]`, layers `", stringify!($($l),+), "`, batch capacity ", stringify!($b), ".")]
+        $vis struct $name {
+            weights: [$t; $crate::spec::param_count(&$name::LAYERS)],
+            grads: [$t; $crate::spec::param_count(&$name::LAYERS)],
+            acts: [$t; $crate::spec::act_count(&$name::LAYERS, $b)],
+            deltas: [$t; $crate::spec::delta_count(&$name::LAYERS, $b)],
+            scratch: [$t; $crate::spec::scratch_count(&$name::LAYERS)],
+            norms: [$t; $crate::spec::norm_count(&$name::LAYERS)],
+        }
+
+        const _: () = assert!(
+            $crate::spec::layers_ok(&$name::LAYERS) && $b > 0,
+            "conv_network!: need 1 to MAX_DEPTH layers and a non-zero batch"
+        );
+
+        #[allow(dead_code)]
+        impl $name {
+            /// The layers, input shapes filled in.
+            pub const LAYERS: [$crate::spec::LayerSpec; { [$(stringify!($l)),+].len() }] = {
+                #[allow(unused_imports)]
+                use $crate::spec::{conv, dense};
+                $crate::spec::chain([$c, $h, $w], [$($l),+])
+            };
+            /// Most samples per batch.
+            pub const BATCH: usize = $b;
+            /// Number of weights.
+            pub const PARAMS: usize = $crate::spec::param_count(&Self::LAYERS);
+            /// Bytes of RAM the network and all its training buffers take.
+            pub const RAM_BYTES: usize = core::mem::size_of::<Self>();
+
+            /// A network with all-zero weights (initialise it before training); `const`, so it
+            /// can be placed in a `static`.
+            pub const fn new() -> Self {
+                const Z: $t = <$t as $crate::Element>::ZERO;
+                $name {
+                    weights: [Z; $crate::spec::param_count(&$name::LAYERS)],
+                    grads: [Z; $crate::spec::param_count(&$name::LAYERS)],
+                    acts: [Z; $crate::spec::act_count(&$name::LAYERS, $b)],
+                    deltas: [Z; $crate::spec::delta_count(&$name::LAYERS, $b)],
+                    scratch: [Z; $crate::spec::scratch_count(&$name::LAYERS)],
+                    norms: [Z; $crate::spec::norm_count(&$name::LAYERS)],
+                }
+            }
+        }
+
+        impl $crate::ConvNetwork<$t> for $name {
+            fn view(&mut self) -> $crate::ConvNetMut<'_, $t> {
+                $crate::ConvNetMut::__from_static(
+                    &Self::LAYERS,
+                    $b,
+                    $crate::ConvBuffers {
+                        weights: &mut self.weights,
+                        grads: &mut self.grads,
+                        acts: &mut self.acts,
+                        deltas: &mut self.deltas,
+                        scratch: &mut self.scratch,
+                        norms: &mut self.norms,
+                    },
+                )
+            }
+        }
+    };
+}

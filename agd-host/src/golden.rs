@@ -14,6 +14,8 @@ use serde::Deserialize;
 use crate::HostError;
 use crate::net::HostNet;
 
+mod conv;
+
 /// Relative tolerance of an `f64` replay.
 pub const TOL_F64: f64 = 1e-9;
 /// Relative tolerance of an `f32` replay.
@@ -40,6 +42,50 @@ pub struct Architecture {
     /// Always false in the reference.
     #[serde(default)]
     pub bias: bool,
+    /// The convolution of a `conv_then_linear` case.
+    #[serde(default)]
+    pub conv: Option<ConvInfo>,
+}
+
+/// A size given as one number or as `[height, width]` (torch accepts both).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum Pair {
+    /// The same for both axes.
+    One(usize),
+    /// `[height, width]`.
+    Two([usize; 2]),
+}
+
+impl Pair {
+    /// `(height, width)`.
+    pub fn hw(self) -> (usize, usize) {
+        match self {
+            Pair::One(v) => (v, v),
+            Pair::Two([h, w]) => (h, w),
+        }
+    }
+}
+
+/// The `architecture.conv` block of a `conv_then_linear` case.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConvInfo {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel size.
+    pub kernel: Pair,
+    /// Stride.
+    pub stride: Pair,
+    /// Zero padding.
+    pub padding: Pair,
+    /// Dilation (only 1 is supported).
+    #[serde(default)]
+    pub dilation: Option<Pair>,
+    /// Groups (only 1 is supported).
+    #[serde(default)]
+    pub groups: Option<usize>,
 }
 
 /// One layer's metadata.
@@ -124,8 +170,8 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> HostError {
 }
 
 impl GoldenFile {
-    /// Reads and checks a golden file: it must be a dense (`fcn`) case whose every tensor has
-    /// the shape the widths imply.
+    /// Reads and checks a golden file: a dense (`fcn`) or `conv_then_linear` case whose every
+    /// tensor has the shape its architecture implies.
     pub fn load(path: &Path) -> Result<Self, HostError> {
         let text = std::fs::read_to_string(path).map_err(|e| bad(path, e))?;
         let file: GoldenFile = serde_json::from_str(&text)
@@ -137,6 +183,19 @@ impl GoldenFile {
     /// The dense widths.
     pub fn widths(&self) -> &[usize] {
         self.architecture.widths.as_deref().unwrap_or(&[])
+    }
+
+    /// Whether this is a `conv_then_linear` case (replayed with [`agd_core::ConvNetMut`]).
+    pub fn is_conv(&self) -> bool {
+        self.architecture.kind == "conv_then_linear"
+    }
+
+    /// One line naming the network: `widths [..]` or the conv and dense layers.
+    pub fn network_summary(&self) -> String {
+        match self.conv_layers() {
+            Ok(layers) if self.is_conv() => conv::summary(&layers),
+            _ => format!("widths {:?}", self.widths()),
+        }
     }
 
     /// The loss.
@@ -155,14 +214,17 @@ impl GoldenFile {
                 self.format_version
             ));
         }
-        if self.architecture.kind != "fcn" {
-            return Err(format!(
-                "architecture `{}` is not supported (dense `fcn` only)",
-                self.architecture.kind
-            ));
-        }
         if self.architecture.bias {
             return Err("networks with biases are not AGD networks".into());
+        }
+        if self.is_conv() {
+            return self.check_conv();
+        }
+        if self.architecture.kind != "fcn" {
+            return Err(format!(
+                "architecture `{}` is not supported (`fcn` or `conv_then_linear`)",
+                self.architecture.kind
+            ));
         }
         let widths = self.widths();
         agd_core::Layout::new(widths).map_err(|e| format!("widths {widths:?}: {e}"))?;
@@ -340,6 +402,9 @@ fn cast<T: Element>(v: &[f64]) -> Vec<T> {
 
 /// Replays a golden file in element type `T` and returns the worst deviations.
 pub fn replay<T: Element>(file: &GoldenFile, kind: StepKind) -> Result<Deviations, HostError> {
+    if file.is_conv() {
+        return conv::replay::<T>(file, kind);
+    }
     let widths = file.widths();
     let depth = widths.len() - 1;
     let mut net = HostNet::<T>::new(widths, file.batch_size, true)?;

@@ -1,7 +1,10 @@
 //! A network sized at run time (widths from the command line), owning its buffers in `Vec`s
-//! and lending them to the same [`NetMut`] the device uses.
+//! and lending them to the same [`NetMut`] (dense) or [`ConvNetMut`] (conv) the device uses.
 
-use agd_core::{Element, Layout, NetMut, Network, act_count, delta_count};
+use agd_core::spec::{self, LayerSpec, SpecLayout};
+use agd_core::{
+    ConvBuffers, ConvNetMut, ConvNetwork, Element, Layout, NetMut, Network, act_count, delta_count,
+};
 
 /// A dense network whose buffers are `Vec`s sized at run time.
 #[derive(Debug, Clone)]
@@ -72,6 +75,79 @@ impl<T: Element> Network<T> for HostNet<T> {
             &mut self.grads,
             &mut self.acts,
             &mut self.deltas,
+        )
+    }
+}
+
+/// A network of conv and dense layers ([`agd_core::spec`]) whose buffers are `Vec`s sized at
+/// run time, lent to the same [`ConvNetMut`] the device uses.
+#[derive(Debug, Clone)]
+pub struct HostConvNet<T> {
+    layers: Vec<LayerSpec>,
+    capacity: usize,
+    weights: Vec<T>,
+    grads: Vec<T>,
+    acts: Vec<T>,
+    deltas: Vec<T>,
+    scratch: Vec<T>,
+    norms: Vec<T>,
+}
+
+impl<T: Element> HostConvNet<T> {
+    /// All-zero network for these (checked) layers and batch capacity.
+    pub fn new(layers: &[LayerSpec], capacity: usize) -> Result<Self, agd_core::Error> {
+        let layout = SpecLayout::new(layers)?;
+        if capacity == 0 {
+            return Err(agd_core::Error::EmptyBatch);
+        }
+        Ok(HostConvNet {
+            layers: layers.to_vec(),
+            capacity,
+            weights: vec![T::ZERO; layout.param_count()],
+            grads: vec![T::ZERO; layout.param_count()],
+            acts: vec![T::ZERO; spec::act_count(layers, capacity)],
+            deltas: vec![T::ZERO; spec::delta_count(layers, capacity)],
+            scratch: vec![T::ZERO; layout.scratch_count()],
+            norms: vec![T::ZERO; layout.norm_count()],
+        })
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[LayerSpec] {
+        &self.layers
+    }
+
+    /// Bytes held by the network and its training buffers.
+    pub fn ram_bytes(&self) -> usize {
+        T::BYTES
+            * [
+                &self.weights,
+                &self.grads,
+                &self.acts,
+                &self.deltas,
+                &self.scratch,
+                &self.norms,
+            ]
+            .iter()
+            .map(|v| v.len())
+            .sum::<usize>()
+    }
+}
+
+impl<T: Element> ConvNetwork<T> for HostConvNet<T> {
+    fn view(&mut self) -> ConvNetMut<'_, T> {
+        // Sizes were derived from checked layers in `HostConvNet::new`.
+        ConvNetMut::__from_static(
+            &self.layers,
+            self.capacity,
+            ConvBuffers {
+                weights: &mut self.weights,
+                grads: &mut self.grads,
+                acts: &mut self.acts,
+                deltas: &mut self.deltas,
+                scratch: &mut self.scratch,
+                norms: &mut self.norms,
+            },
         )
     }
 }

@@ -132,6 +132,15 @@ impl<T: Element> SumSq<T> {
 
     /// The sum of both, still scaled.
     pub fn merge(self, other: Self) -> Self {
+        if !self.scale.is_finite() || !other.scale.is_finite() {
+            // A NaN scale compares false with everything, so the ordering below would let a
+            // NaN hide behind an infinity or a zero. The sum of the scales is NaN if either is
+            // NaN and +∞ otherwise (scales are ≥ 0), which is what the norm must be.
+            return SumSq {
+                scale: self.scale + other.scale,
+                ssq: T::ONE,
+            };
+        }
         let (big, small) = if other.scale > self.scale {
             (other, self)
         } else {
@@ -148,9 +157,20 @@ impl<T: Element> SumSq<T> {
             };
         }
         let r = small.scale / big.scale;
+        let small_ssq = (small.ssq * r) * r;
+        let ssq = big.ssq + small_ssq;
+        if ssq.is_finite() {
+            return SumSq {
+                scale: big.scale,
+                ssq,
+            };
+        }
+        // Two unscaled sums (scale 1, from the fast path) can each fit while their total does
+        // not: move an exact factor 2² from `ssq` into `scale`.
+        let quarter = T::from_f64(0.25);
         SumSq {
-            scale: big.scale,
-            ssq: big.ssq + (small.ssq * r) * r,
+            scale: big.scale * T::from_f64(2.0),
+            ssq: big.ssq * quarter + small_ssq * quarter,
         }
     }
 }

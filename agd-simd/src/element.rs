@@ -73,6 +73,8 @@ pub trait Element:
     fn sqrt(self) -> Self;
     /// Natural logarithm (libm).
     fn ln(self) -> Self;
+    /// `ln(1 + x)`, accurate for small `x` (libm).
+    fn ln_1p(self) -> Self;
     /// `e^x` (libm).
     fn exp(self) -> Self;
     /// Absolute value.
@@ -86,7 +88,7 @@ pub trait Element:
 }
 
 macro_rules! scalar_common {
-    ($t:ty, $name:literal, $sqrt:path, $ln:path, $exp:path) => {
+    ($t:ty, $name:literal, $sqrt:path, $ln:path, $ln1p:path, $exp:path) => {
         const ZERO: Self = 0.0;
         const ONE: Self = 1.0;
         const EPSILON: Self = <$t>::EPSILON;
@@ -110,6 +112,10 @@ macro_rules! scalar_common {
         #[inline(always)]
         fn ln(self) -> Self {
             $ln(self)
+        }
+        #[inline(always)]
+        fn ln_1p(self) -> Self {
+            $ln1p(self)
         }
         #[inline(always)]
         fn exp(self) -> Self {
@@ -245,26 +251,40 @@ mod wide_impl {
 impl Element for f32 {
     type V = wide::f32x8;
     const LANES: usize = 8;
-    scalar_common!(f32, "f32", libm::sqrtf, libm::logf, libm::expf);
+    scalar_common!(
+        f32,
+        "f32",
+        libm::sqrtf,
+        libm::logf,
+        libm::log1pf,
+        libm::expf
+    );
 }
 
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 impl Element for f64 {
     type V = wide::f64x4;
     const LANES: usize = 4;
-    scalar_common!(f64, "f64", libm::sqrt, libm::log, libm::exp);
+    scalar_common!(f64, "f64", libm::sqrt, libm::log, libm::log1p, libm::exp);
 }
 
 #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
 impl Element for f32 {
     type V = f32;
     const LANES: usize = 1;
-    scalar_common!(f32, "f32", libm::sqrtf, libm::logf, libm::expf);
+    scalar_common!(
+        f32,
+        "f32",
+        libm::sqrtf,
+        libm::logf,
+        libm::log1pf,
+        libm::expf
+    );
 }
 
 #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
 impl Element for f64 {
     type V = f64;
     const LANES: usize = 1;
-    scalar_common!(f64, "f64", libm::sqrt, libm::log, libm::exp);
+    scalar_common!(f64, "f64", libm::sqrt, libm::log, libm::log1p, libm::exp);
 }

@@ -112,3 +112,19 @@ pub fn scale<T: Element>(alpha: T, x: &mut [T]) {
 pub fn nrm2<T: Element>(x: &[T]) -> f64 {
     libm::sqrt(x.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>())
 }
+
+/// `max_i |x_i|`: 0 for an empty slice, NaN if any entry is NaN.
+pub fn amax<T: Element>(x: &[T]) -> T {
+    let mut m = T::ZERO;
+    for &v in x {
+        let a = v.abs();
+        // Only NaN is unordered with itself; it must win over every number.
+        if a.partial_cmp(&a).is_none() {
+            return a;
+        }
+        if a > m {
+            m = a;
+        }
+    }
+    m
+}

@@ -46,31 +46,73 @@ pub fn power_iteration<T: Element>(
     if nv == T::ZERO || !nv.is_finite() {
         reset(v);
     } else {
-        scale(T::ONE / nv, v);
+        normalize(v, nv);
     }
     let mut sigma = T::ZERO;
-    for _ in 0..iters {
+    let mut free_restart = true;
+    let mut round = 0;
+    while round < iters {
         // u = A v
         matmul_nt(rows, 1, cols, T::ONE, a, v, T::ZERO, u)?;
         let nu = nrm2(u);
         if nu == T::ZERO {
-            // v is in A's null space: either A = 0, or restart from a fixed vector once.
+            // v is in A's null space: either A = 0, or restart from A's largest row. The
+            // first restart is not counted as a round, so that a single warm-started round
+            // still returns an estimate rather than 0.
             if a[..rows * cols].iter().all(|&x| x == T::ZERO) {
                 return Ok(T::ZERO);
             }
-            reset(v);
+            restart_from_largest_row(a, rows, cols, v);
+            if free_restart {
+                free_restart = false;
+            } else {
+                round += 1;
+            }
             continue;
         }
-        scale(T::ONE / nu, u);
+        normalize(u, nu);
         // v = Aᵀ u  (as a 1 x rows times rows x cols product)
         matmul_nn(1, cols, rows, T::ONE, u, a, T::ZERO, v)?;
         sigma = nrm2(v);
         if sigma == T::ZERO {
             return Ok(T::ZERO);
         }
-        scale(T::ONE / sigma, v);
+        normalize(v, sigma);
+        round += 1;
     }
     Ok(sigma)
+}
+
+/// `v ← a_i / ||a_i||` for the row `a_i` of largest norm: `A` does not map it to zero, since
+/// `(A a_iᵀ)_i = ||a_i||²`, so unlike a fixed vector it cannot lie in `A`'s null space.
+fn restart_from_largest_row<T: Element>(a: &[T], rows: usize, cols: usize, v: &mut [T]) {
+    let mut best = (T::ZERO, 0);
+    for (i, row) in a.chunks_exact(cols).take(rows).enumerate() {
+        let n = nrm2(row);
+        if n > best.0 {
+            best = (n, i);
+        }
+    }
+    let (n, i) = best;
+    if n == T::ZERO || !n.is_finite() {
+        reset(v);
+        return;
+    }
+    v.copy_from_slice(&a[i * cols..(i + 1) * cols]);
+    normalize(v, n);
+}
+
+/// `x ← x / n` for a norm `n > 0`: by one multiply with `1/n`, or by division when `n` is
+/// subnormal and `1/n` overflows (a tiny but non-zero matrix would otherwise give NaN).
+fn normalize<T: Element>(x: &mut [T], n: T) {
+    let inv = T::ONE / n;
+    if inv.is_finite() {
+        scale(inv, x);
+    } else {
+        for xi in x {
+            *xi = *xi / n;
+        }
+    }
 }
 
 /// A deterministic unit start vector with no special structure: entries `1 + (i mod 7)/7`

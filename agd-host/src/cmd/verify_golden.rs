@@ -36,10 +36,10 @@ pub fn run(args: &Args) -> Result<bool, HostError> {
         Dtype::F64 => "f64",
     };
     println!(
-        "{} ({}, widths {:?}, {} steps) in {name}: worst relative deviation per quantity",
+        "{} ({}, {}, {} steps) in {name}: worst relative deviation per quantity",
         file.case,
         file.loss.name,
-        file.widths(),
+        file.network_summary(),
         file.num_steps
     );
     for (q, v) in dev.rows() {

@@ -1,0 +1,323 @@
+//! A network of convolution and dense layers over borrowed buffers: forward, loss, backward
+//! and the AGD step, the counterpart of [`crate::NetMut`] for [`crate::spec`] layer lists.
+//!
+//! Dense layers run the very kernels [`crate::NetMut`] runs; conv layers run
+//! [`crate::conv::Conv2d`]; `sqrt(2)·relu` sits between every two layers.
+
+use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
+
+use crate::agd::{Agd, StepReport};
+use crate::error::Error;
+use crate::loss::{Loss, argmax, loss_and_grad};
+use crate::net::{TrainReport, activate, activate_backward};
+use crate::spec::{self, LayerSpec, SpecLayout};
+
+/// The buffers of a [`ConvNetMut`], each sized by the `const fn` of [`crate::spec`] named
+/// after it.
+#[derive(Debug)]
+pub struct ConvBuffers<'a, T> {
+    /// All weights, layer after layer ([`spec::param_count`]).
+    pub weights: &'a mut [T],
+    /// All gradients, same layout as the weights.
+    pub grads: &'a mut [T],
+    /// Input batch and every layer's output ([`spec::act_count`]).
+    pub acts: &'a mut [T],
+    /// Every layer's output error ([`spec::delta_count`]).
+    pub deltas: &'a mut [T],
+    /// One sample's unfolding for the largest conv layer ([`spec::scratch_count`]).
+    pub scratch: &'a mut [T],
+    /// The gradient norms of the last step, per dense layer and per conv kernel position
+    /// ([`spec::norm_count`]).
+    pub norms: &'a mut [T],
+}
+
+/// A conv + dense network over borrowed buffers (see the module docs).
+#[derive(Debug)]
+pub struct ConvNetMut<'a, T> {
+    layout: SpecLayout<'a>,
+    capacity: usize,
+    b: ConvBuffers<'a, T>,
+}
+
+fn check_len(buffer: &'static str, expected: usize, got: usize) -> Result<(), Error> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::BufferSize {
+            buffer,
+            expected,
+            got,
+        })
+    }
+}
+
+impl<'a, T: Element> ConvNetMut<'a, T> {
+    /// Checks the layers, and every buffer against them and the batch capacity.
+    pub fn new(
+        layers: &'a [LayerSpec],
+        capacity: usize,
+        buffers: ConvBuffers<'a, T>,
+    ) -> Result<Self, Error> {
+        let layout = SpecLayout::new(layers)?;
+        if capacity == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        let b = &buffers;
+        check_len("weights", layout.param_count(), b.weights.len())?;
+        check_len("grads", layout.param_count(), b.grads.len())?;
+        check_len(
+            "activations",
+            spec::act_count(layers, capacity),
+            b.acts.len(),
+        )?;
+        check_len(
+            "deltas",
+            spec::delta_count(layers, capacity),
+            b.deltas.len(),
+        )?;
+        check_len("scratch", layout.scratch_count(), b.scratch.len())?;
+        check_len("norms", layout.norm_count(), b.norms.len())?;
+        Ok(ConvNetMut {
+            layout,
+            capacity,
+            b: buffers,
+        })
+    }
+
+    /// For [`crate::conv_network!`]: the sizes were checked at compile time.
+    #[doc(hidden)]
+    pub fn __from_static(
+        layers: &'a [LayerSpec],
+        capacity: usize,
+        buffers: ConvBuffers<'a, T>,
+    ) -> Self {
+        ConvNetMut {
+            layout: SpecLayout::__from_checked(layers),
+            capacity,
+            b: buffers,
+        }
+    }
+
+    /// The layers and offsets.
+    pub fn layout(&self) -> SpecLayout<'a> {
+        self.layout
+    }
+
+    /// Most samples per batch.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// All weights, layer after layer.
+    pub fn weights(&self) -> &[T] {
+        self.b.weights
+    }
+
+    /// All weights, mutable (to load a checkpoint or golden start).
+    pub fn weights_mut(&mut self) -> &mut [T] {
+        self.b.weights
+    }
+
+    /// Layer `k`'s weights (`[c_out, c_in, kh, kw]` or `[d_out, d_in]`, row-major).
+    pub fn layer_weights(&self, k: usize) -> &[T] {
+        &self.b.weights[self.layout.weight_range(k)]
+    }
+
+    /// Layer `k`'s gradient from the last backward pass.
+    pub fn layer_grads(&self, k: usize) -> &[T] {
+        &self.b.grads[self.layout.weight_range(k)]
+    }
+
+    /// Layer `k`'s gradient norms from the last step: one for a dense layer, `kh·kw`
+    /// (row-major `||g[:, :, i, j]||_F`) for a conv layer.
+    pub fn grad_norms(&self, k: usize) -> &[T] {
+        &self.b.norms[self.layout.norm_range(k)]
+    }
+
+    fn check_batch(&self, batch: usize) -> Result<(), Error> {
+        if batch == 0 {
+            Err(Error::EmptyBatch)
+        } else if batch > self.capacity {
+            Err(Error::BatchTooLarge {
+                batch,
+                capacity: self.capacity,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The first `batch` samples of the input block (`batch x f_0`, each sample NCHW), to fill
+    /// in place.
+    pub fn input_mut(&mut self, batch: usize) -> Result<&mut [T], Error> {
+        self.check_batch(batch)?;
+        Ok(&mut self.b.acts[..batch * self.layout.inputs()])
+    }
+
+    /// Copies a batch of samples into the input block and returns the batch size.
+    pub fn set_input(&mut self, samples: &[T]) -> Result<usize, Error> {
+        let f0 = self.layout.inputs();
+        if samples.is_empty() || !samples.len().is_multiple_of(f0) {
+            return Err(Error::BufferSize {
+                buffer: "input",
+                expected: f0,
+                got: samples.len(),
+            });
+        }
+        let batch = samples.len() / f0;
+        self.input_mut(batch)?.copy_from_slice(samples);
+        Ok(batch)
+    }
+
+    /// Block `k` of the activations for `batch` samples (0 = input, `L` = outputs).
+    pub fn activations(&self, k: usize, batch: usize) -> &[T] {
+        let off = self.layout.act_offset(k, self.capacity);
+        &self.b.acts[off..off + batch * self.layout.features(k)]
+    }
+
+    /// Layer `k`'s back-propagated error `∂loss/∂z_k` for `batch` samples.
+    pub fn deltas(&self, k: usize, batch: usize) -> &[T] {
+        let off = self.layout.delta_offset(k, self.capacity);
+        &self.b.deltas[off..off + batch * self.layout.features(k + 1)]
+    }
+
+    /// The network outputs (`batch x f_L`) from the last forward pass.
+    pub fn outputs(&self, batch: usize) -> &[T] {
+        self.activations(self.layout.depth(), batch)
+    }
+
+    /// Forward pass over the first `batch` samples of the input block, `sqrt(2)·relu` after
+    /// every layer but the last. Returns the outputs.
+    pub fn forward(&mut self, batch: usize) -> Result<&[T], Error> {
+        self.check_batch(batch)?;
+        let (layout, cap) = (self.layout, self.capacity);
+        let depth = layout.depth();
+        for k in 0..depth {
+            let (f_in, f_out) = (layout.features(k), layout.features(k + 1));
+            let (before, after) = self.b.acts.split_at_mut(layout.act_offset(k + 1, cap));
+            let h = &before[layout.act_offset(k, cap)..][..batch * f_in];
+            let z = &mut after[..batch * f_out];
+            let w = &self.b.weights[layout.weight_range(k)];
+            match layout.layer(k) {
+                // z_n = W h_n for every sample: Z = H Wᵀ.
+                LayerSpec::Dense { .. } => matmul_nt(batch, f_out, f_in, T::ONE, h, w, T::ZERO, z)?,
+                LayerSpec::Conv(c) => c.forward(batch, w, h, z, self.b.scratch)?,
+            }
+            if k + 1 < depth {
+                activate(z);
+            }
+        }
+        Ok(self.outputs(batch))
+    }
+
+    /// Loss of the last forward pass against `targets`; writes `∂loss/∂out` into the last
+    /// error block.
+    pub fn loss_grad(&mut self, loss: Loss, targets: &[usize]) -> Result<T, Error> {
+        let batch = targets.len();
+        self.check_batch(batch)?;
+        let depth = self.layout.depth();
+        let classes = self.layout.outputs();
+        let off = self.layout.act_offset(depth, self.capacity);
+        let out = &self.b.acts[off..off + batch * classes];
+        let doff = self.layout.delta_offset(depth - 1, self.capacity);
+        let grad = &mut self.b.deltas[doff..doff + batch * classes];
+        loss_and_grad(loss, out, targets, classes, grad)
+    }
+
+    /// Full backward pass: every error block, and every layer's weight gradient into the
+    /// gradient buffer.
+    pub fn backward(&mut self, batch: usize) -> Result<(), Error> {
+        self.check_batch(batch)?;
+        let (layout, cap) = (self.layout, self.capacity);
+        for k in (0..layout.depth()).rev() {
+            let (f_in, f_out) = (layout.features(k), layout.features(k + 1));
+            let h = &self.b.acts[layout.act_offset(k, cap)..][..batch * f_in];
+            let (before, after) = self.b.deltas.split_at_mut(layout.delta_offset(k, cap));
+            let delta = &after[..batch * f_out];
+            let w = &self.b.weights[layout.weight_range(k)];
+            let g = &mut self.b.grads[layout.weight_range(k)];
+            let mut prev = if k > 0 {
+                Some(&mut before[layout.delta_offset(k - 1, cap)..][..batch * f_in])
+            } else {
+                None
+            };
+            match layout.layer(k) {
+                LayerSpec::Dense { .. } => {
+                    // g_k = Σ_n δ_n h_nᵀ, δ_prev = Wᵀ δ
+                    matmul_tn(f_out, f_in, batch, T::ONE, delta, h, T::ZERO, g)?;
+                    if let Some(prev) = prev.as_deref_mut() {
+                        matmul_nn(batch, f_in, f_out, T::ONE, delta, w, T::ZERO, prev)?;
+                    }
+                }
+                LayerSpec::Conv(c) => c.backward(
+                    batch,
+                    w,
+                    h,
+                    delta,
+                    Some(g),
+                    prev.as_deref_mut(),
+                    self.b.scratch,
+                )?,
+            }
+            if let Some(prev) = prev {
+                activate_backward(prev, h);
+            }
+        }
+        Ok(())
+    }
+
+    /// Correct predictions of the last forward pass.
+    pub fn count_correct(&self, targets: &[usize]) -> usize {
+        let classes = self.layout.outputs();
+        self.outputs(targets.len())
+            .chunks_exact(classes)
+            .zip(targets)
+            .filter(|&(row, &y)| argmax(row) == y)
+            .count()
+    }
+
+    /// Forward, loss and backward for a batch already in the input block: leaves the
+    /// gradients in the gradient buffer and returns `(loss, correct)`.
+    pub fn compute_grads(&mut self, loss: Loss, targets: &[usize]) -> Result<(T, usize), Error> {
+        let batch = targets.len();
+        self.forward(batch)?;
+        let value = self.loss_grad(loss, targets)?;
+        let correct = self.count_correct(targets);
+        self.backward(batch)?;
+        Ok((value, correct))
+    }
+
+    /// The AGD step ([`Agd::step_spec`]) on the gradients of the last backward pass; the
+    /// per-slice norms land in [`ConvNetMut::grad_norms`].
+    pub fn step(&mut self, agd: &Agd<T>) -> Result<StepReport<T>, Error> {
+        agd.step_spec(self.layout, self.b.weights, self.b.grads, self.b.norms)
+    }
+
+    /// One training step on a batch already in the input block. On any error the weights are
+    /// exactly as before.
+    pub fn train_step(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<TrainReport<T>, Error> {
+        let (value, correct) = self.compute_grads(loss, targets)?;
+        let step = self.step(agd)?;
+        Ok(TrainReport {
+            loss: value,
+            correct,
+            step,
+        })
+    }
+
+    /// Orthogonal initialisation of every layer (see [`crate::init::orthogonal_spec`]).
+    pub fn init_orthogonal<R: rand_core::Rng + ?Sized>(&mut self, rng: &mut R) {
+        crate::init::orthogonal_spec(self.layout, self.b.weights, rng);
+    }
+}
+
+/// Anything that owns a conv network's buffers and can lend them as a [`ConvNetMut`].
+pub trait ConvNetwork<T: Element> {
+    /// The buffers as one view; all maths goes through it.
+    fn view(&mut self) -> ConvNetMut<'_, T>;
+}

@@ -1,0 +1,540 @@
+//! Convolution layers: forward and backward against a direct convolution and finite
+//! differences, the per-kernel-position AGD step, and per-slice orthogonal init.
+
+use agd_core::conv::Conv2d;
+use agd_core::spec::{self, LayerSpec, SpecLayout, chain, conv, dense};
+use agd_core::{Agd, ConvBuffers, ConvNetMut, ConvNetwork, Error, Loss, NetMut, SplitMix64, init};
+use rand_core::Rng;
+
+fn gaussian(rng: &mut SplitMix64, n: usize) -> Vec<f64> {
+    (0..n).map(|_| init::gaussian_pair(rng).0).collect()
+}
+
+/// `x[n, c, y, x]` of a `c x h x w` sample, 0 in the padding (indices may be negative).
+fn at(x: &[f64], cv: &Conv2d, c: usize, y: isize, xx: isize) -> f64 {
+    if y < 0 || xx < 0 || y as usize >= cv.h || xx as usize >= cv.w {
+        0.0
+    } else {
+        x[(c * cv.h + y as usize) * cv.w + xx as usize]
+    }
+}
+
+/// Input row/column read by output `o` at kernel offset `i`.
+fn src(cv: &Conv2d, o: usize, i: usize) -> isize {
+    (o * cv.stride + i) as isize - cv.pad as isize
+}
+
+/// Direct cross-correlation of one sample, the definition written out.
+fn naive_forward(cv: &Conv2d, w: &[f64], x: &[f64]) -> Vec<f64> {
+    let (oh, ow) = (cv.out_h(), cv.out_w());
+    let mut z = vec![0.0; cv.out_features()];
+    for o in 0..cv.c_out {
+        for y in 0..oh {
+            for xx in 0..ow {
+                let mut s = 0.0;
+                for c in 0..cv.c_in {
+                    for i in 0..cv.kh {
+                        for j in 0..cv.kw {
+                            let wv = w[((o * cv.c_in + c) * cv.kh + i) * cv.kw + j];
+                            s += wv * at(x, cv, c, src(cv, y, i), src(cv, xx, j));
+                        }
+                    }
+                }
+                z[(o * oh + y) * ow + xx] = s;
+            }
+        }
+    }
+    z
+}
+
+/// Direct weight and input gradients of one sample from its output error `d`.
+fn naive_backward(cv: &Conv2d, w: &[f64], x: &[f64], d: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (oh, ow) = (cv.out_h(), cv.out_w());
+    let mut gw = vec![0.0; cv.param_count()];
+    let mut gx = vec![0.0; cv.in_features()];
+    for o in 0..cv.c_out {
+        for y in 0..oh {
+            for xx in 0..ow {
+                let dv = d[(o * oh + y) * ow + xx];
+                for c in 0..cv.c_in {
+                    for i in 0..cv.kh {
+                        for j in 0..cv.kw {
+                            let wi = ((o * cv.c_in + c) * cv.kh + i) * cv.kw + j;
+                            let (sy, sx) = (src(cv, y, i), src(cv, xx, j));
+                            gw[wi] += dv * at(x, cv, c, sy, sx);
+                            if sy >= 0 && sx >= 0 && (sy as usize) < cv.h && (sx as usize) < cv.w {
+                                gx[(c * cv.h + sy as usize) * cv.w + sx as usize] += dv * w[wi];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (gw, gx)
+}
+
+fn max_rel(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()))
+        / scale
+}
+
+/// Odd shapes: stride 1/2, padding 0/1, kernels 1/3 (and a 2x3), channels 1..5.
+fn shapes() -> Vec<Conv2d> {
+    let mut v = Vec::new();
+    for &(c_in, c_out, h, w) in &[(1, 3, 5, 5), (3, 2, 7, 6), (5, 4, 4, 9)] {
+        for &(kh, kw) in &[(1, 1), (3, 3), (2, 3)] {
+            for stride in [1, 2] {
+                for pad in [0, 1] {
+                    let cv = Conv2d {
+                        c_in,
+                        c_out,
+                        kh,
+                        kw,
+                        h,
+                        w,
+                        stride,
+                        pad,
+                    };
+                    if cv.is_valid() {
+                        v.push(cv);
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn forward_and_backward_match_a_direct_convolution() {
+    let mut rng = SplitMix64::new(11);
+    let batch = 3;
+    for cv in shapes() {
+        let w = gaussian(&mut rng, cv.param_count());
+        let x = gaussian(&mut rng, batch * cv.in_features());
+        let d = gaussian(&mut rng, batch * cv.out_features());
+        let mut scratch = vec![f64::NAN; cv.scratch_len()];
+        // Output and gradients start as NaN: the kernels must only write them.
+        let mut z = vec![f64::NAN; batch * cv.out_features()];
+        cv.forward(batch, &w, &x, &mut z, &mut scratch).unwrap();
+        let mut gw = vec![f64::NAN; cv.param_count()];
+        let mut gx = vec![f64::NAN; batch * cv.in_features()];
+        cv.backward(
+            batch,
+            &w,
+            &x,
+            &d,
+            Some(&mut gw),
+            Some(&mut gx),
+            &mut scratch,
+        )
+        .unwrap();
+        let (fi, fo) = (cv.in_features(), cv.out_features());
+        let mut want_gw = vec![0.0; cv.param_count()];
+        for n in 0..batch {
+            let xn = &x[n * fi..][..fi];
+            let zn = naive_forward(&cv, &w, xn);
+            assert!(max_rel(&z[n * fo..][..fo], &zn) < 1e-13, "{cv:?} forward");
+            let (g, gxn) = naive_backward(&cv, &w, xn, &d[n * fo..][..fo]);
+            for (a, b) in want_gw.iter_mut().zip(&g) {
+                *a += b;
+            }
+            assert!(
+                max_rel(&gx[n * fi..][..fi], &gxn) < 1e-13,
+                "{cv:?} input grad"
+            );
+        }
+        assert!(max_rel(&gw, &want_gw) < 1e-13, "{cv:?} weight grad");
+    }
+}
+
+#[test]
+fn short_buffers_are_refused_not_panicked() {
+    let cv = Conv2d {
+        c_in: 2,
+        c_out: 3,
+        kh: 3,
+        kw: 3,
+        h: 5,
+        w: 5,
+        stride: 1,
+        pad: 1,
+    };
+    let w = vec![0.0; cv.param_count()];
+    let x = vec![0.0; cv.in_features()];
+    let mut z = vec![0.0; cv.out_features()];
+    let mut short = vec![0.0; cv.scratch_len() - 1];
+    assert!(matches!(
+        cv.forward(1, &w, &x, &mut z, &mut short),
+        Err(Error::BufferSize { .. })
+    ));
+    let mut scratch = vec![0.0; cv.scratch_len()];
+    assert!(matches!(
+        cv.forward(2, &w, &x, &mut z, &mut scratch),
+        Err(Error::BufferSize { .. })
+    ));
+}
+
+/// A run-time conv network for the tests.
+struct Net {
+    layers: Vec<LayerSpec>,
+    cap: usize,
+    w: Vec<f64>,
+    g: Vec<f64>,
+    a: Vec<f64>,
+    d: Vec<f64>,
+    s: Vec<f64>,
+    n: Vec<f64>,
+}
+
+impl Net {
+    fn new(layers: &[LayerSpec], cap: usize, seed: u64) -> Self {
+        let layout = SpecLayout::new(layers).unwrap();
+        let mut w = vec![0.0; layout.param_count()];
+        init::orthogonal_spec(layout, &mut w, &mut SplitMix64::new(seed));
+        Net {
+            layers: layers.to_vec(),
+            cap,
+            g: vec![0.0; w.len()],
+            w,
+            a: vec![0.0; spec::act_count(layers, cap)],
+            d: vec![0.0; spec::delta_count(layers, cap)],
+            s: vec![0.0; layout.scratch_count()],
+            n: vec![0.0; layout.norm_count()],
+        }
+    }
+    fn view(&mut self) -> ConvNetMut<'_, f64> {
+        ConvNetMut::new(
+            &self.layers,
+            self.cap,
+            ConvBuffers {
+                weights: &mut self.w,
+                grads: &mut self.g,
+                acts: &mut self.a,
+                deltas: &mut self.d,
+                scratch: &mut self.s,
+                norms: &mut self.n,
+            },
+        )
+        .unwrap()
+    }
+}
+
+const CNN: [LayerSpec; 4] = chain(
+    [2, 7, 6],
+    [
+        conv(3, 3, 1, 1),
+        conv(4, 3, 2, 0),
+        conv(5, 1, 1, 0),
+        dense(3),
+    ],
+);
+
+#[test]
+fn network_gradients_match_finite_differences() {
+    let mut net = Net::new(&CNN, 2, 5);
+    let mut rng = SplitMix64::new(6);
+    let x = gaussian(&mut rng, 2 * 2 * 7 * 6);
+    let targets = [2, 0];
+    let mut v = net.view();
+    v.set_input(&x).unwrap();
+    v.compute_grads(Loss::Mse, &targets).unwrap();
+    let grads: Vec<f64> = (0..4).flat_map(|k| v.layer_grads(k).to_vec()).collect();
+    let w0 = v.weights().to_vec();
+    let eps = 1e-6;
+    let mut loss_at = |w: &[f64]| {
+        let mut v = net.view();
+        v.weights_mut().copy_from_slice(w);
+        v.forward(2).unwrap();
+        v.loss_grad(Loss::Mse, &targets).unwrap()
+    };
+    let mut worst = 0.0f64;
+    let scale = grads.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    for i in 0..w0.len() {
+        let mut w = w0.clone();
+        w[i] = w0[i] + eps;
+        let up = loss_at(&w);
+        w[i] = w0[i] - eps;
+        let down = loss_at(&w);
+        let fd = (up - down) / (2.0 * eps);
+        worst = worst.max((fd - grads[i]).abs() / scale);
+    }
+    assert!(worst < 1e-6, "finite differences differ by {worst:e}");
+}
+
+#[test]
+fn a_dense_only_spec_is_the_dense_network_bit_for_bit() {
+    // The same layers through NetMut / Agd::step and ConvNetMut / Agd::step_spec.
+    let widths = [6, 5, 4, 3];
+    const LAYERS: [LayerSpec; 3] = chain([6, 1, 1], [dense(5), dense(4), dense(3)]);
+    let mut cnet = Net::new(&LAYERS, 4, 9);
+    let mut w = cnet.w.clone();
+    let mut g = vec![0.0; w.len()];
+    let mut a = vec![0.0; agd_core::act_count(&widths, 4)];
+    let mut d = vec![0.0; agd_core::delta_count(&widths, 4)];
+    let mut dense = NetMut::new(&widths, 4, &mut w, &mut g, &mut a, &mut d).unwrap();
+    let mut rng = SplitMix64::new(1);
+    let agd = Agd::with_gain(0.8).unwrap();
+    for _ in 0..5 {
+        let x = gaussian(&mut rng, 4 * 6);
+        let y: Vec<usize> = (0..4).map(|_| (rng.next_u64() % 3) as usize).collect();
+        dense.set_input(&x).unwrap();
+        let r1 = dense.train_step(&agd, Loss::Xent, &y).unwrap();
+        let mut cv = cnet.view();
+        cv.set_input(&x).unwrap();
+        let r2 = cv.train_step(&agd, Loss::Xent, &y).unwrap();
+        assert_eq!(r1, r2);
+        let same = dense
+            .weights()
+            .iter()
+            .zip(cv.weights())
+            .all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "weights differ");
+    }
+}
+
+fn frob(v: impl Iterator<Item = f64>) -> f64 {
+    v.map(|x| x * x).sum::<f64>().sqrt()
+}
+
+#[test]
+fn every_slice_moves_by_gain_eta_s_over_l_and_g_sums_slice_norms() {
+    let mut net = Net::new(&CNN, 3, 21);
+    let mut rng = SplitMix64::new(22);
+    let x = gaussian(&mut rng, 3 * 2 * 7 * 6);
+    let gain = 0.7;
+    let agd = Agd::with_gain(gain).unwrap();
+    let mut v = net.view();
+    v.set_input(&x).unwrap();
+    let before = v.weights().to_vec();
+    v.compute_grads(Loss::Xent, &[0, 1, 2]).unwrap();
+    let report = v.step(&agd).unwrap();
+    let layout = v.layout();
+    let depth = layout.depth() as f64;
+    let mut g_want = 0.0;
+    for k in 0..layout.depth() {
+        let r = layout.weight_range(k);
+        let positions = layout.layer(k).norm_count();
+        let s: f64 = layout.scale(k);
+        let grads = v.layer_grads(k).to_vec();
+        let mut sum = 0.0;
+        for p in 0..positions {
+            // ||g[:, :, i, j]||_F, computed here from scratch.
+            let n = frob(grads.iter().copied().skip(p).step_by(positions));
+            assert!(
+                (v.grad_norms(k)[p] - n).abs() <= 1e-14 * n,
+                "layer {k} slice {p}"
+            );
+            sum += n;
+            let moved = frob(
+                v.weights()[r.clone()]
+                    .iter()
+                    .zip(&before[r.clone()])
+                    .skip(p)
+                    .step_by(positions)
+                    .map(|(a, b)| a - b),
+            );
+            let want = gain * report.eta * s / depth;
+            assert!(
+                (moved - want).abs() <= 1e-12 * want,
+                "layer {k} slice {p}: moved {moved}, want {want}"
+            );
+        }
+        assert!((report.grad_norms[k] - sum).abs() <= 1e-14 * sum);
+        g_want += s * sum;
+    }
+    g_want /= depth;
+    assert!((report.g - g_want).abs() <= 1e-14 * g_want);
+    assert!((report.eta - agd_core::agd::eta_from_g(g_want)).abs() <= 1e-15);
+    // First layer's scale: sqrt(c_out/c_in)/sqrt(kh·kw) = sqrt(3/2)/3.
+    assert!((layout.scale::<f64>(0) - (1.5f64).sqrt() / 3.0).abs() < 1e-16);
+}
+
+#[test]
+fn a_zero_slice_stays_bit_for_bit_and_bad_gradients_change_nothing() {
+    let layers = CNN;
+    let layout = SpecLayout::new(&layers).unwrap();
+    let mut rng = SplitMix64::new(3);
+    let mut w = vec![0.0; layout.param_count()];
+    init::orthogonal_spec(layout, &mut w, &mut rng);
+    let mut g = gaussian(&mut rng, w.len());
+    let mut norms = vec![0.0; layout.norm_count()];
+    // Zero kernel position (1, 2) of layer 1 (a 3x3 kernel, so slice 5).
+    let r = layout.weight_range(1);
+    for gi in g[r.clone()].iter_mut().skip(5).step_by(9) {
+        *gi = 0.0;
+    }
+    let before = w.clone();
+    let agd = Agd::new();
+    agd.step_spec(layout, &mut w, &g, &mut norms).unwrap();
+    assert_eq!(norms[layout.norm_range(1)][5], 0.0);
+    for (p, (a, b)) in w[r.clone()].iter().zip(&before[r.clone()]).enumerate() {
+        if p % 9 == 5 {
+            assert_eq!(a.to_bits(), b.to_bits(), "zero slice moved at {p}");
+        } else {
+            assert_ne!(a, b, "live slice did not move at {p}");
+        }
+    }
+    // NaN or infinity in one conv entry: refused, nothing changes.
+    for bad in [f64::NAN, f64::INFINITY] {
+        let mut g2 = g.clone();
+        g2[r.start + 3] = bad;
+        let snapshot = w.clone();
+        let err = agd.step_spec(layout, &mut w, &g2, &mut norms).unwrap_err();
+        assert_eq!(err, Error::NonFiniteGradient { layer: 1 });
+        assert!(
+            w.iter()
+                .zip(&snapshot)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+    // All zero: G = η = 0 and nothing moves.
+    let zeros = vec![0.0; w.len()];
+    let snapshot = w.clone();
+    let rep = agd.step_spec(layout, &mut w, &zeros, &mut norms).unwrap();
+    assert_eq!((rep.g, rep.eta), (0.0, 0.0));
+    assert!(
+        w.iter()
+            .zip(&snapshot)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    // Wrong norm buffer: refused.
+    let mut short = vec![0.0; norms.len() - 1];
+    assert!(matches!(
+        agd.step_spec(layout, &mut w, &g, &mut short),
+        Err(Error::BufferSize {
+            buffer: "norms",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn init_makes_every_kernel_slice_semi_orthogonal_times_s() {
+    // Wide (c_out < c_in), tall (c_out > c_in) and square slices, in f64 and f32.
+    const LAYERS: [LayerSpec; 4] = chain(
+        [6, 5, 5],
+        [
+            conv(3, 3, 1, 1),
+            conv(7, 2, 1, 0),
+            conv(7, 3, 2, 1),
+            dense(4),
+        ],
+    );
+    let layout = SpecLayout::new(&LAYERS).unwrap();
+    let mut w = vec![0.0f64; layout.param_count()];
+    init::orthogonal_spec(layout, &mut w, &mut SplitMix64::new(4));
+    let mut w32 = vec![0.0f32; layout.param_count()];
+    init::orthogonal_spec(layout, &mut w32, &mut SplitMix64::new(4));
+    for k in 0..3 {
+        let LayerSpec::Conv(c) = *layout.layer(k) else {
+            unreachable!()
+        };
+        let s: f64 = c.scale();
+        let wk = &w[layout.weight_range(k)];
+        let w32k = &w32[layout.weight_range(k)];
+        let positions = c.kernel_positions();
+        let entry = |p: usize, o: usize, i: usize| (o * c.c_in + i) * positions + p;
+        let mut slices = Vec::new();
+        for p in 0..positions {
+            // Gram matrix of the short side must be s² I.
+            let (short, long) = (c.c_out.min(c.c_in), c.c_out.max(c.c_in));
+            let get = |a: usize, e: usize| {
+                if c.c_out <= c.c_in {
+                    entry(p, a, e)
+                } else {
+                    entry(p, e, a)
+                }
+            };
+            let mut worst = 0.0f64;
+            let mut worst32 = 0.0f64;
+            for a in 0..short {
+                for b in 0..short {
+                    let dot: f64 = (0..long).map(|e| wk[get(a, e)] * wk[get(b, e)]).sum();
+                    let dot32: f64 = (0..long)
+                        .map(|e| w32k[get(a, e)] as f64 * w32k[get(b, e)] as f64)
+                        .sum();
+                    let want = if a == b { s * s } else { 0.0 };
+                    worst = worst.max((dot - want).abs());
+                    worst32 = worst32.max((dot32 - want).abs());
+                }
+            }
+            assert!(worst < 1e-14, "layer {k} slice {p}: {worst:e}");
+            assert!(worst32 < 1e-6, "f32 layer {k} slice {p}: {worst32:e}");
+            slices.push(
+                (0..c.c_out * c.c_in)
+                    .map(|e| wk[entry(p, e / c.c_in, e % c.c_in)])
+                    .collect::<Vec<_>>(),
+            );
+        }
+        // Independent draws: no two slices alike.
+        for a in 0..positions {
+            for b in a + 1..positions {
+                assert_ne!(slices[a], slices[b], "layer {k}: slices {a} and {b} equal");
+            }
+        }
+    }
+}
+
+#[test]
+fn layers_that_do_not_fit_are_refused() {
+    let mut too_big = [conv(2, 5, 1, 0), dense(3)];
+    assert_eq!(
+        spec::try_chain([1, 4, 4], &mut too_big),
+        Err(Error::InvalidLayer { layer: 0 })
+    );
+    let mut zero_stride = [conv(2, 3, 0, 1)];
+    assert_eq!(
+        spec::try_chain([1, 4, 4], &mut zero_stride),
+        Err(Error::InvalidLayer { layer: 0 })
+    );
+    let mismatched = [
+        LayerSpec::Dense {
+            inputs: 4,
+            outputs: 5,
+        },
+        LayerSpec::Dense {
+            inputs: 6,
+            outputs: 2,
+        },
+    ];
+    assert_eq!(
+        SpecLayout::new(&mismatched).unwrap_err(),
+        Error::InvalidLayer { layer: 1 }
+    );
+    assert_eq!(SpecLayout::new(&[]).unwrap_err(), Error::InvalidWidths);
+}
+
+agd_core::conv_network!(Tiny: f32 = [1, 6, 6] => [conv(4, 3, 1, 1), conv(6, 3, 2, 1), dense(3)], batch 6);
+
+#[test]
+fn a_static_conv_network_learns_a_fixed_batch() {
+    let mut net = Tiny::new();
+    assert_eq!(Tiny::PARAMS, 4 * 9 + 6 * 4 * 9 + 3 * 6 * 3 * 3);
+    let mut v = net.view();
+    v.init_orthogonal(&mut SplitMix64::new(8));
+    let mut rng = SplitMix64::new(9);
+    let x: Vec<f32> = gaussian(&mut rng, 6 * 36)
+        .iter()
+        .map(|&a| a as f32)
+        .collect();
+    let y = [0, 1, 2, 0, 1, 2];
+    v.set_input(&x).unwrap();
+    let first = v.train_step(&Agd::new(), Loss::Xent, &y).unwrap();
+    let mut last = first.clone();
+    for _ in 0..30 {
+        last = v.train_step(&Agd::new(), Loss::Xent, &y).unwrap();
+    }
+    assert!(
+        last.loss < 0.5 * first.loss,
+        "loss {} -> {}",
+        first.loss,
+        last.loss
+    );
+    assert_eq!(last.correct, 6);
+}

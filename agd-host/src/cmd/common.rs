@@ -8,7 +8,14 @@ use agd_host::data::DatasetKind;
 use agd_host::train::{EpochRecord, Observer, Optimizer, Progress, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub use crate::cmd::verify_golden::Dtype;
+/// Element type of a training run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dtype {
+    /// 32-bit floats, as the reference trains.
+    F32,
+    /// 64-bit floats.
+    F64,
+}
 
 /// The loss on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -47,6 +47,22 @@ fn every_dense_golden_file_replays_in_f32() {
 }
 
 #[test]
+fn every_dense_golden_file_replays_with_the_buffer_free_step_in_f64() {
+    for f in dense_files() {
+        let dev = replay::<f64>(&f, StepKind::BufferFree).unwrap();
+        assert_passes(&f.case, "f64 buffer-free", &dev, TOL_F64);
+    }
+}
+
+#[test]
+fn every_dense_golden_file_replays_with_the_buffer_free_step_in_f32() {
+    for f in dense_files() {
+        let dev = replay::<f32>(&f, StepKind::BufferFree).unwrap();
+        assert_passes(&f.case, "f32 buffer-free", &dev, TOL_F32);
+    }
+}
+
+#[test]
 fn all_zero_gradients_leave_every_weight_bit_identical() {
     // Case d2: a zero middle layer makes every gradient exactly 0, so G = η = 0 forever.
     let f = GoldenFile::load(&golden("golden_d2_all_grads_zero.json")).unwrap();

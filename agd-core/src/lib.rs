@@ -14,6 +14,8 @@
 //!   run by [`ConvNetMut`] and stepped by [`Agd::step_spec`] with one norm per kernel position.
 //! * [`Agd::step`] is the reference step; it returns a [`StepReport`] (G, η, norms) and
 //!   refuses non-finite gradients without touching a weight.
+//! * [`Agd::step_buffer_free`] (module [`buffer_free`]) is the same step with no gradient
+//!   buffer: norms from the Gram identity, then a rank-B update straight into the weights.
 //!
 //! ```
 //! use agd_core::{Agd, Loss, Network};
@@ -31,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod agd;
+pub mod buffer_free;
 pub mod conv;
 #[cfg(feature = "defmt")]
 mod defmt_impl;

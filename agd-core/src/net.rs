@@ -316,6 +316,29 @@ impl<'a, T: Element> NetMut<'a, T> {
         })
     }
 
+    /// One training step with the gradient-buffer-free AGD step ([`Agd::step_buffer_free`])
+    /// on a batch already in the input block: forward, loss, back-propagated errors, then the
+    /// rank-B update straight into the weights. Works with or without a gradient buffer (the
+    /// buffer is neither read nor written). On any error the weights are exactly as before.
+    pub fn train_step_buffer_free(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<TrainReport<T>, Error> {
+        let batch = targets.len();
+        self.forward(batch)?;
+        let value = self.loss_grad(loss, targets)?;
+        let correct = self.count_correct(targets);
+        self.backprop_errors(batch)?;
+        let step = agd.step_buffer_free(self, batch)?;
+        Ok(TrainReport {
+            loss: value,
+            correct,
+            step,
+        })
+    }
+
     /// Splits the view into the pieces the AGD step needs: layout, weights, gradients.
     pub fn step_parts(&mut self) -> (Layout<'a>, &mut [T], &[T]) {
         (self.layout, self.weights, self.grads)

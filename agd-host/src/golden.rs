@@ -366,6 +366,10 @@ pub enum StepKind {
     /// The reference step: gradients in a buffer, then [`Agd::step`].
     #[default]
     Standard,
+    /// The gradient-buffer-free step, [`Agd::step_buffer_free`]: norms from the Gram identity
+    /// over the errors and activations the backward pass left, then a rank-B update. (The
+    /// replay still forms the gradients, only to compare them with the file.)
+    BufferFree,
 }
 
 /// `|got − ref| / |ref|`, or exact-zero rule when `ref == 0`.
@@ -439,6 +443,7 @@ pub fn replay<T: Element>(file: &GoldenFile, kind: StepKind) -> Result<Deviation
                 let (layout, w, g) = v.step_parts();
                 agd.step(layout, w, g)?
             }
+            StepKind::BufferFree => agd.step_buffer_free(&mut v, file.batch_size)?,
         };
         for (k, n) in report.grad_norms.iter().enumerate() {
             let want = rec.grad_norms[k].as_f64().unwrap_or(f64::NAN);

@@ -11,10 +11,14 @@
 //!
 //! Each computes `C ← α·op(A)·op(B) + β·C`; with `β = 0`, `C` is only written, never read
 //! (so it may hold garbage, even NaN).
+//!
+//! Where the vector is a single scalar (`Element::LANES == 1`: M-profile Arm, RISC-V) the
+//! register-tiled loops of `gemm_scalar` run instead.
 
 use crate::blas1::{axpy, dot, scale};
 use crate::element::{Element, Vector};
 use crate::error::{Error, check};
+use crate::gemm_scalar;
 
 /// `C ← β C` (`β = 0` writes zeros without reading).
 #[inline]
@@ -52,6 +56,10 @@ pub fn matmul_nt<T: Element>(
     check("b", n, k, b.len())?;
     check("c", m, n, c.len())?;
     if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if T::LANES == 1 {
+        gemm_scalar::matmul_nt(m, n, k, alpha, a, b, beta, c);
         return Ok(());
     }
     let mut i = 0;
@@ -207,6 +215,10 @@ pub fn matmul_nn<T: Element>(
     if n == 0 {
         return Ok(());
     }
+    if T::LANES == 1 {
+        gemm_scalar::rows_update(m, n, k, alpha, |i, p| a[i * k + p], b, beta, c);
+        return Ok(());
+    }
     for (i, c_row) in c.chunks_exact_mut(n).take(m).enumerate() {
         let a_row = &a[i * k..(i + 1) * k];
         combine_rows(alpha, |p| a_row[p], k, b, n, beta, c_row);
@@ -240,6 +252,10 @@ pub fn matmul_tn<T: Element>(
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
     if n == 0 {
+        return Ok(());
+    }
+    if T::LANES == 1 {
+        gemm_scalar::rows_update(m, n, k, alpha, |i, p| a[p * m + i], b, beta, c);
         return Ok(());
     }
     for (i, c_row) in c.chunks_exact_mut(n).take(m).enumerate() {

@@ -26,6 +26,7 @@ mod blas1;
 mod element;
 mod error;
 mod gemm;
+mod gemm_scalar;
 pub mod naive;
 mod power;
 

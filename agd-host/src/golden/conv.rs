@@ -196,6 +196,11 @@ pub(super) fn replay<T: Element>(
         let before = v.weights().to_vec();
         let report = match kind {
             StepKind::Standard => v.step(&agd)?,
+            StepKind::BufferFree => {
+                return Err(HostError::Usage(
+                    "the buffer-free step is defined for dense networks only".into(),
+                ));
+            }
         };
         for k in 0..depth {
             let want = norm_list(&rec.grad_norms[k]).unwrap_or_default();

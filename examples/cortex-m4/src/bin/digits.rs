@@ -1,0 +1,194 @@
+//! Trains a `[64, 32, 10]` network on the digits dataset, on the device, with AGD (no learning
+//! rate) and the gradient-buffer-free step; the dataset sits in flash.
+//!
+//! Logs per epoch: mean loss, mean η, training and test accuracy, and the instructions per
+//! training step (SysTick under `-icount shift=0`). Exits 0 only if the final test accuracy is
+//! at least 90 %.
+#![no_std]
+#![no_main]
+
+use agd_core::{Agd, Loss, Network, SplitMix64};
+use agd_cortex_m4::data::{
+    DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits_split, pixel_stats, shuffle,
+};
+use agd_cortex_m4::idx_file::IdxHeader;
+use agd_cortex_m4::{cycles, exit};
+use cortex_m_rt::entry;
+use defmt_semihosting as _;
+use panic_probe as _;
+use static_cell::ConstStaticCell;
+
+agd_cortex_m4::exit_on_hard_fault!();
+
+agd_core::dense_network!(
+    /// The digits network, without a gradient buffer.
+    Digits: f32 = [64, 32, 10], batch 8, buffer_free
+);
+// Only for its RAM constant: the same network with the standard step's gradient buffer.
+agd_core::dense_network!(DigitsWithGrads: f32 = [64, 32, 10], batch 8);
+
+static IMAGES: &[u8] = include_bytes!("../../../../data/digits/digits-images-idx3-ubyte");
+static LABELS: &[u8] = include_bytes!("../../../../data/digits/digits-labels-idx1-ubyte");
+
+/// Every buffer is a static (zero-initialised `.bss`, no heap, nothing large on the stack),
+/// handed out once as `&'static mut`.
+static NET: ConstStaticCell<Digits> = ConstStaticCell::new(Digits::new());
+static SPLIT: ConstStaticCell<[u16; DIGITS_SAMPLES]> = ConstStaticCell::new([0; DIGITS_SAMPLES]);
+
+const EPOCHS: usize = 10;
+const BATCH: usize = Digits::BATCH;
+const PIXELS: usize = 64;
+/// Seed of the weight initialisation and of the per-epoch reshuffles.
+const SEED: u64 = 1;
+/// Instructions per SGD step of AIfES 2.2 on the same network, batch and board
+/// (REFERENCE-RESULTS.md), and its RAM for training.
+const AIFES_INSTRUCTIONS: u64 = 639_432;
+const AIFES_RAM: u64 = 44_800;
+
+#[entry]
+fn main() -> ! {
+    let cp = cortex_m::Peripherals::take().unwrap();
+    cycles::start(cp.SYST);
+    match run() {
+        Ok(true) => exit(0),
+        Ok(false) => exit(1),
+        Err(()) => exit(2),
+    }
+}
+
+fn run() -> Result<bool, ()> {
+    let (images, labels) = dataset()?;
+    let (split, net) = (SPLIT.take(), NET.take());
+    digits_split(split);
+    let (train, test) = split.split_at_mut(DIGITS_TRAIN);
+    let (mean, std) = pixel_stats(images, PIXELS, train, 16);
+    let norm = Standardize::new(16, mean, std);
+    defmt::info!(
+        "digits: {=usize} train / {=usize} test, pixel/16 standardised with train mean {=f64} std {=f64}",
+        train.len(),
+        test.len(),
+        mean,
+        std
+    );
+
+    let mut v = net.view();
+    let mut rng = SplitMix64::new(SEED);
+    v.init_orthogonal(&mut rng);
+    let agd = Agd::new();
+    defmt::info!(
+        "network [64, 32, 10], batch {=usize}, AGD gain 1, xent; RAM for the network and its training buffers: {=usize} B (with a gradient buffer it would be {=usize} B)",
+        BATCH,
+        Digits::RAM_BYTES,
+        DigitsWithGrads::RAM_BYTES
+    );
+
+    let mut acc = 0.0;
+    let mut step_instr = 0u64;
+    for epoch in 1..=EPOCHS {
+        shuffle(train, &mut rng);
+        let (mut loss_sum, mut eta_sum, mut correct, mut steps) = (0.0f32, 0.0f32, 0, 0);
+        let (mut full_steps, mut full_instr) = (0u64, 0u64);
+        for chunk in train.chunks(BATCH) {
+            let mut targets = [0usize; BATCH];
+            let input = v
+                .input_mut(chunk.len())
+                .map_err(|e| defmt::error!("{}", e))?;
+            for ((row, &i), t) in input.chunks_exact_mut(PIXELS).zip(chunk).zip(&mut targets) {
+                let i = i as usize;
+                norm.apply(&images[i * PIXELS..(i + 1) * PIXELS], row);
+                *t = labels[i] as usize;
+            }
+            let t0 = cycles::now();
+            let r = v
+                .train_step_buffer_free(&agd, Loss::Xent, &targets[..chunk.len()])
+                .map_err(|e| defmt::error!("step failed: {}", e))?;
+            let t1 = cycles::now();
+            if chunk.len() == BATCH {
+                full_steps += 1;
+                full_instr += cycles::instructions(t0, t1);
+            }
+            loss_sum += r.loss * chunk.len() as f32;
+            eta_sum += r.step.eta;
+            correct += r.correct;
+            steps += 1;
+        }
+        step_instr = full_instr / full_steps;
+        let test_correct = evaluate(&mut v, test, images, labels, &norm)?;
+        acc = test_correct as f32 / test.len() as f32;
+        defmt::info!(
+            "epoch {=usize}: loss {=f32} eta {=f32} train acc {=f32} % test acc {=f32} % ({=usize}/{=usize}); {=u64} instructions per step",
+            epoch,
+            loss_sum / train.len() as f32,
+            eta_sum / steps as f32,
+            100.0 * correct as f32 / train.len() as f32,
+            100.0 * acc,
+            test_correct,
+            test.len(),
+            step_instr
+        );
+    }
+
+    let ram = agd_cortex_m4::static_ram();
+    let stack = agd_cortex_m4::stack_peak();
+    defmt::info!(
+        "instructions per training step (batch 8): {=u64}; AIfES SGD {=u64}: ratio {=f32}",
+        step_instr,
+        AIFES_INSTRUCTIONS,
+        step_instr as f32 / AIFES_INSTRUCTIONS as f32
+    );
+    defmt::info!(
+        "RAM: network + training buffers {=usize} B; all statics {=usize} B + peak stack {=usize} B = {=usize} B; AIfES ~{=u64} B: ratio {=f32} (network) / {=f32} (whole program)",
+        Digits::RAM_BYTES,
+        ram,
+        stack,
+        ram + stack,
+        AIFES_RAM,
+        Digits::RAM_BYTES as f32 / AIFES_RAM as f32,
+        (ram + stack) as f32 / AIFES_RAM as f32
+    );
+    let pass = acc >= 0.9;
+    if pass {
+        defmt::info!("PASS: final test accuracy {=f32} % >= 90 %", 100.0 * acc);
+    } else {
+        defmt::error!("FAIL: final test accuracy {=f32} % < 90 %", 100.0 * acc);
+    }
+    Ok(pass)
+}
+
+/// The digits images (1797 x 64 bytes) and labels, from the IDX files in flash.
+fn dataset() -> Result<(&'static [u8], &'static [u8]), ()> {
+    let hi = IdxHeader::parse(IMAGES, 3).map_err(|e| defmt::error!("images: {}", e))?;
+    let hl = IdxHeader::parse(LABELS, 1).map_err(|e| defmt::error!("labels: {}", e))?;
+    if hi.count != DIGITS_SAMPLES || hl.count != DIGITS_SAMPLES || hi.record != PIXELS {
+        defmt::error!("unexpected digits shapes");
+        return Err(());
+    }
+    let images = hi.data(IMAGES).map_err(|e| defmt::error!("{}", e))?;
+    let labels = hl.data(LABELS).map_err(|e| defmt::error!("{}", e))?;
+    Ok((images, labels))
+}
+
+/// Correct predictions over the test indices, forward pass only.
+fn evaluate(
+    v: &mut agd_core::NetMut<'_, f32>,
+    test: &[u16],
+    images: &[u8],
+    labels: &[u8],
+    norm: &Standardize,
+) -> Result<usize, ()> {
+    let mut correct = 0;
+    for chunk in test.chunks(BATCH) {
+        let mut targets = [0usize; BATCH];
+        let input = v
+            .input_mut(chunk.len())
+            .map_err(|e| defmt::error!("{}", e))?;
+        for ((row, &i), t) in input.chunks_exact_mut(PIXELS).zip(chunk).zip(&mut targets) {
+            let i = i as usize;
+            norm.apply(&images[i * PIXELS..(i + 1) * PIXELS], row);
+            *t = labels[i] as usize;
+        }
+        v.forward(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
+        correct += v.count_correct(&targets[..chunk.len()]);
+    }
+    Ok(correct)
+}

@@ -1,6 +1,6 @@
-//! Unpacked kernels: the matrix-vector products (one row or one column of `C`), small
-//! batches of the forward product, and — on M-profile ARM and RISC-V, where `Element::V` is
-//! the scalar — every product. No buffers, no packing: a plain loop over the operands.
+//! Unpacked kernels: the matrix-vector products (one row or one column of `C`) and batches
+//! of one or two samples. No buffers, no packing: a loop over the operands in place. (On
+//! M-profile Arm and RISC-V the products go to `gemm_scalar` instead.)
 
 use crate::blas1::axpy;
 use crate::element::{Element, Vector};

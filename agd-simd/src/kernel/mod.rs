@@ -11,8 +11,8 @@
 //! * `portable.rs`: the crate's [`crate::Element::V`] (`wide` vectors: AVX2/FMA or SSE2,
 //!   whatever the build enables) for every other host.
 //!
-//! M-profile ARM and RISC-V take neither: there the plain loops of `gemm_small` are the
-//! kernel (no packing, no vectors).
+//! M-profile ARM and RISC-V take neither: there the register-tiled scalar loops of
+//! `gemm_scalar` are the kernel (no packing, no vectors).
 
 use crate::element::Element;
 

@@ -20,13 +20,9 @@ pub(crate) fn sqrt2<T: Element>() -> T {
 pub(crate) fn activate<T: Element>(z: &mut [T]) {
     let s2 = sqrt2::<T>();
     for v in z.iter_mut() {
-        *v = if *v > T::ZERO {
-            *v * s2
-        } else if *v <= T::ZERO {
-            T::ZERO
-        } else {
-            *v
-        };
+        // NaN·sqrt(2) is NaN, so one select covers all three cases and the loop vectorises.
+        let x = *v;
+        *v = if x <= T::ZERO { T::ZERO } else { x * s2 };
     }
 }
 

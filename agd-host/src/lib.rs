@@ -1,11 +1,20 @@
 //! # agd-host
 //!
 //! The `agd` command-line tool's library: networks sized at run time ([`net::HostNet`]) on
-//! the same agd-core maths as the device, and golden-trajectory replay ([`golden`]).
+//! the same agd-core maths as the device, golden-trajectory replay ([`golden`]), the IDX
+//! reader ([`idx`]) and datasets ([`data`]), training with AGD or a baseline ([`train`],
+//! [`baseline`]), the plots and files a run leaves ([`report`]), and batch-parallel training
+//! steps on several threads ([`parallel`]).
 #![warn(missing_docs)]
 
+pub mod baseline;
+pub mod data;
 pub mod golden;
+pub mod idx;
 pub mod net;
+pub mod parallel;
+pub mod report;
+pub mod train;
 
 /// Everything the host tool can refuse. The CLI prints it on one line and exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +28,35 @@ pub enum HostError {
     /// Invalid command-line usage that the parser cannot catch.
     #[error("{0}")]
     Usage(String),
+    /// A file is not valid IDX.
+    #[error("{path}: {source}")]
+    Idx {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        source: idx::IdxError,
+    },
+    /// A dataset's files are valid IDX but not the shapes or labels the dataset needs.
+    #[error("{0}")]
+    Data(String),
+    /// Training stopped: a step refused (typically a diverged baseline: non-finite loss).
+    #[error("training failed at epoch {epoch}, step {step}: {source}")]
+    Training {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Step within the epoch, from 1.
+        step: usize,
+        /// The core's refusal.
+        source: agd_core::Error,
+    },
+    /// Writing a plot failed.
+    #[error("plot {path}: {message}")]
+    Plot {
+        /// The image file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// An I/O error with the path it concerns.
     #[error("{path}: {source}")]
     Io {

@@ -20,9 +20,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train a network on a dataset: AGD needs no learning rate (default: digits, finishes
+    /// in seconds). Writes metrics.json, metrics.csv and curves.png. Exit 0 on success, 1 if
+    /// training stopped early (a diverged baseline), 2 on bad input.
+    Train(cmd::train::Args),
+    /// AGD against Adam and SGD over learning-rate grids, same data, network, epochs and
+    /// seed. Writes compare.md, compare.json and compare.png.
+    Compare(cmd::compare::Args),
     /// Replay a golden trajectory of the reference AGD and report the worst deviations
     /// (exit 0 within tolerance, 1 outside it, 2 on unreadable input).
     VerifyGolden(cmd::verify_golden::Args),
+    /// Measure the kernels against the `matrixmultiply` crate and a naive loop, and time
+    /// whole AGD training steps (see BENCHMARKS.md).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,7 +55,10 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match &cli.command {
+        Command::Train(args) => cmd::train::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
         Command::VerifyGolden(args) => cmd::verify_golden::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -59,6 +59,11 @@ impl<T: Element> HostNet<T> {
         &self.weights
     }
 
+    /// The gradient buffer, for combining the gradients of several networks.
+    pub(crate) fn grads_mut(&mut self) -> &mut [T] {
+        &mut self.grads
+    }
+
     /// Bytes held by the network and its training buffers.
     pub fn ram_bytes(&self) -> usize {
         T::BYTES * (self.weights.len() + self.grads.len() + self.acts.len() + self.deltas.len())

@@ -28,9 +28,38 @@ pub trait Vector<T>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output
     fn reduce_max(self) -> T;
 }
 
+/// Which microkernel the blocked matrix product uses for an element type; sealed, so
+/// `Element` is only `f32` and `f64`.
+pub(crate) mod sealed {
+    /// The element's matrix-product microkernel (see `crate::kernel`).
+    pub trait Gemm: Sized + Copy + Default {
+        /// The tile shapes and vector type for this element on this target.
+        #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+        type Kernel: crate::kernel::Microkernel<Self>;
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    type HostKernel = crate::kernel::avx512::Avx512;
+    #[cfg(all(
+        not(any(target_arch = "arm", target_arch = "riscv32")),
+        not(all(target_arch = "x86_64", target_feature = "avx512f"))
+    ))]
+    type HostKernel = crate::kernel::portable::Portable;
+
+    impl Gemm for f32 {
+        #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+        type Kernel = HostKernel;
+    }
+    impl Gemm for f64 {
+        #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+        type Kernel = HostKernel;
+    }
+}
+
 /// A floating-point element type (`f32` or `f64`) with its SIMD vector.
 pub trait Element:
-    Copy
+    sealed::Gemm
+    + Copy
     + Default
     + Debug
     + PartialOrd

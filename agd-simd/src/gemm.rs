@@ -12,13 +12,18 @@
 //! Each computes `C ← α·op(A)·op(B) + β·C`; with `β = 0`, `C` is only written, never read
 //! (so it may hold garbage, even NaN).
 //!
-//! Where the vector is a single scalar (`Element::LANES == 1`: M-profile Arm, RISC-V) the
-//! register-tiled loops of `gemm_scalar` run instead.
+//! On the host, products go through one blocked, packed loop over a per-ISA microkernel
+//! (`kernel/`), or, for a single row or column of `C`, through the unpacked kernels of
+//! `small`. Where the vector is a single scalar (`Element::LANES == 1`: M-profile Arm,
+//! RISC-V) the register-tiled loops of `gemm_scalar` run instead.
 
-use crate::blas1::{axpy, dot, scale};
-use crate::element::{Element, Vector};
+use crate::blas1::scale;
+use crate::element::Element;
 use crate::error::{Error, check};
 use crate::gemm_scalar;
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+use crate::kernel::{Lanes, Microkernel, run_tile};
+use crate::small::{combine_rows, dot_rows};
 
 /// `C ← β C` (`β = 0` writes zeros without reading).
 #[inline]
@@ -27,6 +32,260 @@ fn apply_beta<T: Element>(beta: T, c: &mut [T]) {
         c.fill(T::ZERO);
     } else if beta != T::ONE {
         scale(beta, c);
+    }
+}
+
+/// How `op(A)` (`m x k`) sits in its slice.
+#[derive(Clone, Copy)]
+enum OpA<'a, T> {
+    /// Entry `(i, p)` at `a[i·lda + p]`.
+    Rows(&'a [T], usize),
+    /// Entry `(i, p)` at `a[p·lda + i]` (`A` given transposed).
+    Cols(&'a [T], usize),
+}
+
+/// How `op(B)` (`k x n`) sits in its slice.
+#[derive(Clone, Copy)]
+enum OpB<'a, T> {
+    /// Entry `(p, j)` at `b[p·ldb + j]`.
+    Rows(&'a [T], usize),
+    /// Entry `(p, j)` at `b[j·ldb + p]` (`B` given transposed).
+    Cols(&'a [T], usize),
+}
+
+/// `C (m x n, row stride ldc) ← α · op(A) · op(B) + β · C` with every operand's bounds
+/// already checked: the matrix-vector shapes and tiny batches go to the unpacked kernels,
+/// everything else through the blocked loop.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: OpA<'_, T>,
+    b: OpB<'_, T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            apply_beta(beta, &mut c[i * ldc..i * ldc + n]);
+        }
+        return;
+    }
+    if T::LANES == 1 {
+        // No vector unit (M-profile Arm, RISC-V): the register-tiled scalar loops, for the
+        // layouts the public entry points pass.
+        match (a, b) {
+            (OpA::Rows(a, lda), OpB::Cols(b, ldb)) if lda == k && ldb == k && ldc == n => {
+                return gemm_scalar::matmul_nt(m, n, k, alpha, a, b, beta, c);
+            }
+            (OpA::Rows(a, lda), OpB::Rows(b, ldb)) if ldb == n && ldc == n => {
+                let coef = |i: usize, p: usize| a[i * lda + p];
+                return gemm_scalar::rows_update(m, n, k, alpha, coef, b, beta, c);
+            }
+            (OpA::Cols(a, lda), OpB::Rows(b, ldb)) if ldb == n && ldc == n => {
+                let coef = |i: usize, p: usize| a[p * lda + i];
+                return gemm_scalar::rows_update(m, n, k, alpha, coef, b, beta, c);
+            }
+            _ => {}
+        }
+    }
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    if m >= SMALL_M && n > 1 {
+        blocked::<T, T::Kernel>(m, n, k, alpha, a, b, beta, c, ldc);
+        return;
+    }
+    unpacked(m, n, k, alpha, a, b, beta, c, ldc);
+}
+
+/// Below this many rows of `C` the unpacked kernels win: packing a panel of `B` costs a pass
+/// over `B` that one or two rows cannot pay back.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+const SMALL_M: usize = 3;
+
+/// The unpacked products: each row of `C` as dot products with the columns of `op(B)` or as
+/// a combination of its rows; a single column of `C` as the same with the roles of `A` and
+/// `B` swapped.
+#[allow(clippy::too_many_arguments)]
+fn unpacked<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: OpA<'_, T>,
+    b: OpB<'_, T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    if n == 1 && ldc == 1 {
+        // One column of C: c = α op(A) b + β c with b contiguous when its stride allows.
+        match (a, b) {
+            (OpA::Rows(a, lda), OpB::Cols(b, _)) => {
+                return dot_rows(alpha, &b[..k], a, lda, m, beta, &mut c[..m]);
+            }
+            (OpA::Rows(a, lda), OpB::Rows(b, 1)) => {
+                return dot_rows(alpha, &b[..k], a, lda, m, beta, &mut c[..m]);
+            }
+            (OpA::Cols(a, lda), OpB::Rows(b, ldb)) => {
+                return combine_rows(alpha, |p| b[p * ldb], k, a, lda, m, beta, &mut c[..m]);
+            }
+            _ => {}
+        }
+    }
+    for i in 0..m {
+        let c_row = &mut c[i * ldc..i * ldc + n];
+        match (a, b) {
+            (OpA::Rows(a, lda), OpB::Cols(b, ldb)) => {
+                dot_rows(alpha, &a[i * lda..i * lda + k], b, ldb, n, beta, c_row)
+            }
+            (OpA::Rows(a, lda), OpB::Rows(b, ldb)) => {
+                combine_rows(alpha, |p| a[i * lda + p], k, b, ldb, n, beta, c_row)
+            }
+            (OpA::Cols(a, lda), OpB::Rows(b, ldb)) => {
+                combine_rows(alpha, |p| a[p * lda + i], k, b, ldb, n, beta, c_row)
+            }
+            (OpA::Cols(a, lda), OpB::Cols(b, ldb)) => {
+                for (j, cij) in c_row.iter_mut().enumerate() {
+                    let mut s = T::ZERO;
+                    for p in 0..k {
+                        s += a[p * lda + i] * b[j * ldb + p];
+                    }
+                    *cij = if beta == T::ZERO {
+                        alpha * s
+                    } else {
+                        alpha * s + beta * *cij
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The blocked, packed loop (written once for every microkernel and element): for each
+/// panel of `NR` columns and each depth block of at most `KC`, pack `op(B)`'s panel into a
+/// stack buffer, then run every `MR`-row block of `A` past it. `A` is never packed: the tile
+/// broadcasts its entries straight from the caller's slice. `C` is visited once per depth
+/// block (the first applies `β`, later ones add).
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[allow(clippy::too_many_arguments)]
+fn blocked<T: Element, K: Microkernel<T>>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: OpA<'_, T>,
+    b: OpB<'_, T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    let nr = K::NV * <K::V as Lanes<T>>::N;
+    // Equal depth blocks, so no block is a sliver.
+    let kc_max = k.div_ceil(k.div_ceil(K::KC));
+    let mut buf = K::buf();
+    let bp = K::buf_ptr(&mut buf);
+    let (ap, lda, acol) = match a {
+        OpA::Rows(s, l) => (s.as_ptr(), l, false),
+        OpA::Cols(s, l) => (s.as_ptr(), l, true),
+    };
+    let cp = c.as_mut_ptr();
+    let tiles = m.div_ceil(K::MR);
+    let (tile_base, tile_extra) = (m / tiles, m % tiles);
+    let mut j0 = 0;
+    while j0 < n {
+        let cols = nr.min(n - j0);
+        let mut p0 = 0;
+        while p0 < k {
+            let kc = kc_max.min(k - p0);
+            // SAFETY: the public entry points checked that op(B) holds every (p, j),
+            // p < k, j < n; the buffer holds KC·NR >= kc·nr values.
+            unsafe {
+                match b {
+                    OpB::Rows(s, ldb) => {
+                        pack_rows::<T, K>(s.as_ptr().add(p0 * ldb + j0), ldb, kc, cols, nr, bp)
+                    }
+                    OpB::Cols(s, ldb) => {
+                        K::pack_b_transposed(s.as_ptr().add(j0 * ldb + p0), ldb, kc, cols, nr, bp)
+                    }
+                }
+            }
+            let beta_p = if p0 == 0 { beta } else { T::ONE };
+            let mut i0 = 0;
+            let mut t = 0;
+            while i0 < m {
+                // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4):
+                // a short remainder tile has too few accumulators to hide the FMA latency.
+                let rows = tile_base + usize::from(t < tile_extra);
+                t += 1;
+                // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
+                // inside A and C (checked by the entry points); the panel holds kc rows.
+                unsafe {
+                    let c_tile = cp.add(i0 * ldc + j0);
+                    if acol {
+                        let a_tile = ap.add(p0 * lda + i0);
+                        run_tile::<T, K, true>(
+                            rows, cols, kc, alpha, a_tile, lda, bp, beta_p, c_tile, ldc,
+                        );
+                    } else {
+                        let a_tile = ap.add(i0 * lda + p0);
+                        run_tile::<T, K, false>(
+                            rows, cols, kc, alpha, a_tile, lda, bp, beta_p, c_tile, ldc,
+                        );
+                    }
+                }
+                i0 += rows;
+            }
+            p0 += kc;
+        }
+        j0 += cols;
+    }
+}
+
+/// Packs `kc x cols` of a row-major `op(B)` (stride `ldb`) into `kc` rows of `nr`, zeroing
+/// columns `cols..nr`.
+///
+/// # Safety
+/// `b` readable at `p·ldb + j` for `p < kc`, `j < cols`; `dst` writable for `kc · nr`.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(always)]
+unsafe fn pack_rows<T: Element, K: Microkernel<T>>(
+    b: *const T,
+    ldb: usize,
+    kc: usize,
+    cols: usize,
+    nr: usize,
+    dst: *mut T,
+) {
+    let w = <K::V as Lanes<T>>::N;
+    if cols == nr {
+        // Whole panel rows: vector moves (a `memcpy` call per short row costs more than
+        // the copy).
+        for p in 0..kc {
+            for v in 0..K::NV {
+                // SAFETY: as documented; `v·w + w <= nr = cols`.
+                unsafe {
+                    K::V::load(b.add(p * ldb + v * w)).store(dst.add(p * nr + v * w));
+                }
+            }
+        }
+        return;
+    }
+    for p in 0..kc {
+        // SAFETY: as documented.
+        unsafe {
+            for j in 0..cols {
+                *dst.add(p * nr + j) = *b.add(p * ldb + j);
+            }
+            for j in cols..nr {
+                *dst.add(p * nr + j) = T::ZERO;
+            }
+        }
     }
 }
 
@@ -55,137 +314,8 @@ pub fn matmul_nt<T: Element>(
     check("a", m, k, a.len())?;
     check("b", n, k, b.len())?;
     check("c", m, n, c.len())?;
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if T::LANES == 1 {
-        gemm_scalar::matmul_nt(m, n, k, alpha, a, b, beta, c);
-        return Ok(());
-    }
-    let mut i = 0;
-    // Four rows of A share each load of a row of B.
-    while i + 4 <= m {
-        let rows = [
-            &a[i * k..(i + 1) * k],
-            &a[(i + 1) * k..(i + 2) * k],
-            &a[(i + 2) * k..(i + 3) * k],
-            &a[(i + 3) * k..(i + 4) * k],
-        ];
-        for j in 0..n {
-            let d = dot4(rows, &b[j * k..(j + 1) * k]);
-            for (r, dv) in d.into_iter().enumerate() {
-                let cij = &mut c[(i + r) * n + j];
-                *cij = if beta == T::ZERO {
-                    alpha * dv
-                } else {
-                    alpha * dv + beta * *cij
-                };
-            }
-        }
-        i += 4;
-    }
-    while i < m {
-        let row = &a[i * k..(i + 1) * k];
-        for j in 0..n {
-            let dv = dot(row, &b[j * k..(j + 1) * k]);
-            let cij = &mut c[i * n + j];
-            *cij = if beta == T::ZERO {
-                alpha * dv
-            } else {
-                alpha * dv + beta * *cij
-            };
-        }
-        i += 1;
-    }
+    gemm(m, n, k, alpha, OpA::Rows(a, k), OpB::Cols(b, k), beta, c, n);
     Ok(())
-}
-
-/// Four dot products of four rows against one shared row.
-#[inline]
-fn dot4<T: Element>(rows: [&[T]; 4], b: &[T]) -> [T; 4] {
-    let k = b.len();
-    let l = T::LANES;
-    let zero = T::V::splat(T::ZERO);
-    let mut acc = [zero; 4];
-    let full = k - k % l;
-    let mut p = 0;
-    while p < full {
-        let vb = T::V::load(&b[p..p + l]);
-        for (s, row) in acc.iter_mut().zip(rows) {
-            *s = T::V::load(&row[p..p + l]).mul_add(vb, *s);
-        }
-        p += l;
-    }
-    let mut out = [T::ZERO; 4];
-    for ((o, s), row) in out.iter_mut().zip(acc).zip(rows) {
-        let mut v = s.reduce_add();
-        for q in full..k {
-            v += row[q] * b[q];
-        }
-        *o = v;
-    }
-    out
-}
-
-/// `c_row ← β c_row + α Σ_p coef(p) · B[p, :]`: a row of the product as a combination of the
-/// rows of `B` (`k x n`). Rows with a zero coefficient are skipped (ReLU zeroes many errors).
-#[inline]
-fn combine_rows<T: Element>(
-    alpha: T,
-    coef: impl Fn(usize) -> T,
-    k: usize,
-    b: &[T],
-    n: usize,
-    beta: T,
-    c_row: &mut [T],
-) {
-    apply_beta(beta, c_row);
-    let l = T::LANES;
-    let full = n - n % l;
-    let mut p = 0;
-    while p + 4 <= k {
-        let cs = [
-            alpha * coef(p),
-            alpha * coef(p + 1),
-            alpha * coef(p + 2),
-            alpha * coef(p + 3),
-        ];
-        if cs.iter().all(|&x| x == T::ZERO) {
-            p += 4;
-            continue;
-        }
-        let rows = [
-            &b[p * n..(p + 1) * n],
-            &b[(p + 1) * n..(p + 2) * n],
-            &b[(p + 2) * n..(p + 3) * n],
-            &b[(p + 3) * n..(p + 4) * n],
-        ];
-        let vc = cs.map(T::V::splat);
-        let mut q = 0;
-        while q < full {
-            let mut acc = T::V::load(&c_row[q..q + l]);
-            for (v, row) in vc.iter().zip(rows) {
-                acc = v.mul_add(T::V::load(&row[q..q + l]), acc);
-            }
-            acc.store(&mut c_row[q..q + l]);
-            q += l;
-        }
-        for q in full..n {
-            let mut acc = c_row[q];
-            for (&cv, row) in cs.iter().zip(rows) {
-                acc += cv * row[q];
-            }
-            c_row[q] = acc;
-        }
-        p += 4;
-    }
-    while p < k {
-        let cv = alpha * coef(p);
-        if cv != T::ZERO {
-            axpy(cv, &b[p * n..(p + 1) * n], c_row);
-        }
-        p += 1;
-    }
 }
 
 /// `C (m x n) ← α · A (m x k) · B (k x n) + β · C`.
@@ -212,17 +342,7 @@ pub fn matmul_nn<T: Element>(
     check("a", m, k, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    if n == 0 {
-        return Ok(());
-    }
-    if T::LANES == 1 {
-        gemm_scalar::rows_update(m, n, k, alpha, |i, p| a[i * k + p], b, beta, c);
-        return Ok(());
-    }
-    for (i, c_row) in c.chunks_exact_mut(n).take(m).enumerate() {
-        let a_row = &a[i * k..(i + 1) * k];
-        combine_rows(alpha, |p| a_row[p], k, b, n, beta, c_row);
-    }
+    gemm(m, n, k, alpha, OpA::Rows(a, k), OpB::Rows(b, n), beta, c, n);
     Ok(())
 }
 
@@ -251,15 +371,152 @@ pub fn matmul_tn<T: Element>(
     check("a", k, m, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    if n == 0 {
-        return Ok(());
-    }
-    if T::LANES == 1 {
-        gemm_scalar::rows_update(m, n, k, alpha, |i, p| a[p * m + i], b, beta, c);
-        return Ok(());
-    }
-    for (i, c_row) in c.chunks_exact_mut(n).take(m).enumerate() {
-        combine_rows(alpha, |p| a[p * m + i], k, b, n, beta, c_row);
-    }
+    gemm(m, n, k, alpha, OpA::Cols(a, m), OpB::Rows(b, n), beta, c, n);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every shape class the dispatcher distinguishes (vectors, tiny batches, tile and panel
+    //! remainders, several depth blocks), every layout, both elements and both host kernels,
+    //! against the naive triple loop.
+    use super::*;
+    use crate::naive;
+    use std::{format, vec::Vec};
+
+    const DIMS: [usize; 12] = [1, 2, 3, 4, 7, 12, 13, 16, 17, 33, 63, 130];
+    /// Depths: none, one, a remainder, one block, one block and a bit, two and three blocks.
+    const DEPTHS: [usize; 7] = [0, 1, 5, 16, 17, 300, 600];
+
+    fn fill<T: Element>(len: usize, seed: u64) -> Vec<T> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                T::from_f64((s % 2001) as f64 / 1000.0 - 1.0)
+            })
+            .collect()
+    }
+
+    type Op<T> = fn(usize, usize, usize, T, &[T], &[T], T, &mut [T]);
+
+    fn close<T: Element>(what: &str, got: &[T], want: &[T], k: usize) {
+        let tol = T::EPSILON.to_f64() * 4.0 * (k as f64 + 4.0);
+        for (idx, (g, w)) in got.iter().zip(want).enumerate() {
+            let (g, w) = (g.to_f64(), w.to_f64());
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}: entry {idx}: {g} vs {w}"
+            );
+        }
+    }
+
+    fn sweep<T: Element>(
+        name: &str,
+        ours: Op<T>,
+        reference: Op<T>,
+        dims: &[usize],
+        depths: &[usize],
+    ) {
+        for &m in dims {
+            for &n in dims {
+                for &k in depths {
+                    for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, -0.25)] {
+                        let (alpha, beta) = (T::from_f64(alpha), T::from_f64(beta));
+                        let a = fill::<T>(m * k, 1);
+                        let b = fill::<T>(n * k, 2);
+                        let c0 = fill::<T>(m * n, 3);
+                        let mut got = c0.clone();
+                        let mut want = c0.clone();
+                        if beta == T::ZERO {
+                            got.fill(T::from_f64(f64::NAN));
+                        }
+                        ours(m, n, k, alpha, &a, &b, beta, &mut got);
+                        reference(m, n, k, alpha, &a, &b, beta, &mut want);
+                        close(
+                            &format!("{name} {m}x{n}x{k} {alpha:?} {beta:?}"),
+                            &got,
+                            &want,
+                            k,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn all_ops<T: Element>() {
+        sweep::<T>(
+            "nt",
+            |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
+            naive::matmul_nt,
+            &DIMS,
+            &DEPTHS,
+        );
+        sweep::<T>(
+            "nn",
+            |m, n, k, al, a, b, be, c| matmul_nn(m, n, k, al, a, b, be, c).unwrap(),
+            naive::matmul_nn,
+            &DIMS,
+            &DEPTHS,
+        );
+        sweep::<T>(
+            "tn",
+            |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
+            naive::matmul_tn,
+            &DIMS,
+            &DEPTHS,
+        );
+    }
+
+    #[test]
+    fn every_shape_matches_naive_f32() {
+        all_ops::<f32>();
+    }
+
+    #[test]
+    fn every_shape_matches_naive_f64() {
+        all_ops::<f64>();
+    }
+
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    fn blocked_with<T: Element, K: Microkernel<T>>() {
+        let dims = [3usize, 5, 12, 13, 17, 33, 63];
+        sweep::<T>(
+            "blocked nt",
+            |m, n, k, al, a, b, be, c| {
+                blocked::<T, K>(m, n, k, al, OpA::Rows(a, k), OpB::Cols(b, k), be, c, n)
+            },
+            |m, n, k, al, a, b, be, c| naive::matmul_nt(m, n, k, al, a, b, be, c),
+            &dims,
+            &DEPTHS[1..],
+        );
+        sweep::<T>(
+            "blocked nn",
+            |m, n, k, al, a, b, be, c| {
+                blocked::<T, K>(m, n, k, al, OpA::Rows(a, k), OpB::Rows(b, n), be, c, n)
+            },
+            |m, n, k, al, a, b, be, c| naive::matmul_nn(m, n, k, al, a, b, be, c),
+            &dims,
+            &DEPTHS[1..],
+        );
+        sweep::<T>(
+            "blocked tn",
+            |m, n, k, al, a, b, be, c| {
+                blocked::<T, K>(m, n, k, al, OpA::Cols(a, m), OpB::Rows(b, n), be, c, n)
+            },
+            |m, n, k, al, a, b, be, c| naive::matmul_tn(m, n, k, al, a, b, be, c),
+            &dims,
+            &DEPTHS[1..],
+        );
+    }
+
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    #[test]
+    fn the_portable_kernel_matches_naive() {
+        blocked_with::<f32, crate::kernel::portable::Portable>();
+        blocked_with::<f64, crate::kernel::portable::Portable>();
+    }
 }

@@ -22,13 +22,21 @@
 #![no_std]
 #![warn(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
 mod blas1;
 mod element;
 mod error;
 mod gemm;
 mod gemm_scalar;
+// M-profile ARM and RISC-V have no vector unit to tile for: there the register-tiled scalar
+// loops of `gemm_scalar` are the kernel.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+mod kernel;
 pub mod naive;
 mod power;
+mod small;
 
 pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_scaled};
 pub use element::{Element, Vector};

@@ -1,3 +1,7 @@
 //! One module per subcommand; `main.rs` only parses and dispatches.
 
+pub mod bench;
+pub mod common;
+pub mod compare;
+pub mod train;
 pub mod verify_golden;

@@ -1,0 +1,472 @@
+//! `agd bench [--quick] [--json]`: our kernels, the `matrixmultiply` crate and a naive loop
+//! side by side on the same inputs in one run, then whole AGD training steps and the power
+//! iteration. Single-threaded `f32` unless `--threads` says otherwise.
+//!
+//! Contenders are timed in interleaved rounds (ours, matrixmultiply, naive, ours, …) so that
+//! load from other processes hits all of them alike; each figure is the median of the rounds.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use agd_core::{Agd, Loss, Network, SplitMix64};
+use agd_host::HostError;
+use agd_host::net::HostNet;
+use agd_host::parallel::DataParallel;
+use rand_core::Rng;
+use serde::Serialize;
+
+/// Arguments of `agd bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A short run (a few seconds; fewer rounds, so noisier figures).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Also time the training steps batch-parallel on this many threads (1: skip).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+}
+
+/// The matrix-product shapes `(M, K, N)`: the three forward products of the
+/// `[784, 256, 256, 10]` network at batch 128, one sample through its first layer, and three
+/// square sizes.
+const GEMM_SHAPES: [(usize, usize, usize); 7] = [
+    (128, 784, 256),
+    (128, 256, 256),
+    (128, 256, 10),
+    (1, 784, 256),
+    (64, 64, 64),
+    (16, 16, 16),
+    (256, 256, 256),
+];
+
+/// Training-step networks and batch sizes, with the step-time target in µs.
+const STEPS: [(&[usize], usize, f64); 3] = [
+    (&[784, 256, 256, 10], 128, 1000.0),
+    (&[784, 1024, 1024, 1024, 10], 128, 20_000.0),
+    (&[64, 64, 10], 1, 5.0),
+];
+
+/// One matrix-product shape: GFLOP/s of each contender.
+#[derive(Debug, Serialize)]
+pub struct GemmRow {
+    /// Which product: `nt` (`C = A Bᵀ`, the forward pass), `nn` or `tn`.
+    pub op: &'static str,
+    /// Rows of `C`.
+    pub m: usize,
+    /// Depth.
+    pub k: usize,
+    /// Columns of `C`.
+    pub n: usize,
+    /// agd-simd.
+    pub ours_gflops: f64,
+    /// The `matrixmultiply` crate on the same operands (strides describe the same layout).
+    pub matrixmultiply_gflops: f64,
+    /// `agd_simd::naive`.
+    pub naive_gflops: f64,
+    /// `ours / matrixmultiply`.
+    pub ratio: f64,
+}
+
+/// One training step: median time.
+#[derive(Debug, Serialize)]
+pub struct StepRow {
+    /// Network widths.
+    pub widths: Vec<usize>,
+    /// Batch size.
+    pub batch: usize,
+    /// Median time of one step (forward, loss, backward, AGD update), µs of thread CPU time.
+    pub median_us: f64,
+    /// The fastest step by the wall clock, µs.
+    pub best_wall_us: f64,
+    /// The target from the performance issue, µs.
+    pub target_us: f64,
+    /// Threads of the batch-parallel run (absent with `--threads 1`).
+    pub threads: Option<usize>,
+    /// The fastest step on `threads` threads by the wall clock, µs.
+    pub threaded_best_wall_us: Option<f64>,
+    /// `best_wall_us / threaded_best_wall_us`.
+    pub threaded_speedup: Option<f64>,
+}
+
+/// Everything `agd bench` measures.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Forward-layout products at every shape.
+    pub gemm: Vec<GemmRow>,
+    /// The back-propagation (`nn`) and weight-gradient (`tn`) layouts at the shapes the
+    /// `[784, 256, 256, 10]` b128 step runs.
+    pub gemm_backward: Vec<GemmRow>,
+    /// Training steps.
+    pub step: Vec<StepRow>,
+    /// One power-iteration round on a 784 x 256 matrix, µs.
+    pub power_iteration_us: f64,
+    /// `true` for a `--quick` run.
+    pub quick: bool,
+}
+
+/// Runs every benchmark and prints the report.
+pub fn run(args: &Args) -> Result<bool, HostError> {
+    let report = measure(args.quick, usize::from(args.threads))?;
+    if args.json {
+        let text = serde_json::to_string(&report).map_err(|e| HostError::Usage(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print_tables(&report);
+    }
+    Ok(true)
+}
+
+/// Timing budget of one contender on one case.
+struct Budget {
+    rounds: usize,
+    sample: Duration,
+}
+
+/// Per-call seconds of one contender: the median of the samples' thread CPU time (time
+/// spent descheduled by other processes on this shared machine does not count) and the
+/// fastest sample's wall time.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    cpu_median: f64,
+    wall_best: f64,
+}
+
+/// The calling thread's CPU time in seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec; CLOCK_THREAD_CPUTIME_ID is supported on Linux.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r == 0 {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        0.0
+    }
+}
+
+/// Times several contenders in interleaved rounds.
+fn race(budget: &Budget, fs: &mut [&mut dyn FnMut()]) -> Vec<Timing> {
+    // Calibrate: calls per sample so that a sample lasts about `budget.sample`.
+    let reps: Vec<u64> = fs
+        .iter_mut()
+        .map(|f| {
+            f();
+            let t = Instant::now();
+            f();
+            let one = t.elapsed().as_secs_f64().max(1e-9);
+            ((budget.sample.as_secs_f64() / one) as u64).clamp(1, 1_000_000)
+        })
+        .collect();
+    let mut cpu = vec![Vec::with_capacity(budget.rounds); fs.len()];
+    let mut wall = vec![f64::INFINITY; fs.len()];
+    for _ in 0..budget.rounds {
+        for (((f, &r), c), w) in fs.iter_mut().zip(&reps).zip(&mut cpu).zip(&mut wall) {
+            let c0 = thread_cpu();
+            let start = Instant::now();
+            for _ in 0..r {
+                f();
+            }
+            let el = start.elapsed().as_secs_f64() / r as f64;
+            c.push((thread_cpu() - c0) / r as f64);
+            *w = w.min(el);
+        }
+    }
+    cpu.into_iter()
+        .zip(wall)
+        .map(|(c, w)| Timing {
+            cpu_median: median(c),
+            wall_best: w,
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Uniform on `[-0.5, 0.5)`.
+fn uniform_one(rng: &mut SplitMix64) -> f32 {
+    (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+}
+
+fn uniform(rng: &mut SplitMix64, len: usize) -> Vec<f32> {
+    (0..len).map(|_| uniform_one(rng)).collect()
+}
+
+/// `C = A Bᵀ` (`nt`), `A B` (`nn`) or `Aᵀ B` (`tn`) by all three contenders.
+fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> GemmRow {
+    let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
+    let a = uniform(&mut rng, m * k);
+    let b = uniform(&mut rng, k * n);
+    let mut c1 = vec![0.0f32; m * n];
+    let mut c2 = vec![0.0f32; m * n];
+    let mut c3 = vec![0.0f32; m * n];
+    // matrixmultiply strides (row stride, column stride) describing the same layouts.
+    let (rsa, csa) = if op == "tn" { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if op == "nt" { (1, k) } else { (n, 1) };
+    let ours = |c: &mut [f32]| {
+        let r = match op {
+            "nt" => agd_simd::matmul_nt(m, n, k, 1.0, &a, &b, 0.0, c),
+            "nn" => agd_simd::matmul_nn(m, n, k, 1.0, &a, &b, 0.0, c),
+            _ => agd_simd::matmul_tn(m, n, k, 1.0, &a, &b, 0.0, c),
+        };
+        r.expect("operands sized for the shape");
+    };
+    let flops = 2.0 * (m * n * k) as f64;
+    let samples = if quick { 3 } else { 61 };
+    let budget = Budget {
+        rounds: samples,
+        sample: Duration::from_micros(if quick { 200 } else { 500 }),
+    };
+    // The naive loop is slow at the big shapes: one round of one call is enough to place it.
+    let naive_budget = Budget {
+        rounds: if quick { 1 } else { 3 },
+        sample: Duration::from_micros(1),
+    };
+    let t = race(
+        &budget,
+        &mut [
+            &mut || ours(black_box(&mut c1)),
+            // SAFETY: the pointers and strides describe `a` (m x k), `b` (k x n) and `c`
+            // (m x n), all of which hold exactly those many values.
+            &mut || unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    csb as isize,
+                    0.0,
+                    black_box(&mut c2).as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            },
+        ],
+    );
+    let tn = race(
+        &naive_budget,
+        &mut [&mut || match op {
+            "nt" => agd_simd::naive::matmul_nt(m, n, k, 1.0, &a, &b, 0.0, black_box(&mut c3)),
+            "nn" => agd_simd::naive::matmul_nn(m, n, k, 1.0, &a, &b, 0.0, black_box(&mut c3)),
+            _ => agd_simd::naive::matmul_tn(m, n, k, 1.0, &a, &b, 0.0, black_box(&mut c3)),
+        }],
+    );
+    // The three must agree, or the speed figures compare different work.
+    for (x, (y, z)) in c1.iter().zip(c2.iter().zip(&c3)) {
+        let tol = 1e-4 * (1.0 + z.abs()) * (k as f32).sqrt();
+        assert!(
+            (x - z).abs() <= tol && (y - z).abs() <= tol,
+            "{op} {m}x{k}x{n}: results disagree"
+        );
+    }
+    let g = |s: f64| flops / s / 1e9;
+    GemmRow {
+        op,
+        m,
+        k,
+        n,
+        ours_gflops: g(t[0].cpu_median),
+        matrixmultiply_gflops: g(t[1].cpu_median),
+        naive_gflops: g(tn[0].cpu_median),
+        ratio: t[1].cpu_median / t[0].cpu_median,
+    }
+}
+
+/// Median time of one full training step.
+fn step_row(
+    widths: &[usize],
+    batch: usize,
+    target_us: f64,
+    quick: bool,
+    threads: usize,
+) -> Result<StepRow, HostError> {
+    let mut net = HostNet::<f32>::new(widths, batch, true)?;
+    let mut rng = SplitMix64::new(7);
+    // Dense kernels take the same time whatever the weights, so a cheap random start with
+    // the orthogonal start's scale (row norms about sqrt(d_out/d_in)·…) stands in for
+    // `init_orthogonal`, which takes seconds at width 1024.
+    let mut off = 0;
+    let weights = net.view().weights_mut().to_vec();
+    let mut w = weights;
+    for pair in widths.windows(2) {
+        let (d_in, d_out) = (pair[0], pair[1]);
+        let s = (3.0 / d_in as f32).sqrt() * 2.0;
+        for v in &mut w[off..off + d_in * d_out] {
+            *v = uniform_one(&mut rng) * s;
+        }
+        off += d_in * d_out;
+    }
+    net.view().weights_mut().copy_from_slice(&w);
+    let x: Vec<f32> = uniform(&mut rng, batch * widths[0])
+        .into_iter()
+        .map(|v| v + 0.5)
+        .collect();
+    let classes = *widths.last().expect("widths are non-empty");
+    let y: Vec<usize> = (0..batch)
+        .map(|_| rng.next_u32() as usize % classes)
+        .collect();
+    let agd = Agd::new();
+    let mut failure = None;
+    let big = widths.iter().sum::<usize>() > 2000;
+    let budget = Budget {
+        rounds: match (quick, big) {
+            (true, true) => 3,
+            (true, false) => 5,
+            (false, true) => 21,
+            (false, false) => 51,
+        },
+        sample: Duration::from_micros(if quick { 300 } else { 500 }),
+    };
+    let mut par = DataParallel::<f32>::new(widths, batch, threads)?;
+    par.net()
+        .view()
+        .weights_mut()
+        .copy_from_slice(net.weights());
+    par.sync();
+    let mut par_failure = None;
+    let mut single = || {
+        let mut view = net.view();
+        let r = view
+            .set_input(&x)
+            .and_then(|_| view.train_step(&agd, Loss::Xent, &y));
+        if let Err(e) = r {
+            failure = Some(e);
+        }
+    };
+    let mut parallel = || {
+        if let Err(e) = par.train_step(&agd, Loss::Xent, &x, &y) {
+            par_failure = Some(e);
+        }
+    };
+    let t = if threads > 1 {
+        race(&budget, &mut [&mut single, &mut parallel])
+    } else {
+        race(&budget, &mut [&mut single])
+    };
+    if let Some(e) = failure.or(par_failure) {
+        return Err(e.into());
+    }
+    // Worker threads' CPU time is not the caller's: the two-thread comparison is by the
+    // fastest wall-clock sample of each.
+    let threaded = t.get(1).map(|s| s.wall_best * 1e6);
+    Ok(StepRow {
+        widths: widths.to_vec(),
+        batch,
+        median_us: t[0].cpu_median * 1e6,
+        best_wall_us: t[0].wall_best * 1e6,
+        target_us,
+        threads: threaded.map(|_| threads),
+        threaded_best_wall_us: threaded,
+        threaded_speedup: threaded.map(|p| t[0].wall_best * 1e6 / p),
+    })
+}
+
+/// Every benchmark, in the order of the report.
+pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
+    let gemm = GEMM_SHAPES
+        .iter()
+        .map(|&s| gemm_row("nt", s, quick))
+        .collect();
+    // The step's other products: Δ_prev = Δ W (nn) and G = Δᵀ H (tn), at batch 128.
+    let backward: &[(&'static str, (usize, usize, usize))] = &[
+        ("nn", (128, 256, 256)),
+        ("nn", (128, 10, 256)),
+        ("tn", (256, 128, 784)),
+        ("tn", (256, 128, 256)),
+        ("tn", (10, 128, 256)),
+    ];
+    let gemm_backward = backward
+        .iter()
+        .map(|&(op, s)| gemm_row(op, s, quick))
+        .collect();
+    let mut step = Vec::new();
+    for (widths, batch, target) in STEPS {
+        step.push(step_row(widths, batch, target, quick, threads)?);
+    }
+    let (rows, cols) = (784, 256);
+    let mut rng = SplitMix64::new(3);
+    let a = uniform(&mut rng, rows * cols);
+    let mut v = uniform(&mut rng, cols);
+    let mut u = vec![0.0f32; rows];
+    let budget = Budget {
+        rounds: if quick { 5 } else { 51 },
+        sample: Duration::from_micros(if quick { 200 } else { 2000 }),
+    };
+    let t = race(
+        &budget,
+        &mut [&mut || {
+            black_box(agd_simd::power_iteration(&a, rows, cols, &mut v, &mut u, 1).ok());
+        }],
+    );
+    Ok(Report {
+        gemm,
+        gemm_backward,
+        step,
+        power_iteration_us: t[0].cpu_median * 1e6,
+        quick,
+    })
+}
+
+fn print_gemm(title: &str, rows: &[GemmRow]) {
+    println!("{title}");
+    println!(
+        "  {:<3} {:>4} {:>4} {:>4}  {:>9} {:>15} {:>8}  {:>8}",
+        "op", "M", "K", "N", "ours", "matrixmultiply", "naive", "ours/mm"
+    );
+    for r in rows {
+        println!(
+            "  {:<3} {:>4} {:>4} {:>4}  {:>9.1} {:>15.1} {:>8.2}  {:>7.2}x",
+            r.op, r.m, r.k, r.n, r.ours_gflops, r.matrixmultiply_gflops, r.naive_gflops, r.ratio
+        );
+    }
+}
+
+fn print_tables(r: &Report) {
+    print_gemm(
+        "matrix products, f32, one thread (GFLOP/s; C = A·Bᵀ, A is M x K)",
+        &r.gemm,
+    );
+    print_gemm(
+        "back-propagation products of the [784,256,256,10] b128 step (GFLOP/s)",
+        &r.gemm_backward,
+    );
+    println!("AGD training step (forward, loss, backward, update), f32, one thread");
+    println!(
+        "  {:<28} {:>5} {:>10} {:>10} {:>12} {:>22}",
+        "widths", "batch", "median µs", "target µs", "best wall µs", "N threads: best µs (x)"
+    );
+    for s in &r.step {
+        let par = match (s.threads, s.threaded_best_wall_us, s.threaded_speedup) {
+            (Some(n), Some(us), Some(x)) => format!("{n}: {us:.1} ({x:.2}x)"),
+            _ => "-".to_string(),
+        };
+        println!(
+            "  {:<28} {:>5} {:>10.1} {:>10.0} {:>12.1} {:>22}",
+            format!("{:?}", s.widths),
+            s.batch,
+            s.median_us,
+            s.target_us,
+            s.best_wall_us,
+            par
+        );
+    }
+    println!(
+        "power iteration, one round on 784 x 256: {:.2} µs",
+        r.power_iteration_us
+    );
+    if r.quick {
+        println!("(--quick: few rounds; rerun without it for figures to quote)");
+    }
+}

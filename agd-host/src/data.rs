@@ -1,0 +1,467 @@
+//! The datasets `agd train` knows, with their splits and normalisation.
+//!
+//! | dataset | files | split | inputs |
+//! |---|---|---|---|
+//! | `digits` | `data/digits/` (in the repo) | seeded permutation: 1,437 train / 360 test | 64 = 8x8, ÷16, then train-set global mean/std |
+//! | `mnist` | `--data-dir` with the four standard files | official 60,000 / 10,000 | 784 = 28x28, ÷255, then train-set global mean/std |
+//! | `breast-cancer` | `data/breast_cancer/` (in the repo) | seeded permutation: 455 train / 114 test | 30 features, each standardised with its train-split mean/std |
+//!
+//! **Split** for a dataset without an official one ([`split_permutation`]): the indices
+//! `0..n` shuffled by Fisher–Yates driven by `SplitMix64::new(0)` (`for i in (1..n).rev()
+//! { j = next_u64() % (i+1); swap(i, j) }`); the first `n − ⌈n/5⌉` shuffled indices are the
+//! training set, the last `⌈n/5⌉` the test set. The firmware uses this very split for digits.
+//!
+//! **Normalisation** for images, exactly as the reference runs: pixels scaled to `[0, 1]`,
+//! then standardised with one global mean and standard deviation (population, over every pixel
+//! of the training set): `x = (p/scale − mean)/std`. Each input then has a mean square of
+//! about 1, i.e. norm about `sqrt(d_0)` — what the paper assumes. The test set uses the
+//! training set's statistics. Breast-cancer's 30 features differ in scale by four orders of
+//! magnitude, so each column is standardised separately with its training-split mean and
+//! (population) standard deviation.
+
+use std::path::{Path, PathBuf};
+
+use agd_core::{Element, SplitMix64};
+use rand_core::Rng;
+
+use crate::HostError;
+use crate::idx::IdxArray;
+
+/// A dataset `agd train` can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// sklearn's 8x8 digits (1,797 images), shipped in `data/digits/`.
+    Digits,
+    /// MNIST 28x28 (60,000 + 10,000 images), from `--data-dir`.
+    Mnist,
+    /// Breast Cancer Wisconsin (569 samples, 30 features, 2 classes), in `data/breast_cancer/`.
+    BreastCancer,
+}
+
+/// The standard MNIST file names, in the order train images, train labels, test images, test
+/// labels (each may also be present with a `.gz` suffix).
+pub const MNIST_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+impl DatasetKind {
+    /// The name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Digits => "digits",
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::BreastCancer => "breast-cancer",
+        }
+    }
+
+    /// Input size `d_0`.
+    pub fn inputs(self) -> usize {
+        match self {
+            DatasetKind::Digits => 64,
+            DatasetKind::Mnist => 784,
+            DatasetKind::BreastCancer => 30,
+        }
+    }
+
+    /// Number of classes `d_L`.
+    pub fn classes(self) -> usize {
+        match self {
+            DatasetKind::Digits | DatasetKind::Mnist => 10,
+            DatasetKind::BreastCancer => 2,
+        }
+    }
+
+    /// Default widths: reach the reference's accuracy and finish quickly.
+    pub fn default_widths(self) -> Vec<usize> {
+        match self {
+            DatasetKind::Digits => vec![64, 128, 128, 10],
+            DatasetKind::Mnist => vec![784, 256, 256, 10],
+            DatasetKind::BreastCancer => vec![30, 64, 64, 2],
+        }
+    }
+
+    /// Default number of epochs.
+    pub fn default_epochs(self) -> usize {
+        match self {
+            DatasetKind::Digits => 50,
+            DatasetKind::Mnist => 20,
+            DatasetKind::BreastCancer => 50,
+        }
+    }
+
+    /// The directory the files are looked for in when `--data-dir` is not given, relative to
+    /// the repository root.
+    fn default_subdir(self) -> &'static str {
+        match self {
+            DatasetKind::Digits => "data/digits",
+            DatasetKind::Mnist => "../shared/data/mnist",
+            DatasetKind::BreastCancer => "data/breast_cancer",
+        }
+    }
+}
+
+/// A dataset split into training and test sets, normalised, in element type `T`.
+#[derive(Debug, Clone)]
+pub struct Dataset<T> {
+    /// Which dataset.
+    pub kind: DatasetKind,
+    /// Training inputs, `n_train x inputs` row-major.
+    pub train_x: Vec<T>,
+    /// Training labels.
+    pub train_y: Vec<usize>,
+    /// Test inputs, `n_test x inputs` row-major.
+    pub test_x: Vec<T>,
+    /// Test labels.
+    pub test_y: Vec<usize>,
+    /// How the inputs were normalised, for the log.
+    pub normalisation: String,
+}
+
+impl<T> Dataset<T> {
+    /// Input size.
+    pub fn inputs(&self) -> usize {
+        self.kind.inputs()
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.kind.classes()
+    }
+}
+
+/// The permutation of `0..n` that defines the train/test split of a dataset without an
+/// official one (see the module docs): Fisher–Yates driven by `SplitMix64::new(0)`.
+pub fn split_permutation(n: usize) -> Vec<usize> {
+    let mut rng = SplitMix64::new(0);
+    let mut idx: Vec<usize> = (0..n).collect();
+    shuffle(&mut idx, &mut rng);
+    idx
+}
+
+/// Fisher–Yates: `for i in (1..n).rev() { j = next_u64() % (i+1); swap(i, j) }`.
+pub fn shuffle<R: Rng + ?Sized>(items: &mut [usize], rng: &mut R) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Test-set size of the seeded split: `⌈n/5⌉` (digits: 360 of 1,797; breast-cancer: 114 of
+/// 569).
+pub fn test_count(n: usize) -> usize {
+    n.div_ceil(5)
+}
+
+/// The directory a dataset is read from: `data_dir` if given, else the default location
+/// relative to the working directory, else relative to this crate's workspace.
+pub fn resolve_dir(kind: DatasetKind, data_dir: Option<&Path>) -> Result<PathBuf, HostError> {
+    if let Some(dir) = data_dir {
+        if !dir.is_dir() {
+            return Err(HostError::Data(format!(
+                "--data-dir {}: not a directory",
+                dir.display()
+            )));
+        }
+        return Ok(dir.to_path_buf());
+    }
+    let sub = kind.default_subdir();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = [PathBuf::from(sub), workspace.join(sub)];
+    if let Some(found) = candidates.iter().find(|p| p.is_dir()) {
+        return Ok(found.clone());
+    }
+    Err(HostError::Data(match kind {
+        DatasetKind::Mnist => format!(
+            "MNIST not found in {sub}: pass --data-dir DIR holding {}",
+            MNIST_FILES.join(", ")
+        ),
+        _ => format!(
+            "{} data not found in {sub} (nor in {}): pass --data-dir DIR",
+            kind.name(),
+            workspace.join(sub).display()
+        ),
+    }))
+}
+
+/// `dir/name`, or `dir/name.gz` if only that exists.
+fn find_file(dir: &Path, name: &str) -> PathBuf {
+    let plain = dir.join(name);
+    let gz = dir.join(format!("{name}.gz"));
+    if !plain.exists() && gz.exists() {
+        gz
+    } else {
+        plain
+    }
+}
+
+fn read_images(path: &Path, side: usize) -> Result<(usize, Vec<u8>), HostError> {
+    let a = IdxArray::read(path)?;
+    match (a.dims(), a.as_u8()) {
+        ([n, h, w], Some(v)) if *h == side && *w == side => Ok((*n, v.to_vec())),
+        (dims, _) => Err(HostError::Data(format!(
+            "{}: expected u8 images of shape (N, {side}, {side}), found {} {dims:?}",
+            path.display(),
+            a.dtype().name()
+        ))),
+    }
+}
+
+fn read_labels(path: &Path, n: usize, classes: usize) -> Result<Vec<usize>, HostError> {
+    let a = IdxArray::read(path)?;
+    let v = match (a.dims(), a.as_u8()) {
+        ([m], Some(v)) if *m == n => v,
+        (dims, _) => {
+            return Err(HostError::Data(format!(
+                "{}: expected {n} u8 labels (shape ({n},)), found {} {dims:?}",
+                path.display(),
+                a.dtype().name()
+            )));
+        }
+    };
+    if let Some((i, &y)) = v
+        .iter()
+        .enumerate()
+        .find(|&(_, &y)| usize::from(y) >= classes)
+    {
+        return Err(HostError::Data(format!(
+            "{}: label {y} of sample {i} is not below the {classes} classes",
+            path.display()
+        )));
+    }
+    Ok(v.iter().map(|&y| usize::from(y)).collect())
+}
+
+/// Population mean and standard deviation, accumulated in `f64`.
+fn mean_std<I: Iterator<Item = f64> + Clone>(values: I) -> (f64, f64) {
+    let (mut n, mut sum) = (0usize, 0.0f64);
+    for v in values.clone() {
+        n += 1;
+        sum += v;
+    }
+    let mean = sum / n.max(1) as f64;
+    let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64;
+    (mean, var.sqrt())
+}
+
+/// Scales `raw` by `1/scale` and standardises with `(mean, std)`, gathering `rows` (each
+/// `d` long) in the given order.
+fn standardise<T: Element>(
+    raw: &[u8],
+    d: usize,
+    rows: &[usize],
+    scale: f64,
+    mean: f64,
+    std: f64,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows.len() * d);
+    for &r in rows {
+        out.extend(
+            raw[r * d..(r + 1) * d]
+                .iter()
+                .map(|&p| T::from_f64((f64::from(p) / scale - mean) / std)),
+        );
+    }
+    out
+}
+
+/// Image datasets: global mean/std of the scaled training pixels.
+fn image_dataset<T: Element>(
+    kind: DatasetKind,
+    scale: f64,
+    train: (&[u8], &[usize]),
+    test: (&[u8], &[usize]),
+    train_y: Vec<usize>,
+    test_y: Vec<usize>,
+) -> Dataset<T> {
+    let d = kind.inputs();
+    let (train_raw, train_rows) = train;
+    let (test_raw, test_rows) = test;
+    let (mean, std) = mean_std(
+        train_rows
+            .iter()
+            .flat_map(|&r| &train_raw[r * d..(r + 1) * d])
+            .map(|&p| f64::from(p) / scale),
+    );
+    // All-equal pixels would give std 0; standardising then only centres.
+    let std = if std > 0.0 { std } else { 1.0 };
+    Dataset {
+        kind,
+        train_x: standardise(train_raw, d, train_rows, scale, mean, std),
+        test_x: standardise(test_raw, d, test_rows, scale, mean, std),
+        train_y,
+        test_y,
+        normalisation: format!(
+            "pixels ÷{scale}, then (x − {mean:.6})/{std:.6} (train-set global mean/std)"
+        ),
+    }
+}
+
+fn split_rows(n: usize) -> (Vec<usize>, Vec<usize>) {
+    let perm = split_permutation(n);
+    let n_train = n - test_count(n);
+    (perm[..n_train].to_vec(), perm[n_train..].to_vec())
+}
+
+fn gather(labels: &[usize], rows: &[usize]) -> Vec<usize> {
+    rows.iter().map(|&r| labels[r]).collect()
+}
+
+/// Loads a dataset from `data_dir` (or its default location; see [`resolve_dir`]), split and
+/// normalised as the module docs say.
+pub fn load<T: Element>(
+    kind: DatasetKind,
+    data_dir: Option<&Path>,
+) -> Result<Dataset<T>, HostError> {
+    let dir = resolve_dir(kind, data_dir)?;
+    match kind {
+        DatasetKind::Digits => {
+            let (n, raw) = read_images(&find_file(&dir, "digits-images-idx3-ubyte"), 8)?;
+            let labels = read_labels(&find_file(&dir, "digits-labels-idx1-ubyte"), n, 10)?;
+            if let Some(&p) = raw.iter().find(|&&p| p > 16) {
+                return Err(HostError::Data(format!(
+                    "{}: digits pixels are counts in 0..=16, found {p}",
+                    dir.display()
+                )));
+            }
+            let (train, test) = split_rows(n);
+            let (train_y, test_y) = (gather(&labels, &train), gather(&labels, &test));
+            Ok(image_dataset(
+                kind,
+                16.0,
+                (&raw, &train),
+                (&raw, &test),
+                train_y,
+                test_y,
+            ))
+        }
+        DatasetKind::Mnist => {
+            let [tri, trl, tei, tel] = MNIST_FILES.map(|f| find_file(&dir, f));
+            let (n_train, train_raw) = read_images(&tri, 28)?;
+            let train_y = read_labels(&trl, n_train, 10)?;
+            let (n_test, test_raw) = read_images(&tei, 28)?;
+            let test_y = read_labels(&tel, n_test, 10)?;
+            let train: Vec<usize> = (0..n_train).collect();
+            let test: Vec<usize> = (0..n_test).collect();
+            Ok(image_dataset(
+                kind,
+                255.0,
+                (&train_raw, &train),
+                (&test_raw, &test),
+                train_y,
+                test_y,
+            ))
+        }
+        DatasetKind::BreastCancer => {
+            let fpath = find_file(&dir, "breast_cancer-features-idx2-float");
+            let a = IdxArray::read(&fpath)?;
+            let d = kind.inputs();
+            let n = match a.dims() {
+                [n, f] if *f == d => *n,
+                dims => {
+                    return Err(HostError::Data(format!(
+                        "{}: expected a feature table of shape (N, {d}), found {dims:?}",
+                        fpath.display()
+                    )));
+                }
+            };
+            let x = a.to_f64();
+            let labels = read_labels(&find_file(&dir, "breast_cancer-labels-idx1-ubyte"), n, 2)?;
+            let (train, test) = split_rows(n);
+            let stats: Vec<(f64, f64)> = (0..d)
+                .map(|j| {
+                    let (m, s) = mean_std(train.iter().map(|&r| x[r * d + j]));
+                    (m, if s > 0.0 { s } else { 1.0 })
+                })
+                .collect();
+            let rows = |rows: &[usize]| -> Vec<T> {
+                rows.iter()
+                    .flat_map(|&r| {
+                        stats
+                            .iter()
+                            .enumerate()
+                            .map(move |(j, &(m, s))| (r, j, m, s))
+                    })
+                    .map(|(r, j, m, s)| T::from_f64((x[r * d + j] - m) / s))
+                    .collect()
+            };
+            Ok(Dataset {
+                kind,
+                train_x: rows(&train),
+                test_x: rows(&test),
+                train_y: gather(&labels, &train),
+                test_y: gather(&labels, &test),
+                normalisation: "each feature (x − mean)/std with its train-split statistics"
+                    .to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_a_permutation_with_the_documented_sizes() {
+        for n in [1797, 569, 1, 2] {
+            let mut p = split_permutation(n);
+            p.sort_unstable();
+            assert_eq!(p, (0..n).collect::<Vec<_>>());
+        }
+        assert_eq!(test_count(1797), 360);
+        assert_eq!(test_count(569), 114);
+    }
+
+    #[test]
+    fn shuffle_follows_the_recipe() {
+        // Replays the documented loop by hand for n = 4.
+        let mut rng = SplitMix64::new(0);
+        let mut expected = [0usize, 1, 2, 3];
+        for i in (1..4usize).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            expected.swap(i, j);
+        }
+        assert_eq!(split_permutation(4), expected);
+    }
+
+    #[test]
+    fn digits_load_split_and_normalise() {
+        let d = load::<f64>(DatasetKind::Digits, None).unwrap();
+        assert_eq!(d.train_y.len(), 1437);
+        assert_eq!(d.test_y.len(), 360);
+        assert_eq!(d.train_x.len(), 1437 * 64);
+        assert_eq!(d.test_x.len(), 360 * 64);
+        // Standardised with its own statistics, the training set has mean 0 and variance 1.
+        let (m, s) = mean_std(d.train_x.iter().copied());
+        assert!(m.abs() < 1e-12, "{m}");
+        assert!((s - 1.0).abs() < 1e-12, "{s}");
+        // Every class is in both sets.
+        for c in 0..10 {
+            assert!(d.test_y.contains(&c));
+            assert!(d.train_y.contains(&c));
+        }
+    }
+
+    #[test]
+    fn breast_cancer_columns_are_standardised_on_the_train_split() {
+        let d = load::<f64>(DatasetKind::BreastCancer, None).unwrap();
+        assert_eq!((d.train_y.len(), d.test_y.len()), (455, 114));
+        for j in 0..30 {
+            let (m, s) = mean_std(d.train_x.iter().skip(j).step_by(30).copied());
+            assert!(
+                m.abs() < 1e-9 && (s - 1.0).abs() < 1e-9,
+                "column {j}: {m} {s}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_directory_is_an_error() {
+        let err = load::<f32>(DatasetKind::Mnist, Some(Path::new("/nonexistent/agd"))).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+}

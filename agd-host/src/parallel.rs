@@ -1,0 +1,126 @@
+//! Batch-parallel training on several threads (`--threads N`): the batch is cut into one
+//! slice per thread, every thread runs the core's forward and backward pass on its slice in
+//! its own buffers, the per-slice gradients are combined into the batch gradient, and one
+//! AGD step updates the weights, which are then copied to every thread's network.
+//!
+//! The loss is a batch mean, so slice `t` of `b_t` samples contributes `(b_t/B)·g_t` to the
+//! batch gradient `g = Σ_t (b_t/B) g_t`. The result equals the single-threaded step up to
+//! the rounding of that sum.
+
+use agd_core::{Agd, Element, Loss, Network, TrainReport};
+use agd_simd::{axpy, scale};
+
+use crate::net::HostNet;
+
+/// One network per thread, all with the same weights; thread 0's is the one that steps.
+#[derive(Debug)]
+pub struct DataParallel<T> {
+    nets: Vec<HostNet<T>>,
+}
+
+impl<T: Element> DataParallel<T> {
+    /// `threads` copies of a zero network; each holds up to `capacity / threads` (rounded
+    /// up) samples.
+    pub fn new(widths: &[usize], capacity: usize, threads: usize) -> Result<Self, agd_core::Error> {
+        let threads = threads.clamp(1, capacity.max(1));
+        let per = capacity.div_ceil(threads);
+        let nets = (0..threads)
+            .map(|_| HostNet::new(widths, per, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DataParallel { nets })
+    }
+
+    /// The network that steps (thread 0's); after [`DataParallel::sync`] every copy equals it.
+    pub fn net(&mut self) -> &mut HostNet<T> {
+        &mut self.nets[0]
+    }
+
+    /// Copies thread 0's weights into every other thread's network (after changing them by
+    /// hand, e.g. an initialisation).
+    pub fn sync(&mut self) {
+        let (first, rest) = self.nets.split_at_mut(1);
+        for net in rest {
+            net.view().weights_mut().copy_from_slice(first[0].weights());
+        }
+    }
+
+    /// One AGD training step on `samples` (`batch x d_0`) with labels `targets`.
+    pub fn train_step(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<TrainReport<T>, agd_core::Error> {
+        let batch = targets.len();
+        if batch == 0 {
+            return Err(agd_core::Error::EmptyBatch);
+        }
+        let d0 = self.nets[0].widths()[0];
+        if samples.len() != batch * d0 {
+            return Err(agd_core::Error::BufferSize {
+                buffer: "input",
+                expected: batch * d0,
+                got: samples.len(),
+            });
+        }
+        let per = batch.div_ceil(self.nets.len());
+        let used = batch.div_ceil(per);
+        let results: Vec<Result<(T, usize), agd_core::Error>> = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut mine = None;
+            for (t, net) in self.nets.iter_mut().take(used).enumerate() {
+                let (lo, hi) = (t * per, ((t + 1) * per).min(batch));
+                let x = &samples[lo * d0..hi * d0];
+                let y = &targets[lo..hi];
+                let work = move || {
+                    let mut v = net.view();
+                    v.set_input(x)?;
+                    v.compute_grads(loss, y)
+                };
+                if t == 0 {
+                    mine = Some(work);
+                } else {
+                    handles.push(s.spawn(work));
+                }
+            }
+            let mut out = vec![mine.expect("at least one slice")()];
+            out.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("worker thread")),
+            );
+            out
+        });
+        let mut total = T::ZERO;
+        let mut correct = 0;
+        let inv_b = T::ONE / T::from_f64(batch as f64);
+        let (first, rest) = self.nets.split_at_mut(1);
+        let main = &mut first[0];
+        for (t, r) in results.into_iter().enumerate() {
+            let (l, c) = r?;
+            let w = T::from_f64(((t + 1) * per).min(batch).saturating_sub(t * per) as f64) * inv_b;
+            total += w * l;
+            correct += c;
+            // g = Σ_t (b_t/B) g_t
+            if t == 0 {
+                scale(w, main.grads_mut());
+            } else {
+                axpy(w, rest[t - 1].grads_mut(), main.grads_mut());
+            }
+        }
+        let step = {
+            let mut v = main.view();
+            let (layout, weights, grads) = v.step_parts();
+            agd.step(layout, weights, grads)?
+        };
+        for net in rest.iter_mut() {
+            net.view().weights_mut().copy_from_slice(main.weights());
+        }
+        Ok(TrainReport {
+            loss: total,
+            correct,
+            step,
+        })
+    }
+}

@@ -1,0 +1,376 @@
+//! The training loop: a run-time-sized network on a dataset, trained with AGD (no learning
+//! rate) or a baseline (SGD, Adam), evaluated on the test set after every epoch.
+//!
+//! Every epoch visits the training set in a fresh order (Fisher–Yates from the run's seeded
+//! RNG) in batches of `batch`, the last one partial if `batch` does not divide the set. The
+//! same seed gives the same orthogonal initialisation and the same batch orders whatever the
+//! optimiser, so a comparison differs in the optimiser only.
+
+use std::time::Instant;
+
+use agd_core::{Agd, Element, Loss, Network, SplitMix64};
+use serde::Serialize;
+
+use crate::HostError;
+use crate::baseline::{Adam, Sgd};
+use crate::data::{Dataset, shuffle};
+use crate::net::HostNet;
+
+/// Which optimiser trains the network.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Optimizer {
+    /// Automatic Gradient Descent; `gain` is 1 unless asked otherwise.
+    Agd {
+        /// The gain.
+        gain: f64,
+    },
+    /// Adam with the usual β1, β2, ε (see [`crate::baseline::Adam`]).
+    Adam {
+        /// The learning rate.
+        lr: f64,
+    },
+    /// Plain SGD.
+    Sgd {
+        /// The learning rate.
+        lr: f64,
+    },
+}
+
+impl Optimizer {
+    /// `agd`, `adam` or `sgd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Agd { .. } => "agd",
+            Optimizer::Adam { .. } => "adam",
+            Optimizer::Sgd { .. } => "sgd",
+        }
+    }
+
+    /// The learning rate of a baseline (`None` for AGD, which has none).
+    pub fn lr(&self) -> Option<f64> {
+        match *self {
+            Optimizer::Agd { .. } => None,
+            Optimizer::Adam { lr } | Optimizer::Sgd { lr } => Some(lr),
+        }
+    }
+
+    /// AGD's gain (`None` for a baseline).
+    pub fn gain(&self) -> Option<f64> {
+        match *self {
+            Optimizer::Agd { gain } => Some(gain),
+            _ => None,
+        }
+    }
+
+    /// `agd`, `adam lr 0.001`, …
+    pub fn label(&self) -> String {
+        match *self {
+            Optimizer::Agd { gain: 1.0 } => "agd".to_string(),
+            Optimizer::Agd { gain } => format!("agd gain {gain}"),
+            Optimizer::Adam { lr } | Optimizer::Sgd { lr } => format!("{} lr {lr}", self.name()),
+        }
+    }
+}
+
+/// Everything that defines a training run besides the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Widths `[d_0, …, d_L]`; `d_0` must be the data's input size, `d_L` its class count.
+    pub widths: Vec<usize>,
+    /// The loss.
+    pub loss: Loss,
+    /// Samples per batch (the last batch of an epoch may be smaller).
+    pub batch: usize,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Seed of the initialisation and of the batch order.
+    pub seed: u64,
+    /// The optimiser.
+    pub optimizer: Optimizer,
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochRecord {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Mean loss over the epoch's training samples, each measured in its batch's forward pass
+    /// before that batch's step.
+    pub train_loss: f64,
+    /// Fraction of the epoch's training samples classified correctly, measured the same way.
+    pub train_accuracy: f64,
+    /// Fraction of the test set classified correctly after the epoch.
+    pub test_accuracy: f64,
+    /// AGD: mean η over the epoch's steps (`None` for a baseline).
+    pub eta: Option<f64>,
+    /// Seconds of training in this epoch (the test evaluation excluded).
+    pub seconds: f64,
+}
+
+/// Where training is, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Step within the epoch, from 1.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps: usize,
+    /// Mean training loss of the epoch so far.
+    pub loss: f64,
+    /// Training accuracy (fraction) of the epoch so far.
+    pub accuracy: f64,
+    /// AGD: this step's η.
+    pub eta: Option<f64>,
+}
+
+/// Receives progress while a run trains (a progress bar, a log, nothing).
+pub trait Observer {
+    /// After every step.
+    fn on_step(&mut self, _progress: &Progress) {}
+    /// After every epoch's evaluation.
+    fn on_epoch(&mut self, _record: &EpochRecord) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// The result of a run: every completed epoch, and why it stopped early, if it did.
+#[derive(Debug)]
+pub struct Run {
+    /// Completed epochs.
+    pub epochs: Vec<EpochRecord>,
+    /// Wall-clock seconds of the whole run (training and evaluation).
+    pub seconds: f64,
+    /// Set when a step refused (e.g. a baseline whose loss became non-finite): the run stopped
+    /// there and the weights are those before the refused step.
+    pub failure: Option<HostError>,
+}
+
+impl Run {
+    /// Test accuracy after the last completed epoch (`None` if the run failed, or ran no epoch).
+    pub fn final_test_accuracy(&self) -> Option<f64> {
+        if self.failure.is_some() {
+            None
+        } else {
+            self.epochs.last().map(|e| e.test_accuracy)
+        }
+    }
+}
+
+/// Checks that the widths fit the data: `d_0` = inputs, `d_L` = classes.
+pub fn check_widths<T>(widths: &[usize], data: &Dataset<T>) -> Result<(), HostError> {
+    let shown = widths
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    match (widths.first(), widths.last()) {
+        (Some(&d0), Some(&dl)) if widths.len() >= 2 => {
+            if d0 != data.inputs() || dl != data.classes() {
+                return Err(HostError::Usage(format!(
+                    "--widths {shown} does not fit {}: the first width must be its {} inputs \
+                     and the last its {} classes",
+                    data.kind.name(),
+                    data.inputs(),
+                    data.classes()
+                )));
+            }
+            Ok(())
+        }
+        _ => Err(HostError::Usage(format!(
+            "--widths {shown}: a network needs at least two widths"
+        ))),
+    }
+}
+
+enum Stepper<T> {
+    Agd(Agd<T>),
+    Adam(Adam<T>),
+    Sgd(Sgd),
+}
+
+/// Forward passes over `x` in batches of the network's capacity; returns the fraction of
+/// `y` predicted correctly.
+pub fn evaluate<T: Element>(net: &mut HostNet<T>, x: &[T], y: &[usize]) -> Result<f64, HostError> {
+    let d = net.widths()[0];
+    let cap = net.capacity();
+    let mut view = net.view();
+    let mut correct = 0;
+    for (xs, ys) in x.chunks(cap * d).zip(y.chunks(cap)) {
+        view.set_input(xs)?;
+        view.forward(ys.len())?;
+        correct += view.count_correct(ys);
+    }
+    Ok(correct as f64 / y.len().max(1) as f64)
+}
+
+/// Trains as `cfg` says and evaluates after every epoch. Bad settings are an `Err`; a step
+/// that refuses mid-run ends the run early with [`Run::failure`] set.
+pub fn train<T: Element>(
+    data: &Dataset<T>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<Run, HostError> {
+    check_widths(&cfg.widths, data)?;
+    if cfg.batch == 0 {
+        return Err(HostError::Usage("--batch must be at least 1".into()));
+    }
+    if cfg.epochs == 0 {
+        return Err(HostError::Usage("--epochs must be at least 1".into()));
+    }
+    let n = data.train_y.len();
+    if n == 0 || data.test_y.is_empty() {
+        return Err(HostError::Data(format!(
+            "{}: empty training or test set",
+            data.kind.name()
+        )));
+    }
+    let start = Instant::now();
+    let d = data.inputs();
+    let mut net = HostNet::<T>::new(&cfg.widths, cfg.batch, true)?;
+    let mut rng = SplitMix64::new(cfg.seed);
+    net.view().init_orthogonal(&mut rng);
+    let mut stepper = match cfg.optimizer {
+        Optimizer::Agd { gain } => Stepper::Agd(Agd::with_gain(T::from_f64(gain))?),
+        Optimizer::Adam { lr } => Stepper::Adam(Adam::new(lr, net.weights().len())),
+        Optimizer::Sgd { lr } => Stepper::Sgd(Sgd { lr }),
+    };
+    let steps = n.div_ceil(cfg.batch);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut targets = Vec::with_capacity(cfg.batch);
+    let mut epochs = Vec::with_capacity(cfg.epochs);
+    for epoch in 1..=cfg.epochs {
+        let epoch_start = Instant::now();
+        shuffle(&mut order, &mut rng);
+        let (mut loss_sum, mut correct, mut seen, mut eta_sum) = (0.0, 0usize, 0usize, 0.0);
+        for (s, rows) in order.chunks(cfg.batch).enumerate() {
+            let mut view = net.view();
+            let input = view.input_mut(rows.len())?;
+            for (dst, &r) in input.chunks_exact_mut(d).zip(rows) {
+                dst.copy_from_slice(&data.train_x[r * d..(r + 1) * d]);
+            }
+            targets.clear();
+            targets.extend(rows.iter().map(|&r| data.train_y[r]));
+            let stepped: Result<(T, usize, Option<f64>), agd_core::Error> = match &mut stepper {
+                Stepper::Agd(agd) => view
+                    .train_step(agd, cfg.loss, &targets)
+                    .map(|r| (r.loss, r.correct, Some(r.step.eta.to_f64()))),
+                Stepper::Adam(adam) => view.compute_grads(cfg.loss, &targets).and_then(|(l, c)| {
+                    let (_, w, g) = view.step_parts();
+                    adam.step(w, g).map(|()| (l, c, None))
+                }),
+                Stepper::Sgd(sgd) => view.compute_grads(cfg.loss, &targets).and_then(|(l, c)| {
+                    let (_, w, g) = view.step_parts();
+                    sgd.step(w, g).map(|()| (l, c, None))
+                }),
+            };
+            let (loss, ok, eta) = match stepped {
+                Ok(v) => v,
+                Err(source) => {
+                    return Ok(Run {
+                        epochs,
+                        seconds: start.elapsed().as_secs_f64(),
+                        failure: Some(HostError::Training {
+                            epoch,
+                            step: s + 1,
+                            source,
+                        }),
+                    });
+                }
+            };
+            loss_sum += loss.to_f64() * rows.len() as f64;
+            correct += ok;
+            seen += rows.len();
+            eta_sum += eta.unwrap_or(0.0);
+            observer.on_step(&Progress {
+                epoch,
+                step: s + 1,
+                steps,
+                loss: loss_sum / seen as f64,
+                accuracy: correct as f64 / seen as f64,
+                eta,
+            });
+        }
+        let seconds = epoch_start.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / n as f64,
+            train_accuracy: correct as f64 / n as f64,
+            test_accuracy: evaluate(&mut net, &data.test_x, &data.test_y)?,
+            eta: matches!(stepper, Stepper::Agd(_)).then(|| eta_sum / steps as f64),
+            seconds,
+        };
+        observer.on_epoch(&record);
+        epochs.push(record);
+    }
+    Ok(Run {
+        epochs,
+        seconds: start.elapsed().as_secs_f64(),
+        failure: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DatasetKind, load};
+
+    fn tiny_digits() -> Dataset<f32> {
+        let mut d = load::<f32>(DatasetKind::Digits, None).unwrap();
+        d.train_x.truncate(300 * 64);
+        d.train_y.truncate(300);
+        d
+    }
+
+    fn config(optimizer: Optimizer) -> TrainConfig {
+        TrainConfig {
+            widths: vec![64, 32, 10],
+            loss: Loss::Xent,
+            batch: 64,
+            epochs: 2,
+            seed: 3,
+            optimizer,
+        }
+    }
+
+    #[test]
+    fn same_seed_same_run_and_partial_batches_counted() {
+        let data = tiny_digits();
+        let cfg = config(Optimizer::Agd { gain: 1.0 });
+        let a = train(&data, &cfg, &mut Silent).unwrap();
+        let b = train(&data, &cfg, &mut Silent).unwrap();
+        assert!(a.failure.is_none());
+        assert_eq!(a.epochs.len(), 2);
+        for (x, y) in a.epochs.iter().zip(&b.epochs) {
+            assert_eq!(x.train_loss, y.train_loss);
+            assert_eq!(x.test_accuracy, y.test_accuracy);
+        }
+        // 300 samples in batches of 64: 4 full and one of 44, all counted.
+        let acc = a.epochs[0].train_accuracy * 300.0;
+        assert!((acc - acc.round()).abs() < 1e-9);
+        assert!(a.epochs[0].eta.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn a_diverging_baseline_stops_with_a_failure() {
+        let data = tiny_digits();
+        let run = train(&data, &config(Optimizer::Sgd { lr: 1e30 }), &mut Silent).unwrap();
+        assert!(run.failure.is_some());
+        assert_eq!(run.final_test_accuracy(), None);
+    }
+
+    #[test]
+    fn widths_must_fit_the_data() {
+        let data = tiny_digits();
+        let mut cfg = config(Optimizer::Agd { gain: 1.0 });
+        cfg.widths = vec![784, 10];
+        let err = train(&data, &cfg, &mut Silent).unwrap_err();
+        assert!(err.to_string().contains("64 inputs"), "{err}");
+        cfg.widths = vec![64, 32, 3];
+        assert!(train(&data, &cfg, &mut Silent).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! `agd bench --quick --json` runs in seconds and reports every figure the performance
+//! issue asks for, as one JSON object.
+
+use std::process::Command;
+
+#[test]
+fn quick_bench_reports_every_figure_as_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agd"))
+        .args(["bench", "--quick", "--json", "--threads", "2"])
+        .output()
+        .expect("run agd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let gemm = v["gemm"].as_array().expect("gemm array");
+    let shapes: Vec<(u64, u64, u64)> = gemm
+        .iter()
+        .map(|r| {
+            (
+                r["m"].as_u64().unwrap(),
+                r["k"].as_u64().unwrap(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for s in [
+        (128, 784, 256),
+        (128, 256, 256),
+        (128, 256, 10),
+        (1, 784, 256),
+        (64, 64, 64),
+        (16, 16, 16),
+        (256, 256, 256),
+    ] {
+        assert!(shapes.contains(&s), "shape {s:?} missing");
+    }
+    for r in gemm {
+        for key in ["ours_gflops", "matrixmultiply_gflops", "naive_gflops"] {
+            let g = r[key].as_f64().unwrap_or_else(|| panic!("{key} in {r}"));
+            assert!(g.is_finite() && g > 0.0, "{key} = {g} in {r}");
+        }
+    }
+    let steps = v["step"].as_array().expect("step array");
+    let widths: Vec<Vec<u64>> = steps
+        .iter()
+        .map(|s| {
+            s["widths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        widths,
+        vec![
+            vec![784, 256, 256, 10],
+            vec![784, 1024, 1024, 1024, 10],
+            vec![64, 64, 10]
+        ]
+    );
+    for s in steps {
+        assert!(s["batch"].as_u64().unwrap() >= 1);
+        let us = s["median_us"].as_f64().unwrap();
+        assert!(us.is_finite() && us > 0.0, "{s}");
+    }
+    assert_eq!(steps[0]["threads"].as_u64(), Some(2));
+    assert!(steps[0]["threaded_best_wall_us"].as_f64().unwrap() > 0.0);
+    let p = v["power_iteration_us"].as_f64().unwrap();
+    assert!(p.is_finite() && p > 0.0);
+}
+
+#[test]
+fn bench_refuses_zero_threads_with_exit_code_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agd"))
+        .args(["bench", "--quick", "--threads", "0"])
+        .output()
+        .expect("run agd");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}

@@ -1,0 +1,322 @@
+//! End-to-end tests of `agd train` and `agd compare`: they run the binary on the digits data
+//! shipped in the repository and on deliberately broken copies of it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const AGD: &str = env!("CARGO_BIN_EXE_agd");
+
+fn digits_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/digits")
+}
+
+fn agd(args: &[&str]) -> Output {
+    Command::new(AGD)
+        .args(args)
+        .output()
+        .expect("the agd binary runs")
+}
+
+/// Exit code 2, exactly one line on stderr, and that line says `needle`.
+fn assert_refused(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "expected {needle:?} in: {stderr}"
+    );
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("file written");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// A copy of the digits directory whose image file is replaced by `images`.
+fn digits_copy_with_images(images: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        digits_dir().join("digits-labels-idx1-ubyte"),
+        dir.path().join("digits-labels-idx1-ubyte"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("digits-images-idx3-ubyte"), images).unwrap();
+    dir
+}
+
+fn digits_images() -> Vec<u8> {
+    std::fs::read(digits_dir().join("digits-images-idx3-ubyte")).unwrap()
+}
+
+#[test]
+fn train_on_digits_writes_metrics_and_learns() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let o = agd(&[
+        "train",
+        "--widths",
+        "64,32,10",
+        "--epochs",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("epoch ").count(), 3, "{stdout}");
+    assert!(stdout.contains("final test accuracy"), "{stdout}");
+    let m = json(&run.join("metrics.json"));
+    assert_eq!(m["dataset"], "digits");
+    assert_eq!(m["optimizer"], "agd");
+    assert_eq!(m["lr"], serde_json::Value::Null);
+    assert_eq!(m["widths"], serde_json::json!([64, 32, 10]));
+    for key in ["train_loss", "train_accuracy", "test_accuracy", "eta"] {
+        assert_eq!(m[key].as_array().unwrap().len(), 3, "{key}");
+    }
+    // Ten classes: chance is 10 %. Three epochs of AGD get far above it.
+    let acc = m["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.6, "final test accuracy {acc}");
+    let losses: Vec<f64> = m["train_loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(losses[2] < losses[0], "{losses:?}");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("epoch,train_loss,train_accuracy,test_accuracy,eta,seconds"));
+    let png = std::fs::read(run.join("curves.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "curves.png is a PNG");
+}
+
+#[test]
+fn baselines_train_and_need_a_learning_rate() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("adam");
+    let o = agd(&[
+        "train",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--widths",
+        "64,32,10",
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = json(&run.join("metrics.json"));
+    assert_eq!(m["optimizer"], "adam");
+    assert_eq!(m["lr"], 0.003);
+    assert_eq!(m["eta"], serde_json::Value::Null);
+    assert!(m["final_test_accuracy"].as_f64().unwrap() > 0.6);
+
+    assert_refused(&agd(&["train", "--optimizer", "sgd"]), "needs --lr");
+    assert_refused(&agd(&["train", "--lr", "0.1"]), "no learning rate");
+    assert_refused(
+        &agd(&["train", "--optimizer", "adam", "--lr=-1"]),
+        "finite and positive",
+    );
+}
+
+#[test]
+fn a_diverging_baseline_exits_1_and_records_the_failure() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("sgd");
+    let o = agd(&[
+        "train",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--widths",
+        "64,32,10",
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let m = json(&run.join("metrics.json"));
+    assert!(m["failure"].as_str().unwrap().contains("training failed"));
+    assert_eq!(m["final_test_accuracy"], serde_json::Value::Null);
+}
+
+#[test]
+fn gzip_files_are_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["digits-images-idx3-ubyte", "digits-labels-idx1-ubyte"] {
+        let raw = std::fs::read(digits_dir().join(name)).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&raw).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.gz")), enc.finish().unwrap()).unwrap();
+    }
+    let out = dir.path().join("run");
+    let o = agd(&[
+        "train",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--widths",
+        "64,16,10",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("metrics.json").exists());
+}
+
+#[test]
+fn compare_writes_table_json_and_plot() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("cmp");
+    let o = agd(&[
+        "compare",
+        "--widths",
+        "64,16,10",
+        "--epochs",
+        "2",
+        "--adam-lr",
+        "1e-3,1e-2",
+        "--sgd-lr",
+        "0.1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("gap"), "{stdout}");
+    let c = json(&dir.join("compare.json"));
+    let runs = c["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    assert_eq!(runs[0]["optimizer"], "agd");
+    assert_eq!(c["best_sgd"], 3);
+    assert!(c["gap_points"].as_f64().unwrap().is_finite());
+    let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
+    assert_eq!(md.matches("\n| ").count(), 5, "{md}"); // header + 4 runs
+    assert!(
+        std::fs::read(dir.join("compare.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+    assert!(dir.join("runs/agd/metrics.json").exists());
+}
+
+#[test]
+fn widths_that_do_not_fit_the_data_are_refused() {
+    assert_refused(
+        &agd(&["train", "--widths", "784,256,10"]),
+        "first width must be its 64 inputs",
+    );
+    assert_refused(&agd(&["train", "--widths", "64,32,3"]), "10 classes");
+    assert_refused(&agd(&["train", "--widths", "64"]), "at least two widths");
+    assert_refused(
+        &agd(&[
+            "train",
+            "--dataset",
+            "breast-cancer",
+            "--widths",
+            "64,32,10",
+        ]),
+        "30 inputs",
+    );
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    assert_refused(&agd(&["train", "--bogus"]), "--bogus");
+    assert_refused(&agd(&["train", "--dataset", "cifar"]), "cifar");
+    assert_refused(&agd(&["train", "--widths", "64,x,10"]), "invalid");
+    assert_refused(&agd(&["train", "--epochs", "0"]), "at least 1");
+    assert_refused(&agd(&["train", "--batch", "0"]), "at least 1");
+    assert_refused(&agd(&["train", "--gain", "0"]), "gain");
+}
+
+#[test]
+fn missing_files_are_refused() {
+    let empty = tempfile::tempdir().unwrap();
+    assert_refused(
+        &agd(&["train", "--data-dir", empty.path().to_str().unwrap()]),
+        "digits-images-idx3-ubyte",
+    );
+    assert_refused(
+        &agd(&["train", "--data-dir", "/nonexistent/agd-data"]),
+        "not a directory",
+    );
+    assert_refused(
+        &agd(&[
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            empty.path().to_str().unwrap(),
+        ]),
+        "train-images-idx3-ubyte",
+    );
+}
+
+#[test]
+fn wrong_magic_is_refused() {
+    let mut images = digits_images();
+    images[0] = 0x1F; // neither IDX nor a complete gzip stream
+    images[1] = 0x00;
+    let dir = digits_copy_with_images(&images);
+    assert_refused(
+        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+        "magic",
+    );
+    // Labels where images belong: valid IDX, wrong shape.
+    let labels = std::fs::read(digits_dir().join("digits-labels-idx1-ubyte")).unwrap();
+    let dir = digits_copy_with_images(&labels);
+    assert_refused(
+        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+        "expected u8 images",
+    );
+}
+
+#[test]
+fn truncated_data_is_refused() {
+    let images = digits_images();
+    let dir = digits_copy_with_images(&images[..images.len() - 100]);
+    assert_refused(
+        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+        "truncated",
+    );
+    let dir = digits_copy_with_images(&images[..10]);
+    assert_refused(
+        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+        "truncated IDX header",
+    );
+    // A header that claims more images than the labels file has.
+    let mut more = images.clone();
+    more[4..8].copy_from_slice(&1798u32.to_be_bytes());
+    more.extend_from_slice(&[0; 64]);
+    let dir = digits_copy_with_images(&more);
+    assert_refused(
+        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+        "expected 1798 u8 labels",
+    );
+}
+
+#[test]
+fn the_readme_main_command_reaches_97_percent_on_digits() {
+    // `agd train` with no flag at all: digits, [64,128,128,10], mse, 50 epochs, seed 0.
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("default");
+    let o = agd(&["train", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = json(&run.join("metrics.json"));
+    assert_eq!(m["widths"], serde_json::json!([64, 128, 128, 10]));
+    assert_eq!(m["epochs"], 50);
+    let acc = m["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.97, "final test accuracy {acc}");
+}

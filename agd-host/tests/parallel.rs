@@ -1,0 +1,62 @@
+//! The batch-parallel step computes the same step as the single-threaded one, up to the
+//! rounding of the gradient sum.
+
+use agd_core::{Agd, Loss, Network, SplitMix64};
+use agd_host::net::HostNet;
+use agd_host::parallel::DataParallel;
+use rand_core::Rng;
+
+#[test]
+fn two_threads_train_like_one() {
+    let widths = [20, 16, 12, 5];
+    let batch = 9;
+    let mut single = HostNet::<f64>::new(&widths, batch, true).unwrap();
+    single.view().init_orthogonal(&mut SplitMix64::new(1));
+    let mut par = DataParallel::<f64>::new(&widths, batch, 2).unwrap();
+    par.net().view().init_orthogonal(&mut SplitMix64::new(1));
+    par.sync();
+    let mut rng = SplitMix64::new(5);
+    let agd = Agd::new();
+    for step in 0..10 {
+        let n = batch - step % 3;
+        let x: Vec<f64> = (0..n * widths[0])
+            .map(|_| rng.next_u32() as f64 / u32::MAX as f64 - 0.5)
+            .collect();
+        let y: Vec<usize> = (0..n).map(|_| rng.next_u32() as usize % 5).collect();
+        let mut v = single.view();
+        v.set_input(&x).unwrap();
+        let a = v.train_step(&agd, Loss::Xent, &y).unwrap();
+        let b = par.train_step(&agd, Loss::Xent, &x, &y).unwrap();
+        assert_eq!(a.correct, b.correct);
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-12 * a.loss.abs().max(1.0),
+            "step {step}"
+        );
+        assert!((a.step.eta - b.step.eta).abs() <= 1e-12, "step {step}");
+    }
+    for (p, q) in single.weights().iter().zip(par.net().weights()) {
+        assert!((p - q).abs() <= 1e-10, "{p} vs {q}");
+    }
+}
+
+#[test]
+fn a_bad_batch_is_refused_and_leaves_the_weights() {
+    let mut par = DataParallel::<f32>::new(&[4, 3, 2], 4, 2).unwrap();
+    par.net().view().init_orthogonal(&mut SplitMix64::new(2));
+    par.sync();
+    let before = par.net().weights().to_vec();
+    let agd = Agd::new();
+    assert!(
+        par.train_step(&agd, Loss::Xent, &[0.0; 7], &[0, 1])
+            .is_err()
+    );
+    assert!(
+        par.train_step(&agd, Loss::Xent, &[0.0; 8], &[0, 9])
+            .is_err()
+    );
+    assert!(
+        par.train_step(&agd, Loss::Xent, &[f32::NAN; 8], &[0, 1])
+            .is_err()
+    );
+    assert_eq!(before, par.net().weights());
+}

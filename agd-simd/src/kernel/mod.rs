@@ -1,0 +1,280 @@
+//! Microkernels: the innermost `MR x NR` tile of a matrix product, one file per instruction
+//! set. The blocked loop in [`crate::gemm`] is written once over the [`Microkernel`] trait;
+//! a kernel only says how wide its vectors are, how many rows and vectors a tile has, and how
+//! deep a packed panel of `B` may be.
+//!
+//! A tile computes `C[0..rows, 0..cols] ← α · Σ_p A[i, p] · Bp[p, j] + β · C` where `Bp` is a
+//! packed panel of `B` (`kc` rows of `NR = NV · lanes` values, zero-padded past `cols`) and
+//! `A` is read in place, one broadcast scalar per row and step, so it never needs packing.
+//!
+//! * `avx512.rs`: 512-bit `zmm` vectors with masked edges (hosts built with AVX-512F).
+//! * `portable.rs`: the crate's [`crate::Element::V`] (`wide` vectors: AVX2/FMA or SSE2,
+//!   whatever the build enables) for every other host.
+//!
+//! M-profile ARM and RISC-V take neither: there the register-tiled scalar loops of
+//! `gemm_scalar` are the kernel (no packing, no vectors).
+
+use crate::element::Element;
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+pub(crate) mod avx512;
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+pub(crate) mod portable;
+
+/// The vector operations a tile needs, on raw pointers (the blocked loop has checked every
+/// bound before it calls a kernel).
+pub trait Lanes<T: Copy + Default>: Copy {
+    /// Lanes per vector.
+    const N: usize;
+    /// All lanes zero.
+    fn zero() -> Self;
+    /// All lanes `x`.
+    fn splat(x: T) -> Self;
+    /// `self · a + b`, fused where the target has FMA.
+    fn fmadd(self, a: Self, b: Self) -> Self;
+    /// Lane-wise product.
+    fn mul(self, a: Self) -> Self;
+    /// Lane-wise sum.
+    fn add(self, a: Self) -> Self;
+    /// Sum of the lanes.
+    fn reduce_add(self) -> T;
+    /// Loads `N` values.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `N` values.
+    unsafe fn load(p: *const T) -> Self;
+    /// Stores `N` values.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `N` values.
+    unsafe fn store(self, p: *mut T);
+    /// Loads the first `n < N` values; the other lanes are zero.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `n` values.
+    #[inline(always)]
+    unsafe fn load_partial(p: *const T, n: usize) -> Self {
+        let mut buf = [T::default(); 16];
+        // SAFETY: the caller guarantees `n` readable values; `n < N <= 16`.
+        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
+        // SAFETY: `buf` holds 16 >= N values.
+        unsafe { Self::load(buf.as_ptr()) }
+    }
+    /// Stores the first `n < N` lanes.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `n` values.
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut T, n: usize) {
+        let mut buf = [T::default(); 16];
+        // SAFETY: `buf` holds 16 >= N values.
+        unsafe { self.store(buf.as_mut_ptr()) };
+        // SAFETY: the caller guarantees `n` writable values.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, n) };
+    }
+}
+
+/// A packed-panel buffer of `KC x NR` values, aligned for vector loads; lives on the stack
+/// (agd-simd has no heap).
+#[repr(C, align(64))]
+pub struct Panel<const LEN: usize, T>(pub(crate) [core::mem::MaybeUninit<T>; LEN]);
+
+impl<const LEN: usize, T> Panel<LEN, T> {
+    /// An uninitialised panel: the packing routine writes every value a tile reads.
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Panel([const { core::mem::MaybeUninit::uninit() }; LEN])
+    }
+    /// Start of the buffer.
+    #[inline(always)]
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
+        self.0.as_mut_ptr().cast()
+    }
+}
+
+/// One instruction set's tile shape and vector type.
+pub trait Microkernel<T: Copy + Default> {
+    /// The vector type of the tile.
+    type V: Lanes<T>;
+    /// Most rows of `C` per tile (at most 12).
+    const MR: usize;
+    /// Vectors per panel row (at most 2); `NR = NV · lanes` columns.
+    const NV: usize;
+    /// Deepest packed panel; the loop splits `k` into equal blocks of at most `KC`.
+    const KC: usize;
+    /// The stack buffer holding one packed panel of `KC x NR` values.
+    type Buf;
+    /// A fresh (uninitialised) panel buffer.
+    fn buf() -> Self::Buf;
+    /// Its start.
+    fn buf_ptr(buf: &mut Self::Buf) -> *mut T;
+
+    /// Packs `kc x cols` of a `B` stored transposed (entry `(p, j)` at `b[j·ldb + p]`) into
+    /// `dst` (`kc` rows of `nr`; columns `cols..nr` zeroed). Kernels with a faster transpose
+    /// override it.
+    ///
+    /// # Safety
+    /// `b` must be readable at every `(j, p)`, `j < cols`, `p < kc`; `dst` writable for
+    /// `kc · nr` values.
+    #[inline(always)]
+    unsafe fn pack_b_transposed(
+        b: *const T,
+        ldb: usize,
+        kc: usize,
+        cols: usize,
+        nr: usize,
+        dst: *mut T,
+    ) {
+        for j in 0..cols {
+            // SAFETY: row `j` of `Bᵀ` holds `kc` readable values; `dst` has `kc · nr`.
+            unsafe {
+                let src = b.add(j * ldb);
+                for p in 0..kc {
+                    *dst.add(p * nr + j) = *src.add(p);
+                }
+            }
+        }
+        for p in 0..kc {
+            for j in cols..nr {
+                // SAFETY: `p < kc`, `j < nr`.
+                unsafe { *dst.add(p * nr + j) = T::default() };
+            }
+        }
+    }
+}
+
+/// One `R x (NVU · lanes)` tile, `R` and `NVU` known at compile time so the accumulators live
+/// in registers. `ACOL`: `A` is stored column-major (entry `(i, p)` at `a[p·lda + i]`, the
+/// weight-gradient layout) rather than row-major (`a[i·lda + p]`).
+///
+/// # Safety
+/// `a` readable at every `(i, p)`, `i < R`, `p < kc`; `bp` readable for `kc · nr` values;
+/// `c` readable (if `β ≠ 0`) and writable at `c[i·ldc + j]`, `i < R`, `j < cols`;
+/// `cols <= NVU · lanes`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile<
+    T: Element,
+    V: Lanes<T>,
+    const R: usize,
+    const NVU: usize,
+    const ACOL: bool,
+>(
+    kc: usize,
+    alpha: T,
+    a: *const T,
+    lda: usize,
+    bp: *const T,
+    nr: usize,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+    cols: usize,
+) {
+    let mut acc = [[V::zero(); NVU]; R];
+    let mut bp = bp;
+    let mut ap = a;
+    let a_step = if ACOL { lda } else { 1 };
+    for _ in 0..kc {
+        let mut b = [V::zero(); NVU];
+        for (v, bv) in b.iter_mut().enumerate() {
+            // SAFETY: the panel row holds `nr >= NVU · lanes` values.
+            *bv = unsafe { V::load(bp.add(v * V::N)) };
+        }
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: `(i, p)` is inside `A` (caller).
+            let x = V::splat(unsafe { *ap.add(if ACOL { i } else { i * lda }) });
+            for (s, &bv) in row.iter_mut().zip(&b) {
+                *s = x.fmadd(bv, *s);
+            }
+        }
+        // SAFETY: one past the last step at most, never dereferenced there.
+        unsafe {
+            bp = bp.add(nr);
+            ap = ap.add(a_step);
+        }
+    }
+    let va = V::splat(alpha);
+    let vb = V::splat(beta);
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row `i < R` of the `C` tile.
+        let crow = unsafe { c.add(i * ldc) };
+        for (v, &s) in row.iter().enumerate() {
+            let col = v * V::N;
+            if col >= cols {
+                break;
+            }
+            let n = (cols - col).min(V::N);
+            let r = if alpha == T::ONE { s } else { s.mul(va) };
+            // SAFETY: columns `col..col + n` are inside the tile (caller).
+            unsafe {
+                let p = crow.add(col);
+                if n == V::N {
+                    let r = if beta == T::ZERO {
+                        r
+                    } else {
+                        V::load(p).fmadd(vb, r)
+                    };
+                    r.store(p);
+                } else {
+                    let r = if beta == T::ZERO {
+                        r
+                    } else {
+                        V::load_partial(p, n).fmadd(vb, r)
+                    };
+                    r.store_partial(p, n);
+                }
+            }
+        }
+    }
+}
+
+/// Calls the tile for `rows` (`1..=12`) and the vectors `cols` needs (1 or `NV`).
+///
+/// # Safety
+/// As [`tile`], with `rows <= K::MR` and `cols <= K::NV · lanes`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
+    rows: usize,
+    cols: usize,
+    kc: usize,
+    alpha: T,
+    a: *const T,
+    lda: usize,
+    bp: *const T,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+) {
+    let nr = K::NV * K::V::N;
+    macro_rules! go {
+        ($r:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                if cols <= K::V::N {
+                    tile::<T, K::V, $r, 1, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols)
+                } else if K::NV == 2 {
+                    tile::<T, K::V, $r, 2, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols)
+                } else {
+                    unreachable!("kernels have at most two vectors per row")
+                }
+            }
+        };
+    }
+    match rows {
+        1 => go!(1),
+        2 => go!(2),
+        3 => go!(3),
+        4 => go!(4),
+        5 => go!(5),
+        6 => go!(6),
+        7 => go!(7),
+        8 => go!(8),
+        9 => go!(9),
+        10 => go!(10),
+        11 => go!(11),
+        12 => go!(12),
+        _ => unreachable!("kernels have at most 12 rows"),
+    }
+}

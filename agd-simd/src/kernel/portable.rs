@@ -1,0 +1,91 @@
+//! The portable host microkernel over `wide` vectors (`f32x8`, `f64x4`): 6 rows x 2 vectors
+//! (12 accumulators, fitting the 16 registers of AVX2 or SSE2). `wide` picks AVX2/FMA or
+//! SSE2 when the crate is compiled, so this is the kernel of any host without AVX-512.
+
+use wide::{f32x8, f64x4};
+
+use super::{Lanes, Microkernel, Panel};
+
+macro_rules! wide_lanes {
+    ($v:ty, $t:ty, $n:literal) => {
+        impl Lanes<$t> for $v {
+            const N: usize = $n;
+            #[inline(always)]
+            fn zero() -> Self {
+                <$v>::splat(0.0)
+            }
+            #[inline(always)]
+            fn splat(x: $t) -> Self {
+                <$v>::splat(x)
+            }
+            #[inline(always)]
+            fn fmadd(self, a: Self, b: Self) -> Self {
+                <$v>::mul_add(self, a, b)
+            }
+            #[inline(always)]
+            fn mul(self, a: Self) -> Self {
+                self * a
+            }
+            #[inline(always)]
+            fn add(self, a: Self) -> Self {
+                self + a
+            }
+            #[inline(always)]
+            fn reduce_add(self) -> $t {
+                <$v>::reduce_add(self)
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const $t) -> Self {
+                // SAFETY: the caller guarantees `N` readable values.
+                <$v>::new(unsafe { p.cast::<[$t; $n]>().read_unaligned() })
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut $t) {
+                // SAFETY: the caller guarantees `N` writable values.
+                unsafe { p.cast::<[$t; $n]>().write_unaligned(self.to_array()) }
+            }
+        }
+    };
+}
+wide_lanes!(f32x8, f32, 8);
+wide_lanes!(f64x4, f64, 4);
+
+/// The portable tile shapes.
+#[cfg_attr(target_feature = "avx512f", allow(dead_code))]
+pub struct Portable;
+
+/// Panel depth: `256 x 16` `f32` values are 16 KiB, well inside L1.
+#[cfg_attr(target_feature = "avx512f", allow(dead_code))]
+const KC: usize = 256;
+
+impl Microkernel<f32> for Portable {
+    type V = f32x8;
+    const MR: usize = 6;
+    const NV: usize = 2;
+    const KC: usize = KC;
+    type Buf = Panel<{ KC * 16 }, f32>;
+    #[inline(always)]
+    fn buf() -> Self::Buf {
+        Panel::new()
+    }
+    #[inline(always)]
+    fn buf_ptr(buf: &mut Self::Buf) -> *mut f32 {
+        buf.as_mut_ptr()
+    }
+}
+
+impl Microkernel<f64> for Portable {
+    type V = f64x4;
+    const MR: usize = 6;
+    const NV: usize = 2;
+    const KC: usize = KC;
+    type Buf = Panel<{ KC * 8 }, f64>;
+    #[inline(always)]
+    fn buf() -> Self::Buf {
+        Panel::new()
+    }
+    #[inline(always)]
+    fn buf_ptr(buf: &mut Self::Buf) -> *mut f64 {
+        buf.as_mut_ptr()
+    }
+}

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
+pub mod checkpoint_file;
 pub mod data;
 pub mod golden;
 pub mod idx;
@@ -25,6 +26,14 @@ pub enum HostError {
     /// A golden file could not be read or does not follow the format.
     #[error("{0}")]
     Golden(String),
+    /// A checkpoint file is not valid, or does not fit the network.
+    #[error("{path}: {source}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What the core found wrong with it.
+        source: agd_core::Error,
+    },
     /// Invalid command-line usage that the parser cannot catch.
     #[error("{0}")]
     Usage(String),

@@ -67,6 +67,9 @@ pub fn grad_norm<T: Element>(batch: usize, deltas: &[T], inputs: &[T]) -> Result
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds<T> {
     pub delta: T,
+    /// ≥ every `|h|` (`||H||_F`, or `max|h|`): the kernel may fold the coefficient into
+    /// either factor, so both `c·δ` and `c·h` must stay finite.
+    pub input: T,
     pub sum: T,
 }
 
@@ -100,6 +103,7 @@ pub(crate) fn grad_norm_bounded<T: Element>(
         let bounds = if (fd * fh).is_finite() {
             Bounds {
                 delta: fd,
+                input: fh,
                 sum: fd * fh,
             }
         } else {
@@ -107,6 +111,7 @@ pub(crate) fn grad_norm_bounded<T: Element>(
             let (a_d, a_h) = (amax(deltas), amax(inputs));
             Bounds {
                 delta: a_d,
+                input: a_h,
                 sum: a_d * a_h * T::from_f64(batch as f64),
             }
         };
@@ -119,6 +124,7 @@ pub(crate) fn grad_norm_bounded<T: Element>(
     let (a_d, a_h) = (amax(deltas), amax(inputs));
     let bounds = Bounds {
         delta: a_d,
+        input: a_h,
         sum: a_d * a_h * T::from_f64(batch as f64),
     };
     if a_d == T::ZERO {
@@ -302,6 +308,37 @@ impl<T: Element> Agd<T> {
         // Below this, adding a partial sum to any finite weight cannot round to infinity
         // (a quarter of half an ulp of T::MAX, as in `Agd::check_overflow`).
         let tiny_vs_max = T::MAX * T::EPSILON * T::from_f64(0.125);
+        // With an absurd gain an update entry can come near T::MAX, where the Gram-identity
+        // norm's rounding matters: then every layer goes entry by entry, and a dry run of that
+        // exact arithmetic proves every new weight finite before any weight is written.
+        let depth_t = T::from_f64(layout.depth() as f64);
+        let absurd = scales.iter().any(|&s| {
+            let u = self.gain() * eta / depth_t * T::from_f64(2.0) * s;
+            u >= tiny_vs_max || !u.is_finite()
+        });
+        if absurd {
+            for (k, &n) in norms.iter().enumerate() {
+                let (d_out, d_in) = layout.shape(k);
+                let (d, h) = block(k);
+                let w = &weights[layout.weight_range(k)];
+                let scale = |gij: T| match self.coefficient_for(layout.depth(), scales[k], eta, n) {
+                    Coefficient::Skip => T::ZERO,
+                    Coefficient::Scale(c) => c * gij,
+                    Coefficient::Divide(cs, n) => cs * (gij / n),
+                };
+                for (i, row) in w.chunks_exact(d_in).enumerate() {
+                    for (j, &wij) in row.iter().enumerate() {
+                        let mut gij = T::ZERO;
+                        for b in 0..batch {
+                            gij += d[b * d_out + i] * h[b * d_in + j];
+                        }
+                        if !(wij - scale(gij)).is_finite() {
+                            return Err(Error::WeightOverflow { layer: k });
+                        }
+                    }
+                }
+            }
+        }
         for (k, &n) in norms.iter().enumerate() {
             let (d_out, d_in) = layout.shape(k);
             let (d, h) = block(k);
@@ -326,7 +363,10 @@ impl<T: Element> Agd<T> {
                 // no such intermediate can overflow: c·max|δ| finite, and c·max|δ|·max|h|·B
                 // small against T::MAX.
                 Coefficient::Scale(c)
-                    if (c * bounds[k].delta).is_finite() && c * bounds[k].sum < tiny_vs_max =>
+                    if !absurd
+                        && (c * bounds[k].delta).is_finite()
+                        && (c * bounds[k].input).is_finite()
+                        && c * bounds[k].sum < tiny_vs_max =>
                 {
                     matmul_tn(d_out, d_in, batch, -c, d, h, T::ONE, w)?
                 }

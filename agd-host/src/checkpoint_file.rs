@@ -10,11 +10,14 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use agd_core::checkpoint::{self, ElemType, Header, Progress, checkpoint_len};
-use agd_core::{Element, Network};
+use agd_core::checkpoint::{
+    self, ElemType, Header, Progress, SpecHeader, checkpoint_len, spec_checkpoint_len,
+};
+use agd_core::spec::LayerSpec;
+use agd_core::{ConvNetwork, Element, Network};
 
 use crate::HostError;
-use crate::net::HostNet;
+use crate::net::{HostConvNet, HostNet};
 
 fn io(path: &Path, source: std::io::Error) -> HostError {
     HostError::Io {
@@ -122,6 +125,87 @@ pub fn load_into<T: Element>(path: &Path, net: &mut HostNet<T>) -> Result<Progre
         .map_err(|e| core(path, e))
 }
 
+/// Writes the checkpoint of a conv (layer-spec) network with `progress` to `path`,
+/// atomically. The header records every layer, so that it only ever loads into a network of
+/// the same architecture.
+pub fn save_conv<T: Element>(
+    path: &Path,
+    net: &mut HostConvNet<T>,
+    progress: Progress,
+) -> Result<(), HostError> {
+    let elem = ElemType::of::<T>().ok_or_else(|| {
+        core(
+            path,
+            agd_core::Error::CheckpointElement {
+                expected: "f32 or f64",
+                got: T::NAME,
+            },
+        )
+    })?;
+    let mut bytes = vec![0u8; spec_checkpoint_len(net.layers(), elem)];
+    let n = net
+        .view()
+        .save_checkpoint(progress, &mut bytes)
+        .map_err(|e| core(path, e))?;
+    bytes.truncate(n);
+    write_atomically(path, &bytes)
+}
+
+/// Reads and fully checks a checkpoint file of either kind (dense or layer-spec); returns
+/// its header (a dense one described as dense layers, `dense` set) and bytes.
+pub fn read_any(path: &Path) -> Result<(SpecHeader, Vec<u8>), HostError> {
+    let bytes = fs::read(path).map_err(|e| io(path, e))?;
+    let header = checkpoint::inspect_spec(&bytes).map_err(|e| core(path, e))?;
+    Ok((header, bytes))
+}
+
+/// Most activation (or error) elements a network loaded from a file may need per sample: a
+/// crafted header can describe small weights but huge feature maps, and the buffers are
+/// allocated from it.
+pub const MAX_FEATURES: usize = 1 << 26;
+
+/// Loads a checkpoint file (conv or dense) into a new [`HostConvNet`] of its layers with this
+/// batch capacity. The element type must be `T`.
+pub fn load_conv<T: Element>(
+    path: &Path,
+    capacity: usize,
+) -> Result<(HostConvNet<T>, Progress), HostError> {
+    let (header, bytes) = read_any(path)?;
+    check_features(path, &header.layers)?;
+    let mut net = HostConvNet::<T>::new(&header.layers, capacity)?;
+    let progress = net
+        .view()
+        .load_checkpoint(&bytes)
+        .map_err(|e| core(path, e))?;
+    Ok((net, progress))
+}
+
+/// Loads a checkpoint file into an existing conv network (same layers and element type).
+pub fn load_conv_into<T: Element>(
+    path: &Path,
+    net: &mut HostConvNet<T>,
+) -> Result<Progress, HostError> {
+    let (_, bytes) = read_any(path)?;
+    net.view()
+        .load_checkpoint(&bytes)
+        .map_err(|e| core(path, e))
+}
+
+/// Refuses layers whose feature maps add up to more than [`MAX_FEATURES`] per sample.
+pub fn check_features(path: &Path, layers: &[LayerSpec]) -> Result<(), HostError> {
+    let total = layers.iter().try_fold(layers[0].in_features(), |acc, l| {
+        acc.checked_add(l.out_features())
+            .filter(|&t| t <= MAX_FEATURES)
+    });
+    match total {
+        Some(_) => Ok(()),
+        None => Err(HostError::Data(format!(
+            "{}: the network's feature maps exceed {MAX_FEATURES} values per sample",
+            path.display()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +310,35 @@ mod tests {
         assert!(e.to_string().contains("NaN or infinite"), "{e}");
         assert_eq!(fs::read(&good).unwrap(), before, "the good file was kept");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn conv_nets_round_trip_and_refuse_another_architecture() {
+        use agd_core::ConvNetwork;
+        use agd_core::spec::{chain, conv, dense};
+        let dir = scratch("conv");
+        let path = dir.join("cnn.agdc");
+        let layers = chain([1, 8, 8], [conv(4, 3, 1, 1), conv(8, 3, 2, 1), dense(10)]);
+        let mut a = HostConvNet::<f32>::new(&layers, 3).unwrap();
+        a.view().init_orthogonal(&mut SplitMix64::new(4));
+        save_conv(&path, &mut a, Progress { step: 9, rng: 1 }).unwrap();
+        let (mut b, p) = load_conv::<f32>(&path, 5).unwrap();
+        assert_eq!(p, Progress { step: 9, rng: 1 });
+        assert_eq!(b.layers(), &layers);
+        assert_eq!(bits(b.view().weights()), bits(a.view().weights()));
+        let other = chain([1, 8, 8], [conv(4, 3, 1, 1), conv(8, 3, 1, 1), dense(10)]);
+        let mut c = HostConvNet::<f32>::new(&other, 2).unwrap();
+        let e = load_conv_into(&path, &mut c).unwrap_err().to_string();
+        assert!(e.contains("layer 1 of the checkpoint differs"), "{e}");
+        // The dense loader names the kind.
+        let e = load::<f32>(&path, 2, false).unwrap_err().to_string();
+        assert!(e.contains("layer-spec network, the target is dense"), "{e}");
+        // A dense checkpoint loads as a conv network of dense layers.
+        let dense_path = dir.join("dense.agdc");
+        save(&dense_path, &mut net(1), Progress::default()).unwrap();
+        let (d, _) = load_conv::<f32>(&dense_path, 2).unwrap();
+        assert_eq!(d.layers().len(), 2);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

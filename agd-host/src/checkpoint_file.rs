@@ -94,6 +94,29 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HostError> {
     result
 }
 
+/// Refuses, before any work is done, a checkpoint path that cannot be written: its directory
+/// does not exist, or the path is a directory.
+pub fn check_writable(path: &Path) -> Result<(), HostError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(HostError::Usage(format!(
+            "--save {}: is a directory, not a file",
+            path.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(HostError::Usage(format!(
+            "--save {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads and fully checks a checkpoint file; returns its header and bytes.
 pub fn read(path: &Path) -> Result<(Header, Vec<u8>), HostError> {
     let bytes = fs::read(path).map_err(|e| io(path, e))?;

@@ -27,6 +27,9 @@ enum Command {
     /// AGD against Adam and SGD over learning-rate grids, same data, network, epochs and
     /// seed. Writes compare.md, compare.json and compare.png.
     Compare(cmd::compare::Args),
+    /// Test accuracy and loss of a checkpoint written by `agd train --save`, on a dataset's
+    /// test split prepared as for training (exit 2 if the file is bad or does not fit).
+    Eval(cmd::eval::Args),
     /// Replay a golden trajectory of the reference AGD and report the worst deviations
     /// (exit 0 within tolerance, 1 outside it, 2 on unreadable input).
     VerifyGolden(cmd::verify_golden::Args),
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Train(args) => cmd::train::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::VerifyGolden(args) => cmd::verify_golden::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };

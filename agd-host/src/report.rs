@@ -70,6 +70,9 @@ pub struct RunMetrics {
     pub final_test_accuracy: Option<f64>,
     /// Why the run stopped early, if it did.
     pub failure: Option<String>,
+    /// Batches skipped as bad (`--skip-bad-batches`).
+    #[serde(default)]
+    pub skipped_batches: usize,
 }
 
 impl RunMetrics {
@@ -108,6 +111,7 @@ impl RunMetrics {
             seconds: run.seconds,
             final_test_accuracy: run.final_test_accuracy(),
             failure: run.failure.as_ref().map(ToString::to_string),
+            skipped_batches: run.skipped_batches,
         }
     }
 

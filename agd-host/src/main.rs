@@ -38,7 +38,22 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
+/// Restores the default action of SIGPIPE, which the Rust runtime sets to "ignore": a write
+/// to a closed pipe then ends the process as it ends any Unix tool (`agd … | head -1`; a shell
+/// reports status 141) instead of failing inside `println!` with a panic (exit 101). Files
+/// are never left half-written by this: a checkpoint is written to a temporary name and
+/// renamed, and nothing is printed while a file is being written.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

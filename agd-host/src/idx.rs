@@ -118,7 +118,9 @@ pub enum IdxError {
         dims: Vec<u32>,
     },
     /// The header declares more data than [`MAX_DATA_BYTES`].
-    #[error("IDX header {dims:?} declares {bytes} data bytes, more than the {cap} this reader accepts")]
+    #[error(
+        "IDX header {dims:?} declares {bytes} data bytes, more than the {cap} this reader accepts"
+    )]
     OverCap {
         /// The dimensions.
         dims: Vec<u32>,
@@ -129,7 +131,9 @@ pub enum IdxError {
     },
     /// A compressed file inflates to more data than its header declares (reading stopped
     /// there).
-    #[error("the gzip stream inflates to more than the {expected} data bytes its IDX header declares")]
+    #[error(
+        "the gzip stream inflates to more than the {expected} data bytes its IDX header declares"
+    )]
     Inflates {
         /// Payload bytes the header declares.
         expected: usize,
@@ -496,7 +500,11 @@ mod tests {
         let short = &ok[..ok.len() - 1];
         assert!(matches!(
             IdxArray::parse_maybe_gz(&gzip(short)).unwrap_err(),
-            IdxError::Truncated { expected: 640, got: 639, .. }
+            IdxError::Truncated {
+                expected: 640,
+                got: 639,
+                ..
+            }
         ));
     }
 

@@ -62,7 +62,10 @@ fn describe(header: &SpecHeader) -> String {
         LayerSpec::Dense { inputs, .. } => format!("input {inputs}"),
     }];
     parts.extend(layers.iter().map(|l| match l {
-        LayerSpec::Conv(c) => format!("conv {} {}x{} s{} p{}", c.c_out, c.kh, c.kw, c.stride, c.pad),
+        LayerSpec::Conv(c) => format!(
+            "conv {} {}x{} s{} p{}",
+            c.c_out, c.kh, c.kw, c.stride, c.pad
+        ),
         LayerSpec::Dense { outputs, .. } => format!("dense {outputs}"),
     }));
     parts.join(" → ")
@@ -156,4 +159,3 @@ fn tally(
     *loss_sum += l * batch as f64;
     Ok(())
 }
-

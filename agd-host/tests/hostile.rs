@@ -446,10 +446,7 @@ fn train_save_then_eval_reports_the_same_accuracy() {
     ]);
     let text = stdout(&o);
     let acc = m["final_test_accuracy"].as_f64().unwrap();
-    assert!(
-        text.contains(&format!("of 100)")) && text.contains("f64"),
-        "{text}"
-    );
+    assert!(text.contains("of 100)") && text.contains("f64"), "{text}");
     assert!(
         text.contains(&format!("accuracy {:.2} %", 100.0 * acc)),
         "{acc}: {text}"

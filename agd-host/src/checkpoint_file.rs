@@ -182,10 +182,10 @@ pub fn read_any(path: &Path) -> Result<(SpecHeader, Vec<u8>), HostError> {
     Ok((header, bytes))
 }
 
-/// Most activation (or error) elements a network loaded from a file may need per sample: a
-/// crafted header can describe small weights but huge feature maps, and the buffers are
-/// allocated from it.
-pub const MAX_FEATURES: usize = 1 << 26;
+/// Most buffer elements (activations, errors and the convolution scratch, for the whole batch)
+/// a network loaded from a file may need: 2^28, 1 GiB of `f32`. A crafted header can describe
+/// few weights but huge feature maps, and the buffers are allocated from it.
+pub const MAX_BUFFER_ELEMENTS: usize = 1 << 28;
 
 /// Loads a checkpoint file (conv or dense) into a new [`HostConvNet`] of its layers with this
 /// batch capacity. The element type must be `T`.
@@ -194,7 +194,7 @@ pub fn load_conv<T: Element>(
     capacity: usize,
 ) -> Result<(HostConvNet<T>, Progress), HostError> {
     let (header, bytes) = read_any(path)?;
-    check_features(path, &header.layers)?;
+    check_buffers(path, &header.layers, capacity)?;
     let mut net = HostConvNet::<T>::new(&header.layers, capacity)?;
     let progress = net
         .view()
@@ -214,16 +214,22 @@ pub fn load_conv_into<T: Element>(
         .map_err(|e| core(path, e))
 }
 
-/// Refuses layers whose feature maps add up to more than [`MAX_FEATURES`] per sample.
-pub fn check_features(path: &Path, layers: &[LayerSpec]) -> Result<(), HostError> {
-    let total = layers.iter().try_fold(layers[0].in_features(), |acc, l| {
-        acc.checked_add(l.out_features())
-            .filter(|&t| t <= MAX_FEATURES)
-    });
+/// Refuses layers whose buffers at this batch capacity would exceed [`MAX_BUFFER_ELEMENTS`].
+pub fn check_buffers(path: &Path, layers: &[LayerSpec], capacity: usize) -> Result<(), HostError> {
+    let total = layers
+        .iter()
+        .try_fold(
+            layers.first().map_or(0, LayerSpec::in_features),
+            |acc, l| acc.checked_add(l.out_features()),
+        )
+        .and_then(|f| f.checked_mul(capacity)?.checked_mul(2))
+        .and_then(|b| b.checked_add(agd_core::spec::scratch_count(layers)))
+        .filter(|&t| t <= MAX_BUFFER_ELEMENTS);
     match total {
         Some(_) => Ok(()),
         None => Err(HostError::Data(format!(
-            "{}: the network's feature maps exceed {MAX_FEATURES} values per sample",
+            "{}: the network's buffers at batch {capacity} would exceed {MAX_BUFFER_ELEMENTS} \
+             values",
             path.display()
         ))),
     }

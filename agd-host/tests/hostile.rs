@@ -540,3 +540,61 @@ fn a_bad_batch_stops_the_run_or_is_skipped_on_request() {
     agd_ok(&args);
     assert_eq!(json(&run.join("metrics.json"))["skipped_batches"], 0);
 }
+
+#[test]
+fn eval_reads_conv_checkpoints() {
+    use agd_core::checkpoint::{ElemType, Progress};
+    use agd_core::spec::{chain, conv, dense};
+    use agd_core::{ConvNetwork, SplitMix64};
+    use agd_host::checkpoint_file::save_conv;
+    use agd_host::data::{DatasetKind, load};
+    use agd_host::net::HostConvNet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cnn.agdc");
+    let layers = chain([1, 8, 8], [conv(4, 3, 1, 1), dense(10)]);
+    let mut net = HostConvNet::<f32>::new(&layers, 128).unwrap();
+    net.view().init_orthogonal(&mut SplitMix64::new(5));
+    save_conv(&path, &mut net, Progress { step: 3, rng: 4 }).unwrap();
+    // What the untrained network gets right on the digits test set, computed here.
+    let data = load::<f32>(DatasetKind::Digits, None).unwrap();
+    let mut correct = 0;
+    let mut v = net.view();
+    for (xs, ys) in data.test_x.chunks(128 * 64).zip(data.test_y.chunks(128)) {
+        v.set_input(xs).unwrap();
+        v.forward(ys.len()).unwrap();
+        correct += v.count_correct(ys);
+    }
+    let o = agd_ok(&["eval", "--load", &p(&path)]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("input 1x8x8 → conv 4 3x3 s1 p1 → dense 10, f32, step 3"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("({correct} of 360)")), "{text}");
+    // A conv network for 6x6 inputs does not fit digits.
+    let small = chain([1, 6, 6], [conv(2, 3, 1, 1), dense(10)]);
+    let mut net = HostConvNet::<f64>::new(&small, 1).unwrap();
+    let path = dir.path().join("small.agdc");
+    save_conv(&path, &mut net, Progress::default()).unwrap();
+    let line = assert_refused(
+        &agd(&["eval", "--load", &p(&path)]),
+        "takes 36 inputs and gives 10 classes",
+    );
+    assert!(line.contains("conv 2 3x3"), "{line}");
+    // A crafted checkpoint: three weights in all, but a 40,002 x 40,002 feature map (padding
+    // 20,000) that would need gigabytes of buffers. Refused before anything is allocated.
+    let huge = chain(
+        [1, 8, 8],
+        [conv(1, 1, 1, 20_000), conv(1, 1, 40_000, 0), dense(10)],
+    );
+    let w = vec![0.5f32; agd_core::spec::param_count(&huge)];
+    let mut bytes = vec![0u8; agd_core::checkpoint::spec_checkpoint_len(&huge, ElemType::F32)];
+    agd_core::checkpoint::encode_spec(&huge, &w, Progress::default(), &mut bytes).unwrap();
+    let path = dir.path().join("huge.agdc");
+    std::fs::write(&path, &bytes).unwrap();
+    assert_refused(
+        &agd(&["eval", "--load", &p(&path)]),
+        "buffers at batch 128 would exceed",
+    );
+}

@@ -7,7 +7,7 @@ use agd_core::checkpoint::{ElemType, SpecHeader};
 use agd_core::spec::LayerSpec;
 use agd_core::{ConvNetwork, Element, Loss, Network};
 use agd_host::HostError;
-use agd_host::checkpoint_file::{check_features, read_any};
+use agd_host::checkpoint_file::{check_buffers, read_any};
 use agd_host::data::{DatasetKind, load};
 use agd_host::net::{HostConvNet, HostNet};
 
@@ -115,7 +115,7 @@ fn typed<T: Element>(args: &Args, header: &SpecHeader, bytes: &[u8]) -> Result<b
         }
         progress
     } else {
-        check_features(path, &header.layers)?;
+        check_buffers(path, &header.layers, cap)?;
         let mut net = HostConvNet::<T>::new(&header.layers, cap)?;
         let progress = net.view().load_checkpoint(bytes).map_err(ckpt_err)?;
         let mut view = net.view();

@@ -62,12 +62,18 @@ fn main() -> ExitCode {
                 print!("{e}");
                 return ExitCode::SUCCESS;
             }
-            // One line: clap's first line names the problem.
+            // One line: clap's first line names the problem; when it ends in a colon, what it
+            // introduces (e.g. the missing arguments) is on the next lines.
             let rendered = e.to_string();
-            let line = rendered
-                .lines()
+            let mut lines = rendered.lines().map(str::trim);
+            let mut line = lines
                 .next()
-                .unwrap_or("error: invalid arguments");
+                .unwrap_or("error: invalid arguments")
+                .to_string();
+            if line.ends_with(':') {
+                let more: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
+                line = format!("{line} {}", more.join(", "));
+            }
             eprintln!("{line} (see `agd --help`)");
             return ExitCode::from(2);
         }

@@ -154,9 +154,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
     }
 }
 
-/// Writes `text` to `path`.
+/// Writes `text` to `path` atomically (a temporary file renamed over it), so that an
+/// interrupted run never leaves a truncated `metrics.json` that looks like a result.
 pub fn write_text(path: &Path, text: &str) -> Result<(), HostError> {
-    std::fs::write(path, text).map_err(io_err(path))
+    crate::checkpoint_file::write_atomically(path, text.as_bytes())
 }
 
 /// Creates a directory and its parents.

@@ -220,6 +220,11 @@ fn every_hostile_input_is_one_line_and_exit_2() {
     let cases: Vec<Case> = vec![
         case("unknown flag", &["train", "--bogus"], "--bogus"),
         case(
+            "missing required argument",
+            &["eval", "--dataset", "digits"],
+            "not provided: --load <FILE>",
+        ),
+        case(
             "missing file (idx)",
             &train(&idx_args(&missing))
                 .iter()

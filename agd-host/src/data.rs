@@ -368,6 +368,21 @@ pub fn load<T: Element>(
             data.test_y.len()
         )));
     }
+    // Files are checked for NaN and infinity as they are read; standardising values near the
+    // largest float can still overflow (the mean or variance), which is refused here rather
+    // than found as a bad batch in the middle of training.
+    for (set, x) in [("training", &data.train_x), ("test", &data.test_x)] {
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(HostError::Data(format!(
+                "{}: {set} sample {}, feature {}, is not finite after normalisation \
+                 ({}); values too large?",
+                dir.display(),
+                i / data.inputs,
+                i % data.inputs,
+                data.normalisation
+            )));
+        }
+    }
     Ok(data)
 }
 

@@ -208,6 +208,35 @@ fn every_hostile_input_is_one_line_and_exit_2() {
         .unwrap();
         d
     });
+    // Breast-cancer features rewritten as an f64 table whose first column is 1.5e308: finite,
+    // but its mean overflows, so standardising it cannot give a finite value.
+    let bc_overflow = dir_of({
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/breast_cancer");
+        let f = std::fs::read(src.join("breast_cancer-features-idx2-float")).unwrap();
+        let mut v: Vec<f64> = f[12..]
+            .chunks_exact(4)
+            .map(|c| f32::from_be_bytes(c.try_into().unwrap()) as f64)
+            .collect();
+        for row in v.chunks_exact_mut(30) {
+            row[0] = 1.5e308;
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("breast_cancer-features-idx2-float"),
+            idx(
+                0x0E,
+                &[569, 30],
+                &v.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<_>>(),
+            ),
+        )
+        .unwrap();
+        std::fs::copy(
+            src.join("breast_cancer-labels-idx1-ubyte"),
+            d.path().join("breast_cancer-labels-idx1-ubyte"),
+        )
+        .unwrap();
+        d
+    });
     let good_idx = dir_of(idx_digits(100, 30));
     let idx_args = |dir: &str| ["--dataset", "idx", "--data-dir", dir].map(String::from);
     let train = |extra: &[String]| {
@@ -296,6 +325,19 @@ fn every_hostile_input_is_one_line_and_exit_2() {
             "f64 value beyond f32",
             &str_args(&train(&idx_args(&f64_overflows_f32))),
             "does not fit f32",
+        ),
+        case(
+            "normalisation overflows (f64 breast-cancer table)",
+            &[
+                "train",
+                "--dataset",
+                "breast-cancer",
+                "--data-dir",
+                &bc_overflow,
+                "--epochs",
+                "1",
+            ],
+            "not finite after normalisation",
         ),
         case(
             "label out of range (digits)",

@@ -116,6 +116,7 @@ fn run() -> Result<bool, ()> {
         );
     }
 
+    phases(&mut v, &agd, train, images, labels, &norm)?;
     let ram = agd_cortex_m4::static_ram();
     let stack = agd_cortex_m4::stack_peak();
     defmt::info!(
@@ -136,6 +137,39 @@ fn run() -> Result<bool, ()> {
         defmt::error!("FAIL: final test accuracy {=f32} % < 90 %", 100.0 * acc);
     }
     Ok(pass)
+}
+
+/// Instructions of each phase of one more training step (a full batch): forward, loss,
+/// backward (error and weight gradients; im2col inside the conv layers), AGD step.
+fn phases(
+    v: &mut ConvNetMut<'_, f32>,
+    agd: &Agd<f32>,
+    train: &[u16],
+    images: &[u8],
+    labels: &[u8],
+    norm: &Standardize,
+) -> Result<(), ()> {
+    let mut targets = [0usize; BATCH];
+    let input = v.input_mut(BATCH).map_err(|e| defmt::error!("{}", e))?;
+    digits_batch(images, labels, norm, &train[..BATCH], input, &mut targets);
+    let t0 = cycles::now();
+    v.forward(BATCH).map_err(|e| defmt::error!("{}", e))?;
+    let t1 = cycles::now();
+    v.loss_grad(Loss::Xent, &targets)
+        .map_err(|e| defmt::error!("{}", e))?;
+    let t2 = cycles::now();
+    v.backward(BATCH).map_err(|e| defmt::error!("{}", e))?;
+    let t3 = cycles::now();
+    v.step(agd).map_err(|e| defmt::error!("{}", e))?;
+    let t4 = cycles::now();
+    defmt::info!(
+        "one step by phase: forward {=u64}, loss {=u64}, backward {=u64}, AGD step {=u64} instructions",
+        cycles::instructions(t0, t1),
+        cycles::instructions(t1, t2),
+        cycles::instructions(t2, t3),
+        cycles::instructions(t3, t4)
+    );
+    Ok(())
 }
 
 /// Correct predictions over the test indices, forward pass only.

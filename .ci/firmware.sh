@@ -7,7 +7,7 @@
 # clone, or $AGD_MNIST_DIR.
 #
 # Time on 2 cores: build ~1 min (plus ~2-6 min once for `cargo install defmt-print`), tests
-# ~5 s, digits ~5 s, digits_cnn ~15 s (5.5 G instructions), digits_resume ~4 s (six boots),
+# ~5 s, digits ~5 s, digits_cnn ~15-30 s (4.2 G instructions), digits_resume ~4 s (six boots),
 # mnist ~1 min of QEMU (9.0 G + 1.3 G instructions). Every QEMU run sits
 # under `timeout` (in the runner, $AGD_QEMU_TIMEOUT s) and every cargo command under another
 # one here.

@@ -87,6 +87,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The optimiser.
     pub optimizer: Optimizer,
+    /// Skip a batch whose step refuses because of a NaN or infinity (in its inputs, loss,
+    /// gradient or update) instead of stopping the run; the weights are left as they were.
+    pub skip_bad_batches: bool,
 }
 
 /// What one epoch did.
@@ -148,6 +151,8 @@ pub struct Run {
     /// Set when a step refused (e.g. a baseline whose loss became non-finite): the run stopped
     /// there and the weights are those before the refused step.
     pub failure: Option<HostError>,
+    /// Batches skipped as bad (only with [`TrainConfig::skip_bad_batches`]).
+    pub skipped_batches: usize,
 }
 
 impl Run {
@@ -208,6 +213,31 @@ pub fn evaluate<T: Element>(net: &mut HostNet<T>, x: &[T], y: &[usize]) -> Resul
     Ok(correct as f64 / y.len().max(1) as f64)
 }
 
+/// Whether a step's refusal is about a NaN or infinity (the batch's inputs, loss, gradient
+/// or update) rather than a bug in sizes: what `--skip-bad-batches` skips.
+fn is_bad_batch(e: &agd_core::Error) -> bool {
+    use agd_core::Error as E;
+    matches!(
+        e,
+        E::NonFiniteInput { .. }
+            | E::NonFiniteLoss
+            | E::NonFiniteGradient { .. }
+            | E::NonFiniteStep
+            | E::WeightOverflow { .. }
+    )
+}
+
+/// A trained network and where its training stands, for a checkpoint.
+#[derive(Debug)]
+pub struct Trained<T> {
+    /// The run's records.
+    pub run: Run,
+    /// The network after the run (before the refused step, if one refused).
+    pub net: HostNet<T>,
+    /// Steps taken and the state of the data-order RNG.
+    pub progress: agd_core::checkpoint::Progress,
+}
+
 /// Trains as `cfg` says and evaluates after every epoch. Bad settings are an `Err`; a step
 /// that refuses mid-run ends the run early with [`Run::failure`] set.
 pub fn train<T: Element>(
@@ -215,6 +245,22 @@ pub fn train<T: Element>(
     cfg: &TrainConfig,
     observer: &mut dyn Observer,
 ) -> Result<Run, HostError> {
+    train_net(data, cfg, observer).map(|t| t.run)
+}
+
+/// [`train`], also returning the network and its progress (for `agd train --save`).
+///
+/// A step that refuses ends the run with [`Run::failure`]: [`HostError::BadBatch`] for a NaN
+/// or infinity under AGD (whose steps are bounded, so the batch is to blame) or in a batch's
+/// inputs, [`HostError::Training`] for a baseline whose loss or gradient became non-finite
+/// (it diverged). With [`TrainConfig::skip_bad_batches`] such a batch is skipped and counted
+/// instead — its samples count neither in the epoch's loss nor its accuracy — and the run
+/// stops only if a whole epoch was skipped.
+pub fn train_net<T: Element>(
+    data: &Dataset<T>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<Trained<T>, HostError> {
     check_widths(&cfg.widths, data)?;
     if cfg.batch == 0 {
         return Err(HostError::Usage("--batch must be at least 1".into()));
@@ -243,10 +289,13 @@ pub fn train<T: Element>(
     let mut order: Vec<usize> = (0..n).collect();
     let mut targets = Vec::with_capacity(cfg.batch);
     let mut epochs = Vec::with_capacity(cfg.epochs);
-    for epoch in 1..=cfg.epochs {
+    let (mut taken, mut skipped) = (0u64, 0usize);
+    let mut failure = None;
+    'epochs: for epoch in 1..=cfg.epochs {
         let epoch_start = Instant::now();
         shuffle(&mut order, &mut rng);
         let (mut loss_sum, mut correct, mut seen, mut eta_sum) = (0.0, 0usize, 0usize, 0.0);
+        let mut done = 0usize;
         for (s, rows) in order.chunks(cfg.batch).enumerate() {
             let mut view = net.view();
             let input = view.input_mut(rows.len())?;
@@ -270,18 +319,36 @@ pub fn train<T: Element>(
             };
             let (loss, ok, eta) = match stepped {
                 Ok(v) => v,
+                Err(source) if cfg.skip_bad_batches && is_bad_batch(&source) => {
+                    skipped += 1;
+                    continue;
+                }
                 Err(source) => {
-                    return Ok(Run {
-                        epochs,
-                        seconds: start.elapsed().as_secs_f64(),
-                        failure: Some(HostError::Training {
+                    let baseline = !matches!(stepper, Stepper::Agd(_));
+                    failure = Some(match source {
+                        agd_core::Error::NonFiniteInput { sample } => HostError::BadBatch {
+                            epoch,
+                            step: s + 1,
+                            sample: rows.get(sample).copied(),
+                            source,
+                        },
+                        _ if baseline || !is_bad_batch(&source) => HostError::Training {
                             epoch,
                             step: s + 1,
                             source,
-                        }),
+                        },
+                        _ => HostError::BadBatch {
+                            epoch,
+                            step: s + 1,
+                            sample: None,
+                            source,
+                        },
                     });
+                    break 'epochs;
                 }
             };
+            taken += 1;
+            done += 1;
             loss_sum += loss.to_f64() * rows.len() as f64;
             correct += ok;
             seen += rows.len();
@@ -295,22 +362,41 @@ pub fn train<T: Element>(
                 eta,
             });
         }
+        if seen == 0 {
+            failure = Some(HostError::AllSkipped { epoch });
+            break;
+        }
         let seconds = epoch_start.elapsed().as_secs_f64();
+        let test_accuracy = match evaluate(&mut net, &data.test_x, &data.test_y) {
+            Ok(a) => a,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / n as f64,
-            train_accuracy: correct as f64 / n as f64,
-            test_accuracy: evaluate(&mut net, &data.test_x, &data.test_y)?,
-            eta: matches!(stepper, Stepper::Agd(_)).then(|| eta_sum / steps as f64),
+            train_loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            test_accuracy,
+            eta: matches!(stepper, Stepper::Agd(_)).then(|| eta_sum / done as f64),
             seconds,
         };
         observer.on_epoch(&record);
         epochs.push(record);
     }
-    Ok(Run {
-        epochs,
-        seconds: start.elapsed().as_secs_f64(),
-        failure: None,
+    Ok(Trained {
+        run: Run {
+            epochs,
+            seconds: start.elapsed().as_secs_f64(),
+            failure,
+            skipped_batches: skipped,
+        },
+        net,
+        progress: agd_core::checkpoint::Progress {
+            step: taken,
+            rng: rng.state(),
+        },
     })
 }
 
@@ -334,6 +420,7 @@ mod tests {
             epochs: 2,
             seed: 3,
             optimizer,
+            skip_bad_batches: false,
         }
     }
 

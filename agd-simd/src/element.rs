@@ -62,11 +62,13 @@ pub(crate) mod sealed {
         }
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    // Miri cannot interpret most AVX-512 intrinsics: under it the portable kernel runs even
+    // on a build with AVX-512F enabled (see CONTRIBUTING.md, "Miri").
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
     type HostKernel = crate::kernel::avx512::Avx512;
     #[cfg(all(
         not(any(target_arch = "arm", target_arch = "riscv32")),
-        not(all(target_arch = "x86_64", target_feature = "avx512f"))
+        not(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))
     ))]
     type HostKernel = crate::kernel::portable::Portable;
 

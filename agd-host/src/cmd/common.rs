@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// Element type.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
+    /// Skip (and count) a batch whose step refuses because of a NaN or infinity, instead of
+    /// stopping the run with exit code 2.
+    #[arg(long)]
+    pub skip_bad_batches: bool,
 }
 
 impl RunArgs {
@@ -80,6 +84,7 @@ impl RunArgs {
             epochs: self.epochs.unwrap_or_else(|| self.dataset.default_epochs()),
             seed: self.seed,
             optimizer,
+            skip_bad_batches: self.skip_bad_batches,
         }
     }
 

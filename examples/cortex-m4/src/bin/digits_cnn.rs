@@ -5,16 +5,21 @@
 //! The network: conv 1→8 3x3 pad 1 → conv 8→16 3x3 stride 2 pad 1 → flatten 256 → dense 10,
 //! `sqrt(2)·relu` between layers, no bias. Logs per epoch: mean loss, mean η, training and test
 //! accuracy, instructions per training step (SysTick under `-icount shift=0`); then the RAM.
-//! Exits 0 only if the final test accuracy is at least 90 %.
+//! Finally saves the trained network to the emulated flash (`src/emuflash.rs`, agd-core's A/B
+//! store, layer-spec checkpoint), overwrites the weights, restores them and checks they are
+//! bit-identical and score the same. Exits 0 only if that holds and the final test accuracy
+//! is at least 90 %.
 #![no_std]
 #![no_main]
 
+use agd_core::checkpoint::{ElemType, Progress, spec_checkpoint_len};
+use agd_core::storage::{AbStore, slot_bytes};
 use agd_core::{Agd, ConvNetMut, ConvNetwork, Loss, SplitMix64};
 use agd_cortex_m4::data::{
     DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
     pixel_stats, shuffle,
 };
-use agd_cortex_m4::{cycles, exit};
+use agd_cortex_m4::{cycles, emuflash, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
@@ -31,6 +36,8 @@ agd_core::conv_network!(
 /// handed out once as `&'static mut`.
 static NET: ConstStaticCell<DigitsCnn> = ConstStaticCell::new(DigitsCnn::new());
 static SPLIT: ConstStaticCell<[u16; DIGITS_SAMPLES]> = ConstStaticCell::new([0; DIGITS_SAMPLES]);
+const CKPT: usize = spec_checkpoint_len(&DigitsCnn::LAYERS, ElemType::F32);
+static CKPT_BUF: ConstStaticCell<[u8; CKPT]> = ConstStaticCell::new([0; CKPT]);
 
 const EPOCHS: usize = 10;
 const BATCH: usize = DigitsCnn::BATCH;
@@ -116,6 +123,18 @@ fn run() -> Result<bool, ()> {
         );
     }
 
+    let test_correct = evaluate(&mut v, test, images, labels, &norm)?;
+    let steps = (EPOCHS * train.len().div_ceil(BATCH)) as u64;
+    let restored = save_and_restore(
+        &mut v,
+        steps,
+        rng.state(),
+        test_correct,
+        test,
+        images,
+        labels,
+        &norm,
+    )?;
     phases(&mut v, &agd, train, images, labels, &norm)?;
     let ram = agd_cortex_m4::static_ram();
     let stack = agd_cortex_m4::stack_peak();
@@ -124,19 +143,90 @@ fn run() -> Result<bool, ()> {
         step_instr
     );
     defmt::info!(
-        "RAM: network + training buffers {=usize} B; all statics {=usize} B + peak stack {=usize} B = {=usize} B",
+        "RAM: network + training buffers {=usize} B; all statics {=usize} B (of which the checkpoint buffer {=usize} B) + peak stack {=usize} B = {=usize} B",
         DigitsCnn::RAM_BYTES,
         ram,
+        CKPT,
         stack,
         ram + stack
     );
-    let pass = acc >= 0.9;
+    let pass = acc >= 0.9 && restored;
+    if !restored {
+        defmt::error!("FAIL: the network restored from the emulated flash differs");
+    }
     if pass {
         defmt::info!("PASS: final test accuracy {=f32} % >= 90 %", 100.0 * acc);
     } else {
         defmt::error!("FAIL: final test accuracy {=f32} % < 90 %", 100.0 * acc);
     }
     Ok(pass)
+}
+
+/// FNV-1a over the bits of the weights: a fingerprint to compare before and after.
+fn fingerprint(weights: &[f32]) -> u64 {
+    weights.iter().fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        w.to_bits().to_le_bytes().iter().fold(h, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    })
+}
+
+/// Saves the network (layer-spec checkpoint with step count and RNG state) to the emulated
+/// flash through the A/B store, overwrites every weight with a fresh initialisation, restores
+/// the checkpoint and checks weights (fingerprint), progress and test score came back.
+#[allow(clippy::too_many_arguments)]
+fn save_and_restore(
+    v: &mut ConvNetMut<'_, f32>,
+    step: u64,
+    rng: u64,
+    test_correct: usize,
+    test: &[u16],
+    images: &[u8],
+    labels: &[u8],
+    norm: &Standardize,
+) -> Result<bool, ()> {
+    let buf = CKPT_BUF.take();
+    let flash = emuflash::take().ok_or_else(|| defmt::error!("emulated flash taken twice"))?;
+    let mut store = AbStore::new(flash, 0, slot_bytes(CKPT, emuflash::PAGE))
+        .map_err(|e| defmt::error!("A/B store: {}", e))?;
+    let saved = Progress { step, rng };
+    let before = fingerprint(v.weights());
+    let t0 = cycles::now();
+    let n = v
+        .save_checkpoint(saved, buf)
+        .map_err(|e| defmt::error!("save: {}", e))?;
+    let rec = store
+        .commit(&buf[..n])
+        .map_err(|e| defmt::error!("commit: {}", e))?;
+    let t1 = cycles::now();
+    v.init_orthogonal(&mut SplitMix64::new(99));
+    let scrambled = fingerprint(v.weights()) != before;
+    buf.fill(0);
+    let t2 = cycles::now();
+    let rec2 = store
+        .restore(buf)
+        .map_err(|e| defmt::error!("restore: {}", e))?;
+    let progress = v
+        .load_checkpoint(&buf[..rec2.len])
+        .map_err(|e| defmt::error!("load: {}", e))?;
+    let t3 = cycles::now();
+    let same = fingerprint(v.weights()) == before;
+    let again = evaluate(v, test, images, labels, norm)?;
+    defmt::info!(
+        "checkpoint {=usize} B saved to the emulated flash (record seq {=u32}) in {=u64} instructions, restored in {=u64}: weights bit-identical {=bool}, step {=u64} RNG {=u64:#x} as saved {=bool}, test {=usize}/{=usize} as before {=bool}",
+        n,
+        rec.seq,
+        cycles::instructions(t0, t1),
+        cycles::instructions(t2, t3),
+        same,
+        progress.step,
+        progress.rng,
+        progress == saved,
+        again,
+        test.len(),
+        again == test_correct
+    );
+    Ok(scrambled && same && rec2 == rec && progress == saved && again == test_correct)
 }
 
 /// Instructions of each phase of one more training step (a full batch): forward, loss,

@@ -4,15 +4,19 @@
 //! reboots and reloads the image, and the emulated flash keeps its contents, see
 //! `src/emuflash.rs`).
 //!
+//! Once, the commit of epoch [`CUT_EPOCH`] is cut short by a reset halfway through writing the
+//! checkpoint (a power cut, as far as the flash is concerned): the next boot must find the
+//! previous checkpoint, train that epoch again and go on.
+//!
 //! The boot after the last epoch checks the result: test accuracy at least 90 %, one record
-//! per training boot (sequence number = epochs, so every boot resumed from the one before),
-//! and the weights, step count and RNG state bit-identical to the same training run here
-//! without any reset. Exits 0 only then.
+//! per completed epoch (sequence number = epochs, so every boot resumed from the newest good
+//! one), the interrupted commit happened, and the weights, step count and RNG state are
+//! bit-identical to the same training run here without any reset. Exits 0 only then.
 #![no_std]
 #![no_main]
 
 use agd_core::checkpoint::{ElemType, Progress, checkpoint_len};
-use agd_core::storage::{AbStore, SliceFlash, slot_bytes};
+use agd_core::storage::{AbStore, Flash, SliceFlash, slot_bytes};
 use agd_core::{Agd, Error, Loss, NetMut, Network, SplitMix64};
 use agd_cortex_m4::data::{
     DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
@@ -43,6 +47,12 @@ const SLOT: usize = slot_bytes(CKPT, emuflash::PAGE);
 /// which QEMU counts from its own start, across resets) is not the first boot: the flash was
 /// lost in a reset. Stop rather than start over forever.
 const FIRST_BOOT_CENTISECONDS: usize = 500;
+/// The epoch whose commit the first time is cut short by a reset.
+const CUT_EPOCH: u64 = 3;
+/// Where, in the emulated flash, past the two slots, the firmware notes that it has cut a
+/// commit short (so that it does so once): a page of its own.
+const NOTE_AT: usize = 2 * SLOT;
+const CUT_NOTE: [u8; 4] = *b"CUT!";
 
 static NET: ConstStaticCell<Digits> = ConstStaticCell::new(Digits::new());
 /// The same training without resets, for the final comparison.
@@ -87,8 +97,14 @@ fn run() -> Result<bool, ()> {
     let (net, order, buf) = (NET.take(), ORDER.take(), CKPT_BUF.take());
 
     let flash = emuflash::take().ok_or_else(|| defmt::error!("emulated flash taken twice"))?;
-    let mut store: AbStore<SliceFlash<'static>> = AbStore::new(flash, 0, SLOT)
+    let mut store = AbStore::new(CutFlash::new(flash), 0, SLOT)
         .map_err(|e| defmt::error!("A/B store on the emulated flash: {}", e))?;
+    let mut note = [0u8; 4];
+    store
+        .flash()
+        .read(NOTE_AT, &mut note)
+        .map_err(|e| defmt::error!("{}", e))?;
+    let cut_done = note == CUT_NOTE;
     let mut v = net.view();
 
     let t0 = cycles::now();
@@ -118,6 +134,11 @@ fn run() -> Result<bool, ()> {
                 );
                 return Err(());
             }
+            // The page of the note starts erased (power-on RAM is all zeros).
+            store
+                .flash()
+                .erase_page(NOTE_AT)
+                .map_err(|e| defmt::error!("{}", e))?;
             let mut rng = SplitMix64::new(SEED);
             v.init_orthogonal(&mut rng);
             defmt::info!(
@@ -151,6 +172,15 @@ fn run() -> Result<bool, ()> {
         let n = v
             .save_checkpoint(progress, buf)
             .map_err(|e| defmt::error!("save: {}", e))?;
+        if progress.step / STEPS_PER_EPOCH == CUT_EPOCH && !cut_done {
+            store
+                .flash()
+                .write(NOTE_AT, &CUT_NOTE)
+                .map_err(|e| defmt::error!("{}", e))?;
+            // Bytes the commit writes before the checkpoint: zeros over the old mark (4), the
+            // header (32); then half the checkpoint.
+            store.flash().cut_after(4 + 32 + n / 2);
+        }
         let rec = store
             .commit(&buf[..n])
             .map_err(|e| defmt::error!("commit: {}", e))?;
@@ -185,7 +215,7 @@ fn run() -> Result<bool, ()> {
         .zip(reference.weights())
         .all(|(a, b)| a.to_bits() == b.to_bits());
     defmt::info!(
-        "after {=u32} boots that trained: step {=u64} (without resets {=u64}), RNG state {=u64:#x} ({=u64:#x}), weights bit-identical to the run without resets: {=bool}",
+        "after {=u32} committed epochs: step {=u64} (without resets {=u64}), RNG state {=u64:#x} ({=u64:#x}), weights bit-identical to the run without resets: {=bool}",
         seq,
         progress.step,
         steps,
@@ -202,15 +232,21 @@ fn run() -> Result<bool, ()> {
         stack,
         SLOT
     );
+    defmt::info!(
+        "the commit of epoch {=u64} was cut short by a reset once: {=bool}",
+        CUT_EPOCH,
+        cut_done
+    );
     let pass = same_weights
+        && cut_done
         && progress.step == steps
         && progress.rng == rng.state()
         && u64::from(seq) == EPOCHS
         && acc >= 0.9;
     if pass {
         defmt::info!(
-            "PASS: resumed across {=u64} resets bit-exactly; test accuracy {=f32} % >= 90 %",
-            EPOCHS,
+            "PASS: resumed bit-exactly across {=u64} resets, one of them in the middle of a commit; test accuracy {=f32} % >= 90 %",
+            EPOCHS + 1,
             100.0 * acc
         );
     } else {
@@ -220,6 +256,63 @@ fn run() -> Result<bool, ()> {
         );
     }
     Ok(pass)
+}
+
+/// The emulated flash, with a power cut on demand: [`CutFlash::cut_after`] `k` more bytes
+/// written, it writes the whole words that fit and resets the chip in the middle of the write.
+struct CutFlash {
+    flash: SliceFlash<'static>,
+    left: Option<usize>,
+}
+
+impl CutFlash {
+    fn new(flash: SliceFlash<'static>) -> Self {
+        CutFlash { flash, left: None }
+    }
+
+    fn cut_after(&mut self, bytes: usize) {
+        self.left = Some(bytes);
+    }
+}
+
+impl Flash for CutFlash {
+    fn capacity(&self) -> usize {
+        self.flash.capacity()
+    }
+
+    fn page_size(&self) -> usize {
+        self.flash.page_size()
+    }
+
+    fn write_size(&self) -> usize {
+        self.flash.write_size()
+    }
+
+    fn erase_page(&mut self, offset: usize) -> Result<(), Error> {
+        self.flash.erase_page(offset)
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        if let Some(left) = self.left {
+            if data.len() > left {
+                let part = left - left % self.flash.write_size();
+                self.flash.write(offset, &data[..part])?;
+                defmt::warn!(
+                    "power cut: reset after {=usize} of the {=usize} bytes of a flash write at {=usize}",
+                    part,
+                    data.len(),
+                    offset
+                );
+                cortex_m::peripheral::SCB::sys_reset();
+            }
+            self.left = Some(left - data.len());
+        }
+        self.flash.write(offset, data)
+    }
+
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.flash.read(offset, buf)
+    }
 }
 
 /// One epoch: the training indices in an order drawn from `rng` (a fresh Fisher–Yates of the

@@ -213,11 +213,11 @@ pub(crate) unsafe fn tile<
                 *s = x.fmadd(bv, *s);
             }
         }
-        // SAFETY: one past the last step at most, never dereferenced there.
-        unsafe {
-            bp = bp.add(nr);
-            ap = ap.add(a_step);
-        }
+        // After the last step these point past the data (for a column-major `A`, a whole
+        // row of `A` past, beyond one-past-the-end, which `add` may not do: found by Miri);
+        // `wrapping_add` may, and they are never dereferenced there.
+        bp = bp.wrapping_add(nr);
+        ap = ap.wrapping_add(a_step);
     }
     let va = V::splat(alpha);
     let vb = V::splat(beta);

@@ -67,6 +67,16 @@ impl DatasetKind {
         }
     }
 
+    /// Shape of one input `[channels, height, width]`, what `--layers` starts from (the
+    /// tabular breast-cancer features count as 30 channels of 1x1).
+    pub fn input_shape(self) -> [usize; 3] {
+        match self {
+            DatasetKind::Digits => [1, 8, 8],
+            DatasetKind::Mnist => [1, 28, 28],
+            DatasetKind::BreastCancer => [30, 1, 1],
+        }
+    }
+
     /// Number of classes `d_L`.
     pub fn classes(self) -> usize {
         match self {

@@ -13,7 +13,7 @@ use agd_host::report::{
 use agd_host::train::{Optimizer, train};
 use serde::Serialize;
 
-use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr, widths_text};
+use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr};
 
 /// Arguments of `agd compare`.
 #[derive(Debug, clap::Args)]
@@ -28,6 +28,9 @@ pub struct Args {
     #[arg(long = "sgd-lr", value_delimiter = ',', num_args = 1..,
           default_values_t = [0.01, 0.03, 0.1, 0.3, 1.0])]
     sgd_lrs: Vec<f64>,
+    /// Leave SGD out (AGD against Adam's grid only), to halve a long comparison.
+    #[arg(long)]
+    no_sgd: bool,
     /// Output directory. Default: runs/compare-<dataset>-seed<seed>.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -38,6 +41,9 @@ pub struct Args {
 struct CompareJson<'a> {
     dataset: &'a str,
     widths: &'a [usize],
+    /// A conv network's layers in `--layers` syntax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layers: Option<String>,
     loss: &'a str,
     batch: usize,
     epochs: usize,
@@ -87,13 +93,17 @@ fn pct_sign(a: Option<f64>) -> String {
 fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     let mut optimizers = vec![Optimizer::Agd { gain: 1.0 }];
     optimizers.extend(args.adam_lrs.iter().map(|&lr| Optimizer::Adam { lr }));
-    optimizers.extend(args.sgd_lrs.iter().map(|&lr| Optimizer::Sgd { lr }));
-    let base = args.run.config(optimizers[0]);
+    if !args.no_sgd {
+        optimizers.extend(args.sgd_lrs.iter().map(|&lr| Optimizer::Sgd { lr }));
+    }
+    let base = args.run.config(optimizers[0])?;
     if base.epochs == 0 {
         return Err(HostError::Usage("--epochs must be at least 1".into()));
     }
     let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
-    agd_host::train::check_widths(&base.widths, &data)?;
+    if base.layers.is_empty() {
+        agd_host::train::check_widths(&base.widths, &data)?;
+    }
     let name = args.run.dataset.name();
     let dtype = args.run.dtype_name();
     let out = args
@@ -103,7 +113,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     create_dir(&out)?;
     println!(
         "{name}, network [{}], {} loss, batch {}, {} epochs, seed {}, {dtype}: {} runs",
-        widths_text(&base.widths),
+        RunArgs::network_text(&base),
         base.loss.name(),
         base.batch,
         base.epochs,
@@ -112,7 +122,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     );
     let mut runs = Vec::with_capacity(optimizers.len());
     for (i, &opt) in optimizers.iter().enumerate() {
-        let cfg = args.run.config(opt);
+        let cfg = args.run.config(opt)?;
         let label = opt.label();
         let mut bar = Bar::new(
             &format!("[{}/{}] {label}", i + 1, optimizers.len()),
@@ -159,7 +169,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     let _ = writeln!(
         md,
         "{name}, network [{}], {} loss, batch {}, {} epochs, seed {}, {dtype}; same initialisation and batch order for every run.\n",
-        widths_text(&base.widths),
+        RunArgs::network_text(&base),
         base.loss.name(),
         base.batch,
         base.epochs,
@@ -208,6 +218,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     let json = CompareJson {
         dataset: name,
         widths: &base.widths,
+        layers: (!base.layers.is_empty()).then(|| RunArgs::network_text(&base)),
         loss: base.loss.name(),
         batch: base.batch,
         epochs: base.epochs,
@@ -243,7 +254,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
         &out.join("compare.png"),
         &format!(
             "{name} [{}]: test accuracy, AGD vs best Adam and best SGD",
-            widths_text(&base.widths)
+            RunArgs::network_text(&base)
         ),
         "test accuracy (%)",
         &series,

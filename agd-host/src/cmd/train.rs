@@ -8,7 +8,7 @@ use agd_host::data::load;
 use agd_host::report::{RunMetrics, write_run};
 use agd_host::train::{Optimizer, train};
 
-use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr, widths_text};
+use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr};
 
 /// The optimiser on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,12 +87,14 @@ pub fn run(args: &Args) -> Result<bool, HostError> {
 }
 
 fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError> {
-    let cfg = args.run.config(opt);
+    let cfg = args.run.config(opt)?;
     if let Some(0) = args.run.epochs {
         return Err(HostError::Usage("--epochs must be at least 1".into()));
     }
     let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
-    agd_host::train::check_widths(&cfg.widths, &data)?;
+    if cfg.layers.is_empty() {
+        agd_host::train::check_widths(&cfg.widths, &data)?;
+    }
     let name = args.run.dataset.name();
     let out = args.out.clone().unwrap_or_else(|| {
         let lr = opt.lr().map(|lr| format!("-lr{lr}")).unwrap_or_default();
@@ -110,7 +112,7 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
     );
     println!(
         "network [{}], {} loss, {}, batch {}, {} epochs, seed {}, {}",
-        widths_text(&cfg.widths),
+        RunArgs::network_text(&cfg),
         cfg.loss.name(),
         opt.label(),
         cfg.batch,

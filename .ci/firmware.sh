@@ -41,6 +41,9 @@ timeout 600 cargo build --release --bins --tests
 step "on-device tests (defmt-test)"
 timeout 300 cargo test --release
 
+step "matrix kernels: instructions per multiply-accumulate (target <= 2.5)"
+timeout 300 cargo run --release --bin kernels
+
 step "digits firmware"
 timeout 300 cargo run --release --bin digits
 

@@ -16,6 +16,21 @@
 //! len − 4     4      CRC-32 (ISO-HDLC, the zlib/PNG one) of every byte before it
 //! ```
 //!
+//! **Layer-spec networks** ([`crate::spec`], convolutions and dense layers) use the same
+//! header with bit 7 of byte 6 set ([`SPEC_FLAG`]: `0x81` f32, `0x82` f64) and byte 7 holding
+//! the number of layers `L` (1 ..= MAX_DEPTH); in place of the widths come `L` records of nine
+//! little-endian u32 ([`LAYER_BYTES`] = 36 bytes each):
+//!
+//! ```text
+//! dense:  1, d_in, d_out, 0, 0, 0, 0, 0, 0
+//! conv:   2, c_in, c_out, kh, kw, h, w, stride, pad
+//! ```
+//!
+//! then the weights in [`SpecLayout`] order and the CRC. The version stays 1: a dense
+//! checkpoint is byte for byte what it was, and a reader that predates the flag refuses a
+//! layer-spec one (unknown element type) rather than misreading it. [`decode_spec`] also reads
+//! a dense checkpoint into a layer-spec network made of the same dense layers.
+//!
 //! Decoding trusts nothing: it checks magic, version, length, CRC, then the header's
 //! consistency, then that every weight is finite, then that the checkpoint fits the target
 //! network, and only then writes a single weight. Every failure is a typed [`Error`]; on
@@ -29,9 +44,12 @@ use agd_simd::Element;
 use crc::{CRC_32_ISO_HDLC, Crc};
 use heapless::Vec;
 
+use crate::conv::Conv2d;
 use crate::error::Error;
 use crate::layout::{Layout, MAX_DEPTH, param_count};
 use crate::net::NetMut;
+use crate::spec::{self, LayerSpec, SpecLayout};
+use crate::spec_net::ConvNetMut;
 
 /// The first four bytes of every checkpoint.
 pub const MAGIC: [u8; 4] = *b"AGDC";
@@ -41,6 +59,14 @@ pub const VERSION: u16 = 1;
 pub const HEADER_BYTES: usize = 32;
 /// Bytes of the trailing CRC.
 pub const CRC_BYTES: usize = 4;
+/// Bit of the element-type byte marking a layer-spec (conv) checkpoint.
+pub const SPEC_FLAG: u8 = 0x80;
+/// Bytes of one layer record of a layer-spec checkpoint: nine u32.
+pub const LAYER_BYTES: usize = 36;
+/// Layer record kind of a dense layer.
+const KIND_DENSE: u32 = 1;
+/// Layer record kind of a convolution.
+const KIND_CONV: u32 = 2;
 
 /// The CRC every checkpoint (and storage record) uses. The 1 KiB table is a `const`, so on a
 /// microcontroller it sits in flash, not RAM.
@@ -239,10 +265,9 @@ pub fn encode<T: Element>(
     Ok(len)
 }
 
-/// Checks a checkpoint completely without a target network: magic, version, length, CRC,
-/// header consistency and that every weight is finite. Returns what it says about itself
-/// (a host reads the widths from here to build the network to load it into).
-pub fn inspect(bytes: &[u8]) -> Result<Header, Error> {
+/// Checks what every checkpoint shares: magic, version, length field and CRC. Returns the
+/// length the checkpoint claims (bytes beyond it are not part of it).
+fn check_frame(bytes: &[u8]) -> Result<usize, Error> {
     const MIN: usize = HEADER_BYTES + CRC_BYTES;
     // Even a file shorter than the magic is "not a checkpoint" rather than "truncated" unless
     // it starts like one.
@@ -276,20 +301,41 @@ pub fn inspect(bytes: &[u8]) -> Result<Header, Error> {
             got: bytes.len(),
         });
     }
-    let body = &bytes[..claimed - CRC_BYTES];
     let stored = u32_at(bytes, claimed - CRC_BYTES);
-    let computed = CRC32.checksum(body);
+    let computed = CRC32.checksum(&bytes[..claimed - CRC_BYTES]);
     if stored != computed {
         return Err(Error::CheckpointCrc { stored, computed });
     }
-    // From here the bytes are as some encoder wrote them; still check they are consistent,
-    // as a crafted file can carry a correct CRC.
-    let Some(elem) = ElemType::from_code(bytes[6]) else {
-        return Err(Error::CheckpointElement {
+    Ok(claimed)
+}
+
+/// The element type and whether the layer-spec flag is set, from byte 6.
+fn elem_and_kind(code: u8) -> Result<(ElemType, bool), Error> {
+    match ElemType::from_code(code & !SPEC_FLAG) {
+        Some(elem) => Ok((elem, code & SPEC_FLAG != 0)),
+        None => Err(Error::CheckpointElement {
             expected: "f32 or f64",
             got: "unknown",
+        }),
+    }
+}
+
+/// Checks a checkpoint completely without a target network: magic, version, length, CRC,
+/// header consistency and that every weight is finite. Returns what it says about itself
+/// (a host reads the widths from here to build the network to load it into). A layer-spec
+/// checkpoint is [`Error::CheckpointKind`] here; see [`inspect_spec`].
+pub fn inspect(bytes: &[u8]) -> Result<Header, Error> {
+    let claimed = check_frame(bytes)?;
+    let body = &bytes[..claimed - CRC_BYTES];
+    // From here the bytes are as some encoder wrote them; still check they are consistent,
+    // as a crafted file can carry a correct CRC.
+    let (elem, spec) = elem_and_kind(bytes[6])?;
+    if spec {
+        return Err(Error::CheckpointKind {
+            expected: "dense",
+            got: "layer-spec",
         });
-    };
+    }
     let n = bytes[7] as usize;
     if n < 2 {
         return Err(Error::InvalidWidths);
@@ -381,17 +427,360 @@ pub fn decode<T: Element>(
             got,
         });
     }
-    let b = header.elem.bytes();
-    let start = HEADER_BYTES + 4 * widths.len();
-    let data = &bytes[start..start + b * weights.len()];
+    copy_weights(
+        header.elem,
+        &bytes[HEADER_BYTES + 4 * widths.len()..],
+        weights,
+    );
+    Ok(header.progress)
+}
+
+/// Bytes of the checkpoint of a layer-spec network with these (checked) layers and element
+/// type, to size a static buffer:
+///
+/// ```
+/// use agd_core::checkpoint::{ElemType, LAYER_BYTES, spec_checkpoint_len};
+/// use agd_core::spec::{LayerSpec, chain, conv, dense};
+/// const NET: [LayerSpec; 2] = chain([1, 8, 8], [conv(4, 3, 1, 1), dense(10)]);
+/// static mut BUF: [u8; spec_checkpoint_len(&NET, ElemType::F32)] =
+///     [0; spec_checkpoint_len(&NET, ElemType::F32)];
+/// assert_eq!(
+///     spec_checkpoint_len(&NET, ElemType::F32),
+///     32 + 2 * LAYER_BYTES + 4 * (4 * 9 + 10 * 256) + 4
+/// );
+/// ```
+pub const fn spec_checkpoint_len(layers: &[LayerSpec], elem: ElemType) -> usize {
+    HEADER_BYTES + LAYER_BYTES * layers.len() + elem.bytes() * spec::param_count(layers) + CRC_BYTES
+}
+
+/// Whether every size the layer's `const fn`s derive (features, weights, unfolding, padded
+/// input) is representable, so that no arithmetic on it can overflow. Layers read from
+/// untrusted bytes pass this before anything else looks at them; the encoder applies the same
+/// rule so that whatever it writes reads back.
+fn sizes_fit(layer: &LayerSpec) -> bool {
+    fn conv(c: &Conv2d) -> Option<()> {
+        let ph = c.h.checked_add(c.pad.checked_mul(2)?)?;
+        let pw = c.w.checked_add(c.pad.checked_mul(2)?)?;
+        // Bounds out_h·out_w from above.
+        let positions = ph.checked_mul(pw)?;
+        let patch = c.c_in.checked_mul(c.kh.checked_mul(c.kw)?)?;
+        c.c_out.checked_mul(patch)?;
+        positions.checked_mul(patch)?;
+        c.c_out.checked_mul(positions)?;
+        c.c_in.checked_mul(c.h)?.checked_mul(c.w)?;
+        Some(())
+    }
+    match layer {
+        LayerSpec::Dense { inputs, outputs } => inputs.checked_mul(*outputs).is_some(),
+        LayerSpec::Conv(c) => conv(c).is_some(),
+    }
+}
+
+/// The nine u32 of a layer record (`None` if a size does not fit a u32).
+fn record(layer: &LayerSpec) -> Option<[u32; 9]> {
+    let u = |x: usize| u32::try_from(x).ok();
+    Some(match layer {
+        LayerSpec::Dense { inputs, outputs } => {
+            [KIND_DENSE, u(*inputs)?, u(*outputs)?, 0, 0, 0, 0, 0, 0]
+        }
+        LayerSpec::Conv(c) => [
+            KIND_CONV,
+            u(c.c_in)?,
+            u(c.c_out)?,
+            u(c.kh)?,
+            u(c.kw)?,
+            u(c.h)?,
+            u(c.w)?,
+            u(c.stride)?,
+            u(c.pad)?,
+        ],
+    })
+}
+
+/// The layer a record describes; [`Error::InvalidLayer`] for an unknown kind, a dense record
+/// with non-zero padding fields, or sizes that do not fit ([`sizes_fit`]).
+fn layer_of(r: &[u32; 9], k: usize) -> Result<LayerSpec, Error> {
+    let f = |i: usize| r[i] as usize;
+    let layer = match r[0] {
+        KIND_DENSE if r[3..].iter().all(|&x| x == 0) => LayerSpec::Dense {
+            inputs: f(1),
+            outputs: f(2),
+        },
+        KIND_CONV => LayerSpec::Conv(Conv2d {
+            c_in: f(1),
+            c_out: f(2),
+            kh: f(3),
+            kw: f(4),
+            h: f(5),
+            w: f(6),
+            stride: f(7),
+            pad: f(8),
+        }),
+        _ => return Err(Error::InvalidLayer { layer: k }),
+    };
+    if sizes_fit(&layer) {
+        Ok(layer)
+    } else {
+        Err(Error::InvalidLayer { layer: k })
+    }
+}
+
+/// [`spec_checkpoint_len`], `None` on overflow (layers read from untrusted bytes).
+fn checked_spec_len(layers: &[LayerSpec], elem: ElemType) -> Option<usize> {
+    let mut params: usize = 0;
+    for l in layers {
+        // `sizes_fit` held for each layer, so its own count does not overflow.
+        params = params.checked_add(l.param_count())?;
+    }
+    params
+        .checked_mul(elem.bytes())?
+        .checked_add(HEADER_BYTES + CRC_BYTES + LAYER_BYTES * layers.len())
+}
+
+/// What a checked checkpoint of a layer-spec network (or a dense one, seen as dense layers)
+/// says about itself (see [`inspect_spec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecHeader {
+    /// Element type of the weights.
+    pub elem: ElemType,
+    /// The layers, input shapes filled in.
+    pub layers: Vec<LayerSpec, MAX_DEPTH>,
+    /// Step count and RNG state.
+    pub progress: Progress,
+    /// Total bytes, CRC included.
+    pub len: usize,
+    /// `true` for a dense checkpoint (widths in the header), `false` for a layer-spec one.
+    pub dense: bool,
+}
+
+impl SpecHeader {
+    /// Offset of the first weight.
+    fn weights_at(&self) -> usize {
+        if self.dense {
+            HEADER_BYTES + 4 * (self.layers.len() + 1)
+        } else {
+            HEADER_BYTES + LAYER_BYTES * self.layers.len()
+        }
+    }
+}
+
+/// Checks that every weight of every layer is finite.
+fn check_finite_weights(elem: ElemType, layers: &[LayerSpec], data: &[u8]) -> Result<(), Error> {
+    let b = elem.bytes();
+    let mut at = 0;
+    for (k, l) in layers.iter().enumerate() {
+        let end = at + b * l.param_count();
+        if !data[at..end].chunks_exact(b).all(|x| finite_at(elem, x)) {
+            return Err(Error::NonFiniteWeight { layer: k });
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// Serialises the weights of a layer-spec network (`layers`, checked as
+/// [`SpecLayout::new`] does) and `progress` into the start of `out`; returns the bytes
+/// written ([`spec_checkpoint_len`]). Refuses, writing nothing, what [`encode`] refuses.
+pub fn encode_spec<T: Element>(
+    layers: &[LayerSpec],
+    weights: &[T],
+    progress: Progress,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let layout = SpecLayout::new(layers)?;
+    let Some(elem) = ElemType::of::<T>() else {
+        return Err(Error::CheckpointElement {
+            expected: "f32 or f64",
+            got: T::NAME,
+        });
+    };
+    let mut records: Vec<[u32; 9], MAX_DEPTH> = Vec::new();
+    for (k, l) in layers.iter().enumerate() {
+        match record(l) {
+            // SpecLayout::new capped the layers at MAX_DEPTH.
+            Some(r) if sizes_fit(l) => {
+                let _ = records.push(r);
+            }
+            _ => return Err(Error::InvalidLayer { layer: k }),
+        }
+    }
+    if weights.len() != layout.param_count() {
+        return Err(Error::BufferSize {
+            buffer: "weights",
+            expected: layout.param_count(),
+            got: weights.len(),
+        });
+    }
+    for k in 0..layout.depth() {
+        if !weights[layout.weight_range(k)]
+            .iter()
+            .all(|w| w.is_finite())
+        {
+            return Err(Error::NonFiniteWeight { layer: k });
+        }
+    }
+    let len = spec_checkpoint_len(layers, elem);
+    if out.len() < len {
+        return Err(Error::BufferSize {
+            buffer: "checkpoint",
+            expected: len,
+            got: out.len(),
+        });
+    }
+    let out = &mut out[..len];
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    out[6] = elem.code() | SPEC_FLAG;
+    // At most MAX_DEPTH = 16 layers.
+    out[7] = layers.len() as u8;
+    out[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    out[16..24].copy_from_slice(&progress.step.to_le_bytes());
+    out[24..32].copy_from_slice(&progress.rng.to_le_bytes());
+    let mut at = HEADER_BYTES;
+    for r in &records {
+        for x in r {
+            out[at..at + 4].copy_from_slice(&x.to_le_bytes());
+            at += 4;
+        }
+    }
+    let b = elem.bytes();
+    for &w in weights {
+        out[at..at + b].copy_from_slice(&w.to_bits_u64().to_le_bytes()[..b]);
+        at += b;
+    }
+    let crc = CRC32.checksum(&out[..at]);
+    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(len)
+}
+
+/// Checks a layer-spec checkpoint completely without a target network, as [`inspect`] does
+/// a dense one; a dense checkpoint is accepted too and described as its dense layers.
+pub fn inspect_spec(bytes: &[u8]) -> Result<SpecHeader, Error> {
+    let claimed = check_frame(bytes)?;
+    let (elem, spec) = elem_and_kind(bytes[6])?;
+    if !spec {
+        let h = inspect(bytes)?;
+        let mut layers: Vec<LayerSpec, MAX_DEPTH> = Vec::new();
+        for pair in h.widths.windows(2) {
+            // At most MAX_DEPTH pairs (checked by inspect).
+            let _ = layers.push(LayerSpec::Dense {
+                inputs: pair[0],
+                outputs: pair[1],
+            });
+        }
+        return Ok(SpecHeader {
+            elem,
+            layers,
+            progress: h.progress,
+            len: h.len,
+            dense: true,
+        });
+    }
+    let n = bytes[7] as usize;
+    if n == 0 {
+        return Err(Error::InvalidWidths);
+    }
+    if n > MAX_DEPTH {
+        return Err(Error::TooDeep {
+            depth: n,
+            max: MAX_DEPTH,
+        });
+    }
+    let records_end = HEADER_BYTES + LAYER_BYTES * n;
+    if records_end + CRC_BYTES > claimed {
+        return Err(Error::CheckpointLength {
+            claimed,
+            expected: records_end + CRC_BYTES,
+        });
+    }
+    let mut layers: Vec<LayerSpec, MAX_DEPTH> = Vec::new();
+    for k in 0..n {
+        let mut r = [0u32; 9];
+        for (i, x) in r.iter_mut().enumerate() {
+            *x = u32_at(bytes, HEADER_BYTES + LAYER_BYTES * k + 4 * i);
+        }
+        // n <= MAX_DEPTH was checked above.
+        let _ = layers.push(layer_of(&r, k)?);
+    }
+    SpecLayout::new(&layers)?;
+    let expected = checked_spec_len(&layers, elem).unwrap_or(usize::MAX);
+    if expected != claimed {
+        return Err(Error::CheckpointLength { claimed, expected });
+    }
+    check_finite_weights(elem, &layers, &bytes[records_end..claimed - CRC_BYTES])?;
+    Ok(SpecHeader {
+        elem,
+        layers,
+        progress: Progress {
+            step: u64_at(bytes, 16),
+            rng: u64_at(bytes, 24),
+        },
+        len: claimed,
+        dense: false,
+    })
+}
+
+/// Checks `bytes` completely (see [`inspect_spec`]) and against the target (element type
+/// `T`, `layers`: same number, each equal, input shapes included), then copies the weights
+/// into `weights`. Returns the saved progress. On any error `weights` is untouched.
+pub fn decode_spec<T: Element>(
+    bytes: &[u8],
+    layers: &[LayerSpec],
+    weights: &mut [T],
+) -> Result<Progress, Error> {
+    let layout = SpecLayout::new(layers)?;
+    if weights.len() != layout.param_count() {
+        return Err(Error::BufferSize {
+            buffer: "weights",
+            expected: layout.param_count(),
+            got: weights.len(),
+        });
+    }
+    let header = inspect_spec(bytes)?;
+    if ElemType::of::<T>() != Some(header.elem) {
+        return Err(Error::CheckpointElement {
+            expected: T::NAME,
+            got: header.elem.name(),
+        });
+    }
+    if header.layers.len() != layers.len() {
+        return Err(Error::CheckpointDepth {
+            expected: layers.len(),
+            got: header.layers.len(),
+        });
+    }
+    if let Some(index) = (0..layers.len()).find(|&k| header.layers[k] != layers[k]) {
+        return Err(Error::CheckpointLayer { index });
+    }
+    copy_weights(header.elem, &bytes[header.weights_at()..], weights);
+    Ok(header.progress)
+}
+
+/// Copies `weights.len()` little-endian values of type `elem` from the start of `data`.
+fn copy_weights<T: Element>(elem: ElemType, data: &[u8], weights: &mut [T]) {
+    let b = elem.bytes();
     for (w, x) in weights.iter_mut().zip(data.chunks_exact(b)) {
         // Exact: every f32 is an f64, and `from_f64` of that f64 gives the f32 back.
-        *w = T::from_f64(match header.elem {
+        *w = T::from_f64(match elem {
             ElemType::F32 => f32::from_bits(u32_at(x, 0)) as f64,
             ElemType::F64 => f64::from_bits(u64_at(x, 0)),
         });
     }
-    Ok(header.progress)
+}
+
+impl<T: Element> ConvNetMut<'_, T> {
+    /// Saves the weights and `progress` into `out` (see [`encode_spec`]); returns the bytes
+    /// used.
+    pub fn save_checkpoint(&self, progress: Progress, out: &mut [u8]) -> Result<usize, Error> {
+        encode_spec(self.layout().layers(), self.weights(), progress, out)
+    }
+
+    /// Loads the weights from a checkpoint of a network with the same layers and element type
+    /// (see [`decode_spec`]); returns the saved progress. On any error no weight changes.
+    pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<Progress, Error> {
+        let layers = self.layout().layers();
+        decode_spec(bytes, layers, self.weights_mut())
+    }
 }
 
 impl<T: Element> NetMut<'_, T> {

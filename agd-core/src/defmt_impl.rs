@@ -59,6 +59,12 @@ impl defmt::Format for Error {
             Error::CheckpointElement { expected, got } => {
                 defmt::write!(f, "checkpoint: {} weights, net is {}", got, expected)
             }
+            Error::CheckpointKind { expected, got } => {
+                defmt::write!(f, "checkpoint: {} network, net is {}", got, expected)
+            }
+            Error::CheckpointLayer { index } => {
+                defmt::write!(f, "checkpoint: layer {} differs", index)
+            }
             Error::CheckpointDepth { expected, got } => {
                 defmt::write!(f, "checkpoint: {} layers, net has {}", got, expected)
             }

@@ -101,6 +101,20 @@ pub enum Error {
         /// The checkpoint's (`"unknown"` for a code no build knows).
         got: &'static str,
     },
+    /// The checkpoint holds another kind of network than the target (a layer-spec network
+    /// with convolutions where a dense one is expected).
+    CheckpointKind {
+        /// The target's kind (`"dense"` or `"layer-spec"`).
+        expected: &'static str,
+        /// The checkpoint's.
+        got: &'static str,
+    },
+    /// One layer of a layer-spec checkpoint differs from the target network's (another
+    /// kind of layer, other sizes, or another input shape).
+    CheckpointLayer {
+        /// Layer index, from 0.
+        index: usize,
+    },
     /// The checkpoint has another number of layers than the target network.
     CheckpointDepth {
         /// The target's number of layers.
@@ -240,6 +254,14 @@ impl fmt::Display for Error {
             Error::CheckpointElement { expected, got } => write!(
                 f,
                 "the checkpoint holds {got} weights, the network is {expected}"
+            ),
+            Error::CheckpointKind { expected, got } => write!(
+                f,
+                "the checkpoint holds a {got} network, the target is {expected}"
+            ),
+            Error::CheckpointLayer { index } => write!(
+                f,
+                "layer {index} of the checkpoint differs from the network's (kind, sizes or shape)"
             ),
             Error::CheckpointDepth { expected, got } => write!(
                 f,

@@ -10,11 +10,14 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use agd_core::checkpoint::{self, ElemType, Header, Progress, checkpoint_len};
-use agd_core::{Element, Network};
+use agd_core::checkpoint::{
+    self, ElemType, Header, Progress, SpecHeader, checkpoint_len, spec_checkpoint_len,
+};
+use agd_core::spec::LayerSpec;
+use agd_core::{ConvNetwork, Element, Network};
 
 use crate::HostError;
-use crate::net::HostNet;
+use crate::net::{HostConvNet, HostNet};
 
 fn io(path: &Path, source: std::io::Error) -> HostError {
     HostError::Io {
@@ -91,6 +94,29 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HostError> {
     result
 }
 
+/// Refuses, before any work is done, a checkpoint path that cannot be written: its directory
+/// does not exist, or the path is a directory.
+pub fn check_writable(path: &Path) -> Result<(), HostError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(HostError::Usage(format!(
+            "--save {}: is a directory, not a file",
+            path.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(HostError::Usage(format!(
+            "--save {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads and fully checks a checkpoint file; returns its header and bytes.
 pub fn read(path: &Path) -> Result<(Header, Vec<u8>), HostError> {
     let bytes = fs::read(path).map_err(|e| io(path, e))?;
@@ -120,6 +146,93 @@ pub fn load_into<T: Element>(path: &Path, net: &mut HostNet<T>) -> Result<Progre
     net.view()
         .load_checkpoint(&bytes)
         .map_err(|e| core(path, e))
+}
+
+/// Writes the checkpoint of a conv (layer-spec) network with `progress` to `path`,
+/// atomically. The header records every layer, so that it only ever loads into a network of
+/// the same architecture.
+pub fn save_conv<T: Element>(
+    path: &Path,
+    net: &mut HostConvNet<T>,
+    progress: Progress,
+) -> Result<(), HostError> {
+    let elem = ElemType::of::<T>().ok_or_else(|| {
+        core(
+            path,
+            agd_core::Error::CheckpointElement {
+                expected: "f32 or f64",
+                got: T::NAME,
+            },
+        )
+    })?;
+    let mut bytes = vec![0u8; spec_checkpoint_len(net.layers(), elem)];
+    let n = net
+        .view()
+        .save_checkpoint(progress, &mut bytes)
+        .map_err(|e| core(path, e))?;
+    bytes.truncate(n);
+    write_atomically(path, &bytes)
+}
+
+/// Reads and fully checks a checkpoint file of either kind (dense or layer-spec); returns
+/// its header (a dense one described as dense layers, `dense` set) and bytes.
+pub fn read_any(path: &Path) -> Result<(SpecHeader, Vec<u8>), HostError> {
+    let bytes = fs::read(path).map_err(|e| io(path, e))?;
+    let header = checkpoint::inspect_spec(&bytes).map_err(|e| core(path, e))?;
+    Ok((header, bytes))
+}
+
+/// Most buffer elements (activations, errors and the convolution scratch, for the whole batch)
+/// a network loaded from a file may need: 2^28, 1 GiB of `f32`. A crafted header can describe
+/// few weights but huge feature maps, and the buffers are allocated from it.
+pub const MAX_BUFFER_ELEMENTS: usize = 1 << 28;
+
+/// Loads a checkpoint file (conv or dense) into a new [`HostConvNet`] of its layers with this
+/// batch capacity. The element type must be `T`.
+pub fn load_conv<T: Element>(
+    path: &Path,
+    capacity: usize,
+) -> Result<(HostConvNet<T>, Progress), HostError> {
+    let (header, bytes) = read_any(path)?;
+    check_buffers(path, &header.layers, capacity)?;
+    let mut net = HostConvNet::<T>::new(&header.layers, capacity)?;
+    let progress = net
+        .view()
+        .load_checkpoint(&bytes)
+        .map_err(|e| core(path, e))?;
+    Ok((net, progress))
+}
+
+/// Loads a checkpoint file into an existing conv network (same layers and element type).
+pub fn load_conv_into<T: Element>(
+    path: &Path,
+    net: &mut HostConvNet<T>,
+) -> Result<Progress, HostError> {
+    let (_, bytes) = read_any(path)?;
+    net.view()
+        .load_checkpoint(&bytes)
+        .map_err(|e| core(path, e))
+}
+
+/// Refuses layers whose buffers at this batch capacity would exceed [`MAX_BUFFER_ELEMENTS`].
+pub fn check_buffers(path: &Path, layers: &[LayerSpec], capacity: usize) -> Result<(), HostError> {
+    let total = layers
+        .iter()
+        .try_fold(
+            layers.first().map_or(0, LayerSpec::in_features),
+            |acc, l| acc.checked_add(l.out_features()),
+        )
+        .and_then(|f| f.checked_mul(capacity)?.checked_mul(2))
+        .and_then(|b| b.checked_add(agd_core::spec::scratch_count(layers)))
+        .filter(|&t| t <= MAX_BUFFER_ELEMENTS);
+    match total {
+        Some(_) => Ok(()),
+        None => Err(HostError::Data(format!(
+            "{}: the network's buffers at batch {capacity} would exceed {MAX_BUFFER_ELEMENTS} \
+             values",
+            path.display()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +339,35 @@ mod tests {
         assert!(e.to_string().contains("NaN or infinite"), "{e}");
         assert_eq!(fs::read(&good).unwrap(), before, "the good file was kept");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn conv_nets_round_trip_and_refuse_another_architecture() {
+        use agd_core::ConvNetwork;
+        use agd_core::spec::{chain, conv, dense};
+        let dir = scratch("conv");
+        let path = dir.join("cnn.agdc");
+        let layers = chain([1, 8, 8], [conv(4, 3, 1, 1), conv(8, 3, 2, 1), dense(10)]);
+        let mut a = HostConvNet::<f32>::new(&layers, 3).unwrap();
+        a.view().init_orthogonal(&mut SplitMix64::new(4));
+        save_conv(&path, &mut a, Progress { step: 9, rng: 1 }).unwrap();
+        let (mut b, p) = load_conv::<f32>(&path, 5).unwrap();
+        assert_eq!(p, Progress { step: 9, rng: 1 });
+        assert_eq!(b.layers(), &layers);
+        assert_eq!(bits(b.view().weights()), bits(a.view().weights()));
+        let other = chain([1, 8, 8], [conv(4, 3, 1, 1), conv(8, 3, 1, 1), dense(10)]);
+        let mut c = HostConvNet::<f32>::new(&other, 2).unwrap();
+        let e = load_conv_into(&path, &mut c).unwrap_err().to_string();
+        assert!(e.contains("layer 1 of the checkpoint differs"), "{e}");
+        // The dense loader names the kind.
+        let e = load::<f32>(&path, 2, false).unwrap_err().to_string();
+        assert!(e.contains("layer-spec network, the target is dense"), "{e}");
+        // A dense checkpoint loads as a conv network of dense layers.
+        let dense_path = dir.join("dense.agdc");
+        save(&dense_path, &mut net(1), Progress::default()).unwrap();
+        let (d, _) = load_conv::<f32>(&dense_path, 2).unwrap();
+        assert_eq!(d.layers().len(), 2);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

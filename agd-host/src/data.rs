@@ -5,6 +5,17 @@
 //! | `digits` | `data/digits/` (in the repo) | seeded permutation: 1,437 train / 360 test | 64 = 8x8, ÷16, then train-set global mean/std |
 //! | `mnist` | `--data-dir` with the four standard files | official 60,000 / 10,000 | 784 = 28x28, ÷255, then train-set global mean/std |
 //! | `breast-cancer` | `data/breast_cancer/` (in the repo) | seeded permutation: 455 train / 114 test | 30 features, each standardised with its train-split mean/std |
+//! | `idx` | your own files in `--data-dir` (below) | the files' own train / test | `u8`: ÷255, then train-set global mean/std; any other type: used as given |
+//!
+//! **Your own data** (`--dataset idx --data-dir DIR`): `DIR` holds four IDX files (raw or
+//! gzip), found by the start of their names: `train-images*`, `train-labels*`,
+//! `test-images*` (or `t10k-images*`) and `test-labels*` (or `t10k-labels*`) — so MNIST-style
+//! datasets (MNIST, Fashion-MNIST, KMNIST) work as downloaded. Images are `(N, …)` of any
+//! IDX type, each sample flattened; labels are `(N,)` of an integer type, from 0. The number
+//! of classes is the largest training label plus one (at least 2); a test label at or above
+//! it is refused. `u8` images are normalised as MNIST's are; a table of another type (floats,
+//! say) is taken as already scaled, and every value must be finite in the element type
+//! trained in (`--dtype`).
 //!
 //! **Split** for a dataset without an official one ([`split_permutation`]): the indices
 //! `0..n` shuffled by Fisher–Yates driven by `SplitMix64::new(0)` (`for i in (1..n).rev()
@@ -25,7 +36,7 @@ use agd_core::{Element, SplitMix64};
 use rand_core::Rng;
 
 use crate::HostError;
-use crate::idx::IdxArray;
+use crate::idx::{IdxArray, IdxType};
 
 /// A dataset `agd train` can load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -37,6 +48,9 @@ pub enum DatasetKind {
     Mnist,
     /// Breast Cancer Wisconsin (569 samples, 30 features, 2 classes), in `data/breast_cancer/`.
     BreastCancer,
+    /// Your own IDX files in `--data-dir`: train-images, train-labels, test-images (or
+    /// t10k-images), test-labels (or t10k-labels), raw or .gz.
+    Idx,
 }
 
 /// The standard MNIST file names, in the order train images, train labels, test images, test
@@ -55,42 +69,37 @@ impl DatasetKind {
             DatasetKind::Digits => "digits",
             DatasetKind::Mnist => "mnist",
             DatasetKind::BreastCancer => "breast-cancer",
+            DatasetKind::Idx => "idx",
         }
     }
 
-    /// Input size `d_0`.
-    pub fn inputs(self) -> usize {
+    /// Input size `d_0` (`None` for `idx`: known once the files are read).
+    pub fn inputs(self) -> Option<usize> {
         match self {
-            DatasetKind::Digits => 64,
-            DatasetKind::Mnist => 784,
-            DatasetKind::BreastCancer => 30,
+            DatasetKind::Digits => Some(64),
+            DatasetKind::Mnist => Some(784),
+            DatasetKind::BreastCancer => Some(30),
+            DatasetKind::Idx => None,
         }
     }
 
-    /// Shape of one input `[channels, height, width]`, what `--layers` starts from (the
-    /// tabular breast-cancer features count as 30 channels of 1x1).
-    pub fn input_shape(self) -> [usize; 3] {
+    /// Number of classes `d_L` (`None` for `idx`: known once the files are read).
+    pub fn classes(self) -> Option<usize> {
         match self {
-            DatasetKind::Digits => [1, 8, 8],
-            DatasetKind::Mnist => [1, 28, 28],
-            DatasetKind::BreastCancer => [30, 1, 1],
+            DatasetKind::Digits | DatasetKind::Mnist => Some(10),
+            DatasetKind::BreastCancer => Some(2),
+            DatasetKind::Idx => None,
         }
     }
 
-    /// Number of classes `d_L`.
-    pub fn classes(self) -> usize {
-        match self {
-            DatasetKind::Digits | DatasetKind::Mnist => 10,
-            DatasetKind::BreastCancer => 2,
-        }
-    }
-
-    /// Default widths: reach the reference's accuracy and finish quickly.
+    /// Default widths: reach the reference's accuracy and finish quickly (`idx`: empty, see
+    /// [`Dataset::default_widths`]).
     pub fn default_widths(self) -> Vec<usize> {
         match self {
             DatasetKind::Digits => vec![64, 128, 128, 10],
             DatasetKind::Mnist => vec![784, 256, 256, 10],
             DatasetKind::BreastCancer => vec![30, 64, 64, 2],
+            DatasetKind::Idx => Vec::new(),
         }
     }
 
@@ -98,7 +107,7 @@ impl DatasetKind {
     pub fn default_epochs(self) -> usize {
         match self {
             DatasetKind::Digits => 50,
-            DatasetKind::Mnist => 20,
+            DatasetKind::Mnist | DatasetKind::Idx => 20,
             DatasetKind::BreastCancer => 50,
         }
     }
@@ -110,6 +119,7 @@ impl DatasetKind {
             DatasetKind::Digits => "data/digits",
             DatasetKind::Mnist => "../shared/data/mnist",
             DatasetKind::BreastCancer => "data/breast_cancer",
+            DatasetKind::Idx => "",
         }
     }
 }
@@ -119,6 +129,10 @@ impl DatasetKind {
 pub struct Dataset<T> {
     /// Which dataset.
     pub kind: DatasetKind,
+    /// Features per sample `d_0`.
+    pub inputs: usize,
+    /// Number of classes `d_L`.
+    pub classes: usize,
     /// Training inputs, `n_train x inputs` row-major.
     pub train_x: Vec<T>,
     /// Training labels.
@@ -134,12 +148,39 @@ pub struct Dataset<T> {
 impl<T> Dataset<T> {
     /// Input size.
     pub fn inputs(&self) -> usize {
-        self.kind.inputs()
+        self.inputs
     }
 
     /// Number of classes.
     pub fn classes(&self) -> usize {
-        self.kind.classes()
+        self.classes
+    }
+
+    /// Shape of one input `[channels, height, width]`, what `--layers` starts from: MNIST
+    /// 1x28x28, digits 1x8x8, breast-cancer 30 channels of 1x1; `idx` inputs 1xSxS when their
+    /// count is a square `S·S`, else that many channels of 1x1.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match self.kind {
+            DatasetKind::Digits => [1, 8, 8],
+            DatasetKind::Mnist => [1, 28, 28],
+            DatasetKind::BreastCancer | DatasetKind::Idx => {
+                let s = (self.inputs as f64).sqrt().round() as usize;
+                if s * s == self.inputs {
+                    [1, s, s]
+                } else {
+                    [self.inputs, 1, 1]
+                }
+            }
+        }
+    }
+
+    /// The widths a run uses when `--widths` is not given: the dataset's defaults, or for
+    /// `idx` two hidden layers of 128 between its inputs and classes.
+    pub fn default_widths(&self) -> Vec<usize> {
+        match self.kind {
+            DatasetKind::Idx => vec![self.inputs, 128, 128, self.classes],
+            kind => kind.default_widths(),
+        }
     }
 }
 
@@ -169,6 +210,13 @@ pub fn test_count(n: usize) -> usize {
 /// The directory a dataset is read from: `data_dir` if given, else the default location
 /// relative to the working directory, else relative to this crate's workspace.
 pub fn resolve_dir(kind: DatasetKind, data_dir: Option<&Path>) -> Result<PathBuf, HostError> {
+    if kind == DatasetKind::Idx && data_dir.is_none() {
+        return Err(HostError::Usage(
+            "--dataset idx needs --data-dir DIR holding train-images, train-labels, \
+             test-images and test-labels IDX files"
+                .into(),
+        ));
+    }
     if let Some(dir) = data_dir {
         if !dir.is_dir() {
             return Err(HostError::Data(format!(
@@ -281,13 +329,13 @@ fn standardise<T: Element>(
 /// Image datasets: global mean/std of the scaled training pixels.
 fn image_dataset<T: Element>(
     kind: DatasetKind,
+    (d, classes): (usize, usize),
     scale: f64,
     train: (&[u8], &[usize]),
     test: (&[u8], &[usize]),
     train_y: Vec<usize>,
     test_y: Vec<usize>,
 ) -> Dataset<T> {
-    let d = kind.inputs();
     let (train_raw, train_rows) = train;
     let (test_raw, test_rows) = test;
     let (mean, std) = mean_std(
@@ -300,6 +348,8 @@ fn image_dataset<T: Element>(
     let std = if std > 0.0 { std } else { 1.0 };
     Dataset {
         kind,
+        inputs: d,
+        classes,
         train_x: standardise(train_raw, d, train_rows, scale, mean, std),
         test_x: standardise(test_raw, d, test_rows, scale, mean, std),
         train_y,
@@ -321,13 +371,43 @@ fn gather(labels: &[usize], rows: &[usize]) -> Vec<usize> {
 }
 
 /// Loads a dataset from `data_dir` (or its default location; see [`resolve_dir`]), split and
-/// normalised as the module docs say.
+/// normalised as the module docs say. An empty training or test set is an error.
 pub fn load<T: Element>(
     kind: DatasetKind,
     data_dir: Option<&Path>,
 ) -> Result<Dataset<T>, HostError> {
     let dir = resolve_dir(kind, data_dir)?;
+    let data = load_from::<T>(kind, &dir)?;
+    if data.train_y.is_empty() || data.test_y.is_empty() {
+        return Err(HostError::Data(format!(
+            "{}: empty dataset: {} training and {} test samples",
+            dir.display(),
+            data.train_y.len(),
+            data.test_y.len()
+        )));
+    }
+    // Files are checked for NaN and infinity as they are read; standardising values near the
+    // largest float can still overflow (the mean or variance), which is refused here rather
+    // than found as a bad batch in the middle of training.
+    for (set, x) in [("training", &data.train_x), ("test", &data.test_x)] {
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(HostError::Data(format!(
+                "{}: {set} sample {}, feature {}, is not finite after normalisation \
+                 ({}); values too large?",
+                dir.display(),
+                i / data.inputs,
+                i % data.inputs,
+                data.normalisation
+            )));
+        }
+    }
+    Ok(data)
+}
+
+fn load_from<T: Element>(kind: DatasetKind, dir: &Path) -> Result<Dataset<T>, HostError> {
+    let dir = dir.to_path_buf();
     match kind {
+        DatasetKind::Idx => load_idx(&dir),
         DatasetKind::Digits => {
             let (n, raw) = read_images(&find_file(&dir, "digits-images-idx3-ubyte"), 8)?;
             let labels = read_labels(&find_file(&dir, "digits-labels-idx1-ubyte"), n, 10)?;
@@ -341,6 +421,7 @@ pub fn load<T: Element>(
             let (train_y, test_y) = (gather(&labels, &train), gather(&labels, &test));
             Ok(image_dataset(
                 kind,
+                (64, 10),
                 16.0,
                 (&raw, &train),
                 (&raw, &test),
@@ -358,6 +439,7 @@ pub fn load<T: Element>(
             let test: Vec<usize> = (0..n_test).collect();
             Ok(image_dataset(
                 kind,
+                (784, 10),
                 255.0,
                 (&train_raw, &train),
                 (&test_raw, &test),
@@ -368,7 +450,7 @@ pub fn load<T: Element>(
         DatasetKind::BreastCancer => {
             let fpath = find_file(&dir, "breast_cancer-features-idx2-float");
             let a = IdxArray::read(&fpath)?;
-            let d = kind.inputs();
+            let d = 30;
             let n = match a.dims() {
                 [n, f] if *f == d => *n,
                 dims => {
@@ -400,6 +482,8 @@ pub fn load<T: Element>(
             };
             Ok(Dataset {
                 kind,
+                inputs: d,
+                classes: 2,
                 train_x: rows(&train),
                 test_x: rows(&test),
                 train_y: gather(&labels, &train),
@@ -409,6 +493,181 @@ pub fn load<T: Element>(
             })
         }
     }
+}
+
+/// Most classes `--dataset idx` accepts (a label table is not a regression target).
+pub const MAX_CLASSES: usize = 65_536;
+
+/// The one file in `dir` whose name starts with one of `prefixes` (hidden files ignored).
+fn find_role(dir: &Path, prefixes: &[&str]) -> Result<PathBuf, HostError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| HostError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !name.starts_with('.') && prefixes.iter().any(|p| name.starts_with(p))
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(HostError::Data(format!(
+            "{}: no {}* IDX file (see `agd train --help`, --dataset idx)",
+            dir.display(),
+            prefixes.join("* or ")
+        ))),
+        _ => Err(HostError::Data(format!(
+            "{}: several files could be the {}* file: {}",
+            dir.display(),
+            prefixes[0],
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Samples `(N, …)` of an IDX file: `N`, features per sample, the array.
+fn read_samples(path: &Path) -> Result<(usize, usize, IdxArray), HostError> {
+    let a = IdxArray::read(path)?;
+    match a.dims() {
+        [n, rest @ ..] if !rest.is_empty() => {
+            // The product fits: the reader checked the dimensions' product against the file.
+            let d: usize = rest.iter().product();
+            if d == 0 {
+                return Err(HostError::Data(format!(
+                    "{}: samples of shape {rest:?} have no features",
+                    path.display()
+                )));
+            }
+            Ok((*n, d, a))
+        }
+        dims => Err(HostError::Data(format!(
+            "{}: expected samples of shape (N, …), found {} {dims:?}",
+            path.display(),
+            a.dtype().name()
+        ))),
+    }
+}
+
+/// Integer labels `(n,)` of an IDX file, each in `0..MAX_CLASSES`.
+fn read_int_labels(path: &Path, n: usize) -> Result<Vec<usize>, HostError> {
+    let a = IdxArray::read(path)?;
+    let integer = !matches!(a.dtype(), IdxType::F32 | IdxType::F64);
+    if a.dims() != [n] || !integer {
+        return Err(HostError::Data(format!(
+            "{}: expected {n} integer labels (shape ({n},)), found {} {:?}",
+            path.display(),
+            a.dtype().name(),
+            a.dims()
+        )));
+    }
+    a.to_f64()
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            if (0.0..MAX_CLASSES as f64).contains(&y) {
+                Ok(y as usize)
+            } else {
+                Err(HostError::Data(format!(
+                    "{}: label {y} of sample {i} is out of range (0 to {})",
+                    path.display(),
+                    MAX_CLASSES - 1
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Values of a non-`u8` table in `T`, every one finite there.
+fn table_in<T: Element>(path: &Path, a: &IdxArray, d: usize) -> Result<Vec<T>, HostError> {
+    a.to_f64()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let x = T::from_f64(v);
+            if x.is_finite() {
+                Ok(x)
+            } else {
+                Err(HostError::Data(format!(
+                    "{}: value {v:e} (sample {}, feature {}) does not fit {} (try --dtype f64)",
+                    path.display(),
+                    i / d,
+                    i % d,
+                    T::NAME
+                )))
+            }
+        })
+        .collect()
+}
+
+/// `--dataset idx`: see the module docs.
+fn load_idx<T: Element>(dir: &Path) -> Result<Dataset<T>, HostError> {
+    let tri = find_role(dir, &["train-images"])?;
+    let trl = find_role(dir, &["train-labels"])?;
+    let tei = find_role(dir, &["test-images", "t10k-images"])?;
+    let tel = find_role(dir, &["test-labels", "t10k-labels"])?;
+    let (n_train, d, train) = read_samples(&tri)?;
+    let (n_test, d_test, test) = read_samples(&tei)?;
+    if d_test != d || train.dtype() != test.dtype() {
+        return Err(HostError::Data(format!(
+            "{}: test samples are {} x {d_test}, training samples {} x {d}",
+            tei.display(),
+            test.dtype().name(),
+            train.dtype().name()
+        )));
+    }
+    let train_y = read_int_labels(&trl, n_train)?;
+    let test_y = read_int_labels(&tel, n_test)?;
+    if n_train == 0 || n_test == 0 {
+        return Err(HostError::Data(format!(
+            "{}: empty dataset: {n_train} training and {n_test} test samples",
+            dir.display()
+        )));
+    }
+    let classes = train_y.iter().max().map_or(0, |&m| m + 1);
+    if classes < 2 {
+        return Err(HostError::Data(format!(
+            "{}: every training label is 0: a classifier needs at least two classes",
+            trl.display()
+        )));
+    }
+    if let Some((i, &y)) = test_y.iter().enumerate().find(|&(_, &y)| y >= classes) {
+        return Err(HostError::Data(format!(
+            "{}: label {y} of test sample {i} is out of range: the training labels have \
+             {classes} classes",
+            tel.display()
+        )));
+    }
+    if let (Some(train_raw), Some(test_raw)) = (train.as_u8(), test.as_u8()) {
+        let train_rows: Vec<usize> = (0..n_train).collect();
+        let test_rows: Vec<usize> = (0..n_test).collect();
+        return Ok(image_dataset(
+            DatasetKind::Idx,
+            (d, classes),
+            255.0,
+            (train_raw, &train_rows),
+            (test_raw, &test_rows),
+            train_y,
+            test_y,
+        ));
+    }
+    Ok(Dataset {
+        kind: DatasetKind::Idx,
+        inputs: d,
+        classes,
+        train_x: table_in(&tri, &train, d)?,
+        test_x: table_in(&tei, &test, d)?,
+        train_y,
+        test_y,
+        normalisation: format!("{} values as given", train.dtype().name()),
+    })
 }
 
 #[cfg(test)]

@@ -11,11 +11,20 @@
 //! The reader is strict: the payload must be exactly as long as the header says, and floating
 //! point values must be finite. It returns a typed [`IdxError`] for every malformed input and
 //! never panics, whatever the bytes.
+//!
+//! It is no gzip bomb's victim either: a header declaring more than [`MAX_DATA_BYTES`] of
+//! values is refused before anything is allocated, and a compressed file is inflated only up
+//! to what its header declares (plus one byte, to tell that there is more): a small file that
+//! inflates to gigabytes is refused after reading a few bytes past its declared size.
 
 use std::io::Read;
 use std::path::Path;
 
 use crate::HostError;
+
+/// Largest payload, in bytes, an IDX header may declare: 1 GiB (MNIST's training images are
+/// 47 MB). Larger files are refused before anything is allocated for them.
+pub const MAX_DATA_BYTES: usize = 1 << 30;
 
 /// Element type of an IDX file, from its dtype byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +117,27 @@ pub enum IdxError {
         /// The dimensions.
         dims: Vec<u32>,
     },
+    /// The header declares more data than [`MAX_DATA_BYTES`].
+    #[error(
+        "IDX header {dims:?} declares {bytes} data bytes, more than the {cap} this reader accepts"
+    )]
+    OverCap {
+        /// The dimensions.
+        dims: Vec<u32>,
+        /// Bytes declared.
+        bytes: usize,
+        /// [`MAX_DATA_BYTES`].
+        cap: usize,
+    },
+    /// A compressed file inflates to more data than its header declares (reading stopped
+    /// there).
+    #[error(
+        "the gzip stream inflates to more than the {expected} data bytes its IDX header declares"
+    )]
+    Inflates {
+        /// Payload bytes the header declares.
+        expected: usize,
+    },
     /// The header claims more data than the file holds.
     #[error(
         "truncated IDX data: header {dims:?} ({dtype}) needs {expected} data bytes, file has {got}"
@@ -141,6 +171,72 @@ pub enum IdxError {
     /// The gzip stream could not be decompressed.
     #[error("corrupt gzip stream: {0}")]
     Gzip(String),
+}
+
+/// A checked IDX header.
+struct Header {
+    dtype: IdxType,
+    dims: Vec<u32>,
+    /// Header bytes.
+    len: usize,
+    /// Payload bytes it declares (at most [`MAX_DATA_BYTES`]).
+    expected: usize,
+}
+
+impl Header {
+    /// Checks magic, type, dimensions and the declared size; `bytes` may go on past the
+    /// header.
+    fn parse(bytes: &[u8]) -> Result<Self, IdxError> {
+        if bytes.len() < 4 {
+            return Err(IdxError::TooShort { len: bytes.len() });
+        }
+        let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if bytes[0] != 0 || bytes[1] != 0 {
+            return Err(IdxError::BadMagic { magic });
+        }
+        let dtype = IdxType::from_code(bytes[2]).ok_or(IdxError::UnknownType { code: bytes[2] })?;
+        let nd = usize::from(bytes[3]);
+        let len = 4 + 4 * nd;
+        if bytes.len() < len {
+            return Err(IdxError::TruncatedHeader {
+                nd,
+                needed: len,
+                len: bytes.len(),
+            });
+        }
+        let dims: Vec<u32> = chunks::<4>(&bytes[4..len])
+            .map(u32::from_be_bytes)
+            .collect();
+        // Checked arithmetic: a hostile header must not wrap the size to something small.
+        let expected = dims
+            .iter()
+            .try_fold(dtype.size(), |acc, &d| {
+                acc.checked_mul(usize::try_from(d).ok()?)
+            })
+            .ok_or_else(|| IdxError::TooLarge { dims: dims.clone() })?;
+        if expected > MAX_DATA_BYTES {
+            return Err(IdxError::OverCap {
+                dims,
+                bytes: expected,
+                cap: MAX_DATA_BYTES,
+            });
+        }
+        Ok(Header {
+            dtype,
+            dims,
+            len,
+            expected,
+        })
+    }
+}
+
+/// Reads from `r` until `buf` holds `len` bytes or the stream ends.
+fn fill_to<R: Read>(r: &mut R, buf: &mut Vec<u8>, len: usize) -> Result<(), IdxError> {
+    let want = len.saturating_sub(buf.len()) as u64;
+    r.take(want)
+        .read_to_end(buf)
+        .map(|_| ())
+        .map_err(|e| IdxError::Gzip(e.to_string()))
 }
 
 /// The values of an IDX file, in their own type.
@@ -187,35 +283,12 @@ fn check_finite<I: Iterator<Item = f64>>(values: I) -> Result<(), IdxError> {
 impl IdxArray {
     /// Parses an uncompressed IDX file held in memory.
     pub fn parse(bytes: &[u8]) -> Result<Self, IdxError> {
-        if bytes.len() < 4 {
-            return Err(IdxError::TooShort { len: bytes.len() });
-        }
-        let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        if bytes[0] != 0 || bytes[1] != 0 {
-            return Err(IdxError::BadMagic { magic });
-        }
-        let dtype = IdxType::from_code(bytes[2]).ok_or(IdxError::UnknownType { code: bytes[2] })?;
-        let nd = usize::from(bytes[3]);
-        let header = 4 + 4 * nd;
-        if bytes.len() < header {
-            return Err(IdxError::TruncatedHeader {
-                nd,
-                needed: header,
-                len: bytes.len(),
-            });
-        }
-        let raw_dims: Vec<u32> = chunks::<4>(&bytes[4..header])
-            .map(u32::from_be_bytes)
-            .collect();
-        // Checked arithmetic: a hostile header must not wrap the size to something small.
-        let expected = raw_dims
-            .iter()
-            .try_fold(dtype.size(), |acc, &d| {
-                acc.checked_mul(usize::try_from(d).ok()?)
-            })
-            .ok_or_else(|| IdxError::TooLarge {
-                dims: raw_dims.clone(),
-            })?;
+        let Header {
+            dtype,
+            dims: raw_dims,
+            len: header,
+            expected,
+        } = Header::parse(bytes)?;
         let dims: Vec<usize> = raw_dims.iter().map(|&d| d as usize).collect();
         let payload = &bytes[header..];
         if payload.len() < expected {
@@ -255,10 +328,22 @@ impl IdxArray {
     /// `1F 8B`, whatever the file name).
     pub fn parse_maybe_gz(bytes: &[u8]) -> Result<Self, IdxError> {
         if bytes.starts_with(&[0x1F, 0x8B]) {
+            let mut gz = flate2::read::GzDecoder::new(bytes);
+            // The header first, then at most the payload it declares plus one byte.
             let mut raw = Vec::new();
-            flate2::read::GzDecoder::new(bytes)
-                .read_to_end(&mut raw)
-                .map_err(|e| IdxError::Gzip(e.to_string()))?;
+            fill_to(&mut gz, &mut raw, 4)?;
+            if raw.len() == 4 && raw[..2] == [0, 0] {
+                let header = 4 + 4 * usize::from(raw[3]);
+                fill_to(&mut gz, &mut raw, header)?;
+            }
+            let h = Header::parse(&raw)?;
+            // Grow with the data actually inflated, not with what the header claims.
+            fill_to(&mut gz, &mut raw, h.len + h.expected + 1)?;
+            if raw.len() > h.len + h.expected {
+                return Err(IdxError::Inflates {
+                    expected: h.expected,
+                });
+            }
             Self::parse(&raw)
         } else {
             Self::parse(bytes)
@@ -379,6 +464,67 @@ mod tests {
         assert_eq!(a.to_f64(), vec![1.5, -0.25]);
         let a = IdxArray::parse(&file(0x0E, &[1], &1e300f64.to_be_bytes())).unwrap();
         assert_eq!(a.data(), &IdxData::F64(vec![1e300]));
+    }
+
+    fn gzip(raw: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(raw).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_read_no_further_than_its_header_declares() {
+        // 10 images of 8x8 declared (640 bytes), 32 MiB of zeros behind them.
+        let mut raw = file(0x08, &[10, 8, 8], &[]);
+        raw.resize(raw.len() + (32 << 20), 0);
+        let mut gz = gzip(&raw);
+        assert!(gz.len() < 200_000, "{} bytes compressed", gz.len());
+        assert_eq!(
+            IdxArray::parse_maybe_gz(&gz).unwrap_err(),
+            IdxError::Inflates { expected: 640 }
+        );
+        // Spoil the trailer (CRC-32 and size): a reader that inflated everything would fail on
+        // it; this one stops long before it gets there.
+        let n = gz.len();
+        for b in &mut gz[n - 8..] {
+            *b ^= 0xFF;
+        }
+        assert_eq!(
+            IdxArray::parse_maybe_gz(&gz).unwrap_err(),
+            IdxError::Inflates { expected: 640 }
+        );
+        // Exactly as long as declared: read; shorter: truncated.
+        let ok = file(0x08, &[10, 8, 8], &[3; 640]);
+        assert_eq!(IdxArray::parse_maybe_gz(&gzip(&ok)).unwrap().len(), 640);
+        let short = &ok[..ok.len() - 1];
+        assert!(matches!(
+            IdxArray::parse_maybe_gz(&gzip(short)).unwrap_err(),
+            IdxError::Truncated {
+                expected: 640,
+                got: 639,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_header_declaring_more_than_the_cap_is_refused_before_allocating() {
+        // 2^31 bytes of u8 declared, a few bytes present: raw and compressed alike.
+        let raw = file(0x08, &[1 << 16, 1 << 15], &[1, 2, 3]);
+        let over = IdxError::OverCap {
+            dims: vec![1 << 16, 1 << 15],
+            bytes: 1 << 31,
+            cap: MAX_DATA_BYTES,
+        };
+        assert_eq!(IdxArray::parse(&raw).unwrap_err(), over);
+        assert_eq!(IdxArray::parse_maybe_gz(&gzip(&raw)).unwrap_err(), over);
+        // A gzip stream cut inside the header is a truncated header.
+        let gz = gzip(&file(0x08, &[2, 2], &[1, 2, 3, 4])[..6]);
+        assert!(matches!(
+            IdxArray::parse_maybe_gz(&gz).unwrap_err(),
+            IdxError::TruncatedHeader { nd: 2, .. }
+        ));
     }
 
     #[test]

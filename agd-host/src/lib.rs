@@ -59,6 +59,29 @@ pub enum HostError {
         /// The core's refusal.
         source: agd_core::Error,
     },
+    /// Training stopped on a batch whose step refused because of a NaN or infinity (in its
+    /// inputs, loss, gradient or update).
+    #[error(
+        "bad batch at epoch {epoch}, step {step}{}: {source}; training stopped \
+         (--skip-bad-batches skips such batches)",
+        sample.map(|i| format!(" (training sample {i})")).unwrap_or_default()
+    )]
+    BadBatch {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Step within the epoch, from 1.
+        step: usize,
+        /// The offending training sample (index in the training set), when the core names it.
+        sample: Option<usize>,
+        /// The core's refusal.
+        source: agd_core::Error,
+    },
+    /// With `--skip-bad-batches`, every batch of an epoch was bad: nothing left to learn from.
+    #[error("every batch of epoch {epoch} was bad and skipped; training stopped")]
+    AllSkipped {
+        /// Epoch, from 1.
+        epoch: usize,
+    },
     /// Writing a plot failed.
     #[error("plot {path}: {message}")]
     Plot {

@@ -27,6 +27,9 @@ enum Command {
     /// AGD against Adam and SGD over learning-rate grids, same data, network, epochs and
     /// seed. Writes compare.md, compare.json and compare.png.
     Compare(cmd::compare::Args),
+    /// Test accuracy and loss of a checkpoint written by `agd train --save`, on a dataset's
+    /// test split prepared as for training (exit 2 if the file is bad or does not fit).
+    Eval(cmd::eval::Args),
     /// Replay a golden trajectory of the reference AGD and report the worst deviations
     /// (exit 0 within tolerance, 1 outside it, 2 on unreadable input).
     VerifyGolden(cmd::verify_golden::Args),
@@ -35,7 +38,22 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
+/// Restores the default action of SIGPIPE, which the Rust runtime sets to "ignore": a write
+/// to a closed pipe then ends the process as it ends any Unix tool (`agd … | head -1`; a shell
+/// reports status 141) instead of failing inside `println!` with a panic (exit 101). Files
+/// are never left half-written by this: a checkpoint is written to a temporary name and
+/// renamed, and nothing is printed while a file is being written.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -44,12 +62,18 @@ fn main() -> ExitCode {
                 print!("{e}");
                 return ExitCode::SUCCESS;
             }
-            // One line: clap's first line names the problem.
+            // One line: clap's first line names the problem; when it ends in a colon, what it
+            // introduces (e.g. the missing arguments) is on the next lines.
             let rendered = e.to_string();
-            let line = rendered
-                .lines()
+            let mut lines = rendered.lines().map(str::trim);
+            let mut line = lines
                 .next()
-                .unwrap_or("error: invalid arguments");
+                .unwrap_or("error: invalid arguments")
+                .to_string();
+            if line.ends_with(':') {
+                let more: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
+                line = format!("{line} {}", more.join(", "));
+            }
             eprintln!("{line} (see `agd --help`)");
             return ExitCode::from(2);
         }
@@ -57,6 +81,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Train(args) => cmd::train::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::VerifyGolden(args) => cmd::verify_golden::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };

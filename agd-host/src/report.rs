@@ -73,6 +73,9 @@ pub struct RunMetrics {
     pub final_test_accuracy: Option<f64>,
     /// Why the run stopped early, if it did.
     pub failure: Option<String>,
+    /// Batches skipped as bad (`--skip-bad-batches`).
+    #[serde(default)]
+    pub skipped_batches: usize,
 }
 
 impl RunMetrics {
@@ -112,6 +115,7 @@ impl RunMetrics {
             seconds: run.seconds,
             final_test_accuracy: run.final_test_accuracy(),
             failure: run.failure.as_ref().map(ToString::to_string),
+            skipped_batches: run.skipped_batches,
         }
     }
 
@@ -154,9 +158,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
     }
 }
 
-/// Writes `text` to `path`.
+/// Writes `text` to `path` atomically (a temporary file renamed over it), so that an
+/// interrupted run never leaves a truncated `metrics.json` that looks like a result.
 pub fn write_text(path: &Path, text: &str) -> Result<(), HostError> {
-    std::fs::write(path, text).map_err(io_err(path))
+    crate::checkpoint_file::write_atomically(path, text.as_bytes())
 }
 
 /// Creates a directory and its parents.

@@ -91,6 +91,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The optimiser.
     pub optimizer: Optimizer,
+    /// Skip a batch whose step refuses because of a NaN or infinity (in its inputs, loss,
+    /// gradient or update) instead of stopping the run; the weights are left as they were.
+    pub skip_bad_batches: bool,
 }
 
 /// What one epoch did.
@@ -152,6 +155,8 @@ pub struct Run {
     /// Set when a step refused (e.g. a baseline whose loss became non-finite): the run stopped
     /// there and the weights are those before the refused step.
     pub failure: Option<HostError>,
+    /// Batches skipped as bad (only with [`TrainConfig::skip_bad_batches`]).
+    pub skipped_batches: usize,
 }
 
 impl Run {
@@ -369,6 +374,40 @@ fn check_layers<T>(layers: &[LayerSpec], data: &Dataset<T>) -> Result<(), HostEr
     Ok(())
 }
 
+/// Whether a step's refusal is about a NaN or infinity (the batch's inputs, loss, gradient
+/// or update) rather than a bug in sizes: what `--skip-bad-batches` skips.
+fn is_bad_batch(e: &agd_core::Error) -> bool {
+    use agd_core::Error as E;
+    matches!(
+        e,
+        E::NonFiniteInput { .. }
+            | E::NonFiniteLoss
+            | E::NonFiniteGradient { .. }
+            | E::NonFiniteStep
+            | E::WeightOverflow { .. }
+    )
+}
+
+/// The network a run trained.
+#[derive(Debug)]
+pub enum TrainedNet<T> {
+    /// A dense network (`--widths`).
+    Dense(HostNet<T>),
+    /// A conv network (`--layers`).
+    Conv(HostConvNet<T>),
+}
+
+/// A trained network and where its training stands, for a checkpoint.
+#[derive(Debug)]
+pub struct Trained<T> {
+    /// The run's records.
+    pub run: Run,
+    /// The network after the run (before the refused step, if one refused).
+    pub net: TrainedNet<T>,
+    /// Steps taken and the state of the data-order RNG.
+    pub progress: agd_core::checkpoint::Progress,
+}
+
 /// Trains as `cfg` says and evaluates after every epoch. Bad settings are an `Err`; a step
 /// that refuses mid-run ends the run early with [`Run::failure`] set.
 pub fn train<T: Element>(
@@ -376,6 +415,24 @@ pub fn train<T: Element>(
     cfg: &TrainConfig,
     observer: &mut dyn Observer,
 ) -> Result<Run, HostError> {
+    train_net(data, cfg, observer).map(|t| t.run)
+}
+
+/// [`train`], also returning the network and its progress (for `agd train --save`): a
+/// [`HostNet`] of `cfg.widths`, or a [`HostConvNet`] of `cfg.layers` when there are any,
+/// both trained by the same loop.
+///
+/// A step that refuses ends the run with [`Run::failure`]: [`HostError::BadBatch`] for a NaN
+/// or infinity under AGD (whose steps are bounded, so the batch is to blame) or in a batch's
+/// inputs, [`HostError::Training`] for a baseline whose loss or gradient became non-finite
+/// (it diverged). With [`TrainConfig::skip_bad_batches`] such a batch is skipped and counted
+/// instead — its samples count neither in the epoch's loss nor its accuracy — and the run
+/// stops only if a whole epoch was skipped.
+pub fn train_net<T: Element>(
+    data: &Dataset<T>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<Trained<T>, HostError> {
     if cfg.layers.is_empty() {
         check_widths(&cfg.widths, data)?;
     } else {
@@ -396,20 +453,31 @@ pub fn train<T: Element>(
     }
     if cfg.layers.is_empty() {
         let mut net = HostNet::<T>::new(&cfg.widths, cfg.batch, true)?;
-        train_net(&mut net, data, cfg, observer)
+        let (run, progress) = train_loop(&mut net, data, cfg, observer)?;
+        Ok(Trained {
+            run,
+            net: TrainedNet::Dense(net),
+            progress,
+        })
     } else {
         let mut net = HostConvNet::<T>::new(&cfg.layers, cfg.batch)?;
-        train_net(&mut net, data, cfg, observer)
+        let (run, progress) = train_loop(&mut net, data, cfg, observer)?;
+        Ok(Trained {
+            run,
+            net: TrainedNet::Conv(net),
+            progress,
+        })
     }
 }
 
-/// The training loop proper, for any [`TrainNet`] of capacity `cfg.batch`.
-pub fn train_net<T: Element, N: TrainNet<T>>(
+/// The training loop proper, for any [`TrainNet`] of capacity `cfg.batch` (checked by
+/// [`train_net`]).
+fn train_loop<T: Element, N: TrainNet<T>>(
     net: &mut N,
     data: &Dataset<T>,
     cfg: &TrainConfig,
     observer: &mut dyn Observer,
-) -> Result<Run, HostError> {
+) -> Result<(Run, agd_core::checkpoint::Progress), HostError> {
     let start = Instant::now();
     let n = data.train_y.len();
     let d = data.inputs();
@@ -424,10 +492,13 @@ pub fn train_net<T: Element, N: TrainNet<T>>(
     let mut order: Vec<usize> = (0..n).collect();
     let mut targets = Vec::with_capacity(cfg.batch);
     let mut epochs = Vec::with_capacity(cfg.epochs);
-    for epoch in 1..=cfg.epochs {
+    let (mut taken, mut skipped) = (0u64, 0usize);
+    let mut failure = None;
+    'epochs: for epoch in 1..=cfg.epochs {
         let epoch_start = Instant::now();
         shuffle(&mut order, &mut rng);
         let (mut loss_sum, mut correct, mut seen, mut eta_sum) = (0.0, 0usize, 0usize, 0.0);
+        let mut done = 0usize;
         for (s, rows) in order.chunks(cfg.batch).enumerate() {
             let input = net.input_mut(rows.len())?;
             for (dst, &r) in input.chunks_exact_mut(d).zip(rows) {
@@ -448,18 +519,36 @@ pub fn train_net<T: Element, N: TrainNet<T>>(
             };
             let (loss, ok, eta) = match stepped {
                 Ok(v) => v,
+                Err(source) if cfg.skip_bad_batches && is_bad_batch(&source) => {
+                    skipped += 1;
+                    continue;
+                }
                 Err(source) => {
-                    return Ok(Run {
-                        epochs,
-                        seconds: start.elapsed().as_secs_f64(),
-                        failure: Some(HostError::Training {
+                    let baseline = !matches!(stepper, Stepper::Agd(_));
+                    failure = Some(match source {
+                        agd_core::Error::NonFiniteInput { sample } => HostError::BadBatch {
+                            epoch,
+                            step: s + 1,
+                            sample: rows.get(sample).copied(),
+                            source,
+                        },
+                        _ if baseline || !is_bad_batch(&source) => HostError::Training {
                             epoch,
                             step: s + 1,
                             source,
-                        }),
+                        },
+                        _ => HostError::BadBatch {
+                            epoch,
+                            step: s + 1,
+                            sample: None,
+                            source,
+                        },
                     });
+                    break 'epochs;
                 }
             };
+            taken += 1;
+            done += 1;
             loss_sum += loss.to_f64() * rows.len() as f64;
             correct += ok;
             seen += rows.len();
@@ -473,23 +562,41 @@ pub fn train_net<T: Element, N: TrainNet<T>>(
                 eta,
             });
         }
+        if seen == 0 {
+            failure = Some(HostError::AllSkipped { epoch });
+            break;
+        }
         let seconds = epoch_start.elapsed().as_secs_f64();
+        let test_accuracy = match evaluate(net, &data.test_x, &data.test_y) {
+            Ok(a) => a,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / n as f64,
-            train_accuracy: correct as f64 / n as f64,
-            test_accuracy: evaluate(net, &data.test_x, &data.test_y)?,
-            eta: matches!(stepper, Stepper::Agd(_)).then(|| eta_sum / steps as f64),
+            train_loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            test_accuracy,
+            eta: matches!(stepper, Stepper::Agd(_)).then(|| eta_sum / done as f64),
             seconds,
         };
         observer.on_epoch(&record);
         epochs.push(record);
     }
-    Ok(Run {
-        epochs,
-        seconds: start.elapsed().as_secs_f64(),
-        failure: None,
-    })
+    Ok((
+        Run {
+            epochs,
+            seconds: start.elapsed().as_secs_f64(),
+            failure,
+            skipped_batches: skipped,
+        },
+        agd_core::checkpoint::Progress {
+            step: taken,
+            rng: rng.state(),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -513,6 +620,7 @@ mod tests {
             epochs: 2,
             seed: 3,
             optimizer,
+            skip_bad_batches: false,
         }
     }
 

@@ -1,38 +1,9 @@
 //! End-to-end tests of `agd train` and `agd compare`: they run the binary on the digits data
 //! shipped in the repository and on deliberately broken copies of it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const AGD: &str = env!("CARGO_BIN_EXE_agd");
-
-fn digits_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/digits")
-}
-
-fn agd(args: &[&str]) -> Output {
-    Command::new(AGD)
-        .args(args)
-        .output()
-        .expect("the agd binary runs")
-}
-
-/// Exit code 2, exactly one line on stderr, and that line says `needle`.
-fn assert_refused(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
-    assert!(
-        stderr.to_lowercase().contains(&needle.to_lowercase()),
-        "expected {needle:?} in: {stderr}"
-    );
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).expect("file written");
-    serde_json::from_str(&text).expect("valid JSON")
-}
+use common::{agd, agd_ok, digits_dir, json, refused, stderr, stdout};
 
 /// A copy of the digits directory whose image file is replaced by `images`.
 fn digits_copy_with_images(images: &[u8]) -> tempfile::TempDir {
@@ -54,7 +25,7 @@ fn digits_images() -> Vec<u8> {
 fn train_on_digits_writes_metrics_and_learns() {
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
-    let o = agd(&[
+    let o = agd_ok(&[
         "train",
         "--widths",
         "64,32,10",
@@ -63,8 +34,7 @@ fn train_on_digits_writes_metrics_and_learns() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stdout = stdout(&o);
     assert_eq!(stdout.matches("epoch ").count(), 3, "{stdout}");
     assert!(stdout.contains("final test accuracy"), "{stdout}");
     let m = json(&run.join("metrics.json"));
@@ -96,7 +66,7 @@ fn train_on_digits_writes_metrics_and_learns() {
 fn baselines_train_and_need_a_learning_rate() {
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("adam");
-    let o = agd(&[
+    agd_ok(&[
         "train",
         "--optimizer",
         "adam",
@@ -109,17 +79,16 @@ fn baselines_train_and_need_a_learning_rate() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m = json(&run.join("metrics.json"));
     assert_eq!(m["optimizer"], "adam");
     assert_eq!(m["lr"], 0.003);
     assert_eq!(m["eta"], serde_json::Value::Null);
     assert!(m["final_test_accuracy"].as_f64().unwrap() > 0.6);
 
-    assert_refused(&agd(&["train", "--optimizer", "sgd"]), "needs --lr");
-    assert_refused(&agd(&["train", "--lr", "0.1"]), "no learning rate");
-    assert_refused(
-        &agd(&["train", "--optimizer", "adam", "--lr=-1"]),
+    refused(&["train", "--optimizer", "sgd"], "needs --lr");
+    refused(&["train", "--lr", "0.1"], "no learning rate");
+    refused(
+        &["train", "--optimizer", "adam", "--lr=-1"],
         "finite and positive",
     );
 }
@@ -141,7 +110,7 @@ fn a_diverging_baseline_exits_1_and_records_the_failure() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let m = json(&run.join("metrics.json"));
@@ -160,7 +129,7 @@ fn gzip_files_are_read() {
         std::fs::write(dir.path().join(format!("{name}.gz")), enc.finish().unwrap()).unwrap();
     }
     let out = dir.path().join("run");
-    let o = agd(&[
+    agd_ok(&[
         "train",
         "--data-dir",
         dir.path().to_str().unwrap(),
@@ -171,7 +140,6 @@ fn gzip_files_are_read() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("metrics.json").exists());
 }
 
@@ -179,7 +147,7 @@ fn gzip_files_are_read() {
 fn compare_writes_table_json_and_plot() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("cmp");
-    let o = agd(&[
+    let o = agd_ok(&[
         "compare",
         "--widths",
         "64,16,10",
@@ -192,8 +160,7 @@ fn compare_writes_table_json_and_plot() {
         "--out",
         dir.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stdout = stdout(&o);
     assert!(stdout.contains("gap"), "{stdout}");
     let c = json(&dir.join("compare.json"));
     let runs = c["runs"].as_array().unwrap();
@@ -213,53 +180,53 @@ fn compare_writes_table_json_and_plot() {
 
 #[test]
 fn widths_that_do_not_fit_the_data_are_refused() {
-    assert_refused(
-        &agd(&["train", "--widths", "784,256,10"]),
+    refused(
+        &["train", "--widths", "784,256,10"],
         "first width must be its 64 inputs",
     );
-    assert_refused(&agd(&["train", "--widths", "64,32,3"]), "10 classes");
-    assert_refused(&agd(&["train", "--widths", "64"]), "at least two widths");
-    assert_refused(
-        &agd(&[
+    refused(&["train", "--widths", "64,32,3"], "10 classes");
+    refused(&["train", "--widths", "64"], "at least two widths");
+    refused(
+        &[
             "train",
             "--dataset",
             "breast-cancer",
             "--widths",
             "64,32,10",
-        ]),
+        ],
         "30 inputs",
     );
 }
 
 #[test]
 fn bad_flags_are_refused() {
-    assert_refused(&agd(&["train", "--bogus"]), "--bogus");
-    assert_refused(&agd(&["train", "--dataset", "cifar"]), "cifar");
-    assert_refused(&agd(&["train", "--widths", "64,x,10"]), "invalid");
-    assert_refused(&agd(&["train", "--epochs", "0"]), "at least 1");
-    assert_refused(&agd(&["train", "--batch", "0"]), "at least 1");
-    assert_refused(&agd(&["train", "--gain", "0"]), "gain");
+    refused(&["train", "--bogus"], "--bogus");
+    refused(&["train", "--dataset", "cifar"], "cifar");
+    refused(&["train", "--widths", "64,x,10"], "invalid");
+    refused(&["train", "--epochs", "0"], "at least 1");
+    refused(&["train", "--batch", "0"], "at least 1");
+    refused(&["train", "--gain", "0"], "gain");
 }
 
 #[test]
 fn missing_files_are_refused() {
     let empty = tempfile::tempdir().unwrap();
-    assert_refused(
-        &agd(&["train", "--data-dir", empty.path().to_str().unwrap()]),
+    refused(
+        &["train", "--data-dir", empty.path().to_str().unwrap()],
         "digits-images-idx3-ubyte",
     );
-    assert_refused(
-        &agd(&["train", "--data-dir", "/nonexistent/agd-data"]),
+    refused(
+        &["train", "--data-dir", "/nonexistent/agd-data"],
         "not a directory",
     );
-    assert_refused(
-        &agd(&[
+    refused(
+        &[
             "train",
             "--dataset",
             "mnist",
             "--data-dir",
             empty.path().to_str().unwrap(),
-        ]),
+        ],
         "train-images-idx3-ubyte",
     );
 }
@@ -270,15 +237,15 @@ fn wrong_magic_is_refused() {
     images[0] = 0x1F; // neither IDX nor a complete gzip stream
     images[1] = 0x00;
     let dir = digits_copy_with_images(&images);
-    assert_refused(
-        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+    refused(
+        &["train", "--data-dir", dir.path().to_str().unwrap()],
         "magic",
     );
     // Labels where images belong: valid IDX, wrong shape.
     let labels = std::fs::read(digits_dir().join("digits-labels-idx1-ubyte")).unwrap();
     let dir = digits_copy_with_images(&labels);
-    assert_refused(
-        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+    refused(
+        &["train", "--data-dir", dir.path().to_str().unwrap()],
         "expected u8 images",
     );
 }
@@ -287,13 +254,13 @@ fn wrong_magic_is_refused() {
 fn truncated_data_is_refused() {
     let images = digits_images();
     let dir = digits_copy_with_images(&images[..images.len() - 100]);
-    assert_refused(
-        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+    refused(
+        &["train", "--data-dir", dir.path().to_str().unwrap()],
         "truncated",
     );
     let dir = digits_copy_with_images(&images[..10]);
-    assert_refused(
-        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+    refused(
+        &["train", "--data-dir", dir.path().to_str().unwrap()],
         "truncated IDX header",
     );
     // A header that claims more images than the labels file has.
@@ -301,8 +268,8 @@ fn truncated_data_is_refused() {
     more[4..8].copy_from_slice(&1798u32.to_be_bytes());
     more.extend_from_slice(&[0; 64]);
     let dir = digits_copy_with_images(&more);
-    assert_refused(
-        &agd(&["train", "--data-dir", dir.path().to_str().unwrap()]),
+    refused(
+        &["train", "--data-dir", dir.path().to_str().unwrap()],
         "expected 1798 u8 labels",
     );
 }
@@ -312,8 +279,7 @@ fn the_readme_main_command_reaches_97_percent_on_digits() {
     // `agd train` with no flag at all: digits, [64,128,128,10], mse, 50 epochs, seed 0.
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("default");
-    let o = agd(&["train", "--out", run.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    agd_ok(&["train", "--out", run.to_str().unwrap()]);
     let m = json(&run.join("metrics.json"));
     assert_eq!(m["widths"], serde_json::json!([64, 128, 128, 10]));
     assert_eq!(m["epochs"], 50);
@@ -325,7 +291,7 @@ fn the_readme_main_command_reaches_97_percent_on_digits() {
 fn a_cnn_trains_on_digits_through_the_cli() {
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("cnn");
-    let o = agd(&[
+    let o = agd_ok(&[
         "train",
         "--layers",
         "conv8k3p1,conv16k3s2p1,dense10",
@@ -333,14 +299,12 @@ fn a_cnn_trains_on_digits_through_the_cli() {
         "10",
         "--out",
         run.to_str().unwrap(),
+        "--save",
+        out.path().join("cnn.agdc").to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        stdout.contains("conv8k3p1,conv16k3s2p1,dense10"),
-        "{stdout}"
-    );
-    assert_eq!(stdout.matches("epoch ").count(), 10, "{stdout}");
+    let text = stdout(&o);
+    assert!(text.contains("conv8k3p1,conv16k3s2p1,dense10"), "{text}");
+    assert_eq!(text.matches("epoch ").count(), 10, "{text}");
     let m = json(&run.join("metrics.json"));
     assert_eq!(m["layers"], "conv8k3p1,conv16k3s2p1,dense10");
     // Features between the layers: 1x8x8 → 8x8x8 → 16x4x4 → 10.
@@ -354,6 +318,14 @@ fn a_cnn_trains_on_digits_through_the_cli() {
             .unwrap()
             .starts_with(b"\x89PNG")
     );
+    // The saved CNN evaluates to the accuracy the run ended with.
+    let e = agd_ok(&[
+        "eval",
+        "--load",
+        out.path().join("cnn.agdc").to_str().unwrap(),
+    ]);
+    let shown = format!("accuracy {:.2} %", 100.0 * acc);
+    assert!(stdout(&e).contains(&shown), "{shown} in {}", stdout(&e));
 }
 
 #[test]
@@ -409,27 +381,18 @@ fn baselines_train_a_cnn_and_compare_runs_on_one() {
 
 #[test]
 fn bad_layer_specs_are_refused_in_one_line() {
-    assert_refused(
-        &agd(&["train", "--widths", "64,10", "--layers", "dense10"]),
+    refused(
+        &["train", "--widths", "64,10", "--layers", "dense10"],
         "not both",
     );
-    assert_refused(&agd(&["train", "--layers", "conv8x3,dense10"]), "conv8x3");
-    assert_refused(
-        &agd(&["train", "--layers", "conv0k3,dense10"]),
-        "at least 1",
-    );
-    assert_refused(
-        &agd(&["train", "--layers", "conv8k3s0,dense10"]),
-        "at least 1",
-    );
-    assert_refused(
-        &agd(&["train", "--layers", "conv8k9,dense10"]),
-        "larger than",
-    );
-    assert_refused(&agd(&["train", "--layers", "conv8k3,dense7"]), "10 classes");
-    assert_refused(&agd(&["train", "--layers", "pool2,dense10"]), "pool2");
-    assert_refused(
-        &agd(&["compare", "--widths", "64,10", "--layers", "dense10"]),
+    refused(&["train", "--layers", "conv8x3,dense10"], "conv8x3");
+    refused(&["train", "--layers", "conv0k3,dense10"], "at least 1");
+    refused(&["train", "--layers", "conv8k3s0,dense10"], "at least 1");
+    refused(&["train", "--layers", "conv8k9,dense10"], "larger than");
+    refused(&["train", "--layers", "conv8k3,dense7"], "10 classes");
+    refused(&["train", "--layers", "pool2,dense10"], "pool2");
+    refused(
+        &["compare", "--widths", "64,10", "--layers", "dense10"],
         "not both",
     );
 }

@@ -36,19 +36,107 @@ pub(crate) mod sealed {
         /// The tile shapes and vector type for this element on this target.
         #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
         type Kernel: crate::kernel::Microkernel<Self>;
+
+        /// Whether [`Gemm::nt_tile4`] and [`Gemm::rows_tile4`] are hand-written here (then
+        /// padding an edge tile with zeros is cheaper than the plain loops).
+        const HAND_TILES: bool = false;
+
+        /// Adds `Σ_p a[r][p] · b[s][p]` to `acc[r][s]` over the longest even prefix of the
+        /// rows (all of one length) with a hand-written tile, and returns how many `p` it
+        /// covered: 0 where the target has none, and the caller's loops do all of it.
+        #[inline(always)]
+        fn nt_tile4(_a: [&[Self]; 4], _b: [&[Self]; 4], _acc: &mut [[Self; 4]; 4]) -> usize {
+            0
+        }
+
+        /// Adds `Σ_q cf[r][q] · b[q][j]` to `c[r][j]` (`R` rows of `C`, 4 or 2) over the
+        /// longest even prefix of the rows (all of one length) with a hand-written tile, and
+        /// returns how many `j` it covered (0 where the target has none).
+        #[inline(always)]
+        fn rows_tile<const R: usize>(
+            _cf: &[[Self; 4]; R],
+            _b: [&[Self]; 4],
+            _c: [&mut [Self]; R],
+        ) -> usize {
+            0
+        }
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    // Miri cannot interpret most AVX-512 intrinsics: under it the portable kernel runs even
+    // on a build with AVX-512F enabled (see CONTRIBUTING.md, "Miri").
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
     type HostKernel = crate::kernel::avx512::Avx512;
     #[cfg(all(
         not(any(target_arch = "arm", target_arch = "riscv32")),
-        not(all(target_arch = "x86_64", target_feature = "avx512f"))
+        not(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))
     ))]
     type HostKernel = crate::kernel::portable::Portable;
 
     impl Gemm for f32 {
         #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
         type Kernel = HostKernel;
+
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf", feature = "arm-vfma"))]
+        const HAND_TILES: bool = true;
+
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf", feature = "arm-vfma"))]
+        #[inline(always)]
+        fn nt_tile4(a: [&[f32]; 4], b: [&[f32]; 4], acc: &mut [[f32; 4]; 4]) -> usize {
+            let len = a[0].len();
+            let pairs = len / 2;
+            if pairs == 0 || a.iter().chain(&b).any(|row| row.len() != len) {
+                return 0;
+            }
+            // SAFETY: pairs ≥ 1 and all eight rows hold `len ≥ 2·pairs` elements.
+            unsafe {
+                crate::gemm_scalar::m4::nt_tile(
+                    a.map(<[f32]>::as_ptr),
+                    b.map(<[f32]>::as_ptr),
+                    pairs,
+                    acc,
+                );
+            }
+            2 * pairs
+        }
+
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf", feature = "arm-vfma"))]
+        #[inline(always)]
+        fn rows_tile<const R: usize>(
+            cf: &[[f32; 4]; R],
+            b: [&[f32]; 4],
+            c: [&mut [f32]; R],
+        ) -> usize {
+            let len = c[0].len();
+            let pairs = len / 2;
+            if pairs == 0
+                || b.iter().any(|row| row.len() != len)
+                || c.iter().any(|row| row.len() != len)
+            {
+                return 0;
+            }
+            let bp = b.map(<[f32]>::as_ptr);
+            let cp = c.map(<[f32]>::as_mut_ptr);
+            // SAFETY: pairs ≥ 1, every row holds `len ≥ 2·pairs` elements, and the `c` rows
+            // are distinct `&mut` borrows, so they overlap neither each other nor `b`.
+            unsafe {
+                match R {
+                    4 => crate::gemm_scalar::m4::rows_tile(
+                        &core::array::from_fn(|r| cf[r]),
+                        bp,
+                        core::array::from_fn(|r| cp[r]),
+                        pairs,
+                    ),
+                    2 => crate::gemm_scalar::m4::rows_tile2(
+                        &core::array::from_fn(|r| cf[r]),
+                        bp,
+                        core::array::from_fn(|r| cp[r]),
+                        pairs,
+                    ),
+                    _ => return 0,
+                }
+            }
+            2 * pairs
+        }
     }
     impl Gemm for f64 {
         #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]

@@ -85,11 +85,11 @@ fn gemm<T: Element>(
                 return gemm_scalar::matmul_nt(m, n, k, alpha, a, b, beta, c);
             }
             (OpA::Rows(a, lda), OpB::Rows(b, ldb)) if ldb == n && ldc == n => {
-                let coef = |i: usize, p: usize| a[i * lda + p];
+                let coef = gemm_scalar::Coef::Rows(a, lda);
                 return gemm_scalar::rows_update(m, n, k, alpha, coef, b, beta, c);
             }
             (OpA::Cols(a, lda), OpB::Rows(b, ldb)) if ldb == n && ldc == n => {
-                let coef = |i: usize, p: usize| a[p * lda + i];
+                let coef = gemm_scalar::Coef::Cols(a, lda);
                 return gemm_scalar::rows_update(m, n, k, alpha, coef, b, beta, c);
             }
             _ => {}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use agd_core::Loss;
 use agd_host::HostError;
-use agd_host::data::DatasetKind;
+use agd_host::data::{Dataset, DatasetKind};
 use agd_host::train::{EpochRecord, Observer, Optimizer, Progress, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -71,42 +71,59 @@ pub struct RunArgs {
     /// Element type.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
+    /// Skip (and count) a batch whose step refuses because of a NaN or infinity, instead of
+    /// stopping the run with exit code 2.
+    #[arg(long)]
+    pub skip_bad_batches: bool,
 }
 
 impl RunArgs {
-    /// The run configuration for an optimiser, with the dataset's defaults filled in; `Err`
-    /// for --widths with --layers, or layers that do not parse or fit the dataset.
-    pub fn config(&self, optimizer: Optimizer) -> Result<TrainConfig, HostError> {
-        let (widths, layers) = match (&self.widths, &self.layers) {
-            (Some(_), Some(_)) => {
-                return Err(HostError::Usage(
-                    "give --widths (dense) or --layers (conv), not both".into(),
-                ));
-            }
-            (_, Some(text)) => {
-                let layers = agd_host::layers::parse(
-                    text,
-                    self.dataset.input_shape(),
-                    self.dataset.classes(),
-                )?;
-                (agd_host::layers::features(&layers), layers)
-            }
-            (widths, None) => (
-                widths
-                    .clone()
-                    .unwrap_or_else(|| self.dataset.default_widths()),
-                Vec::new(),
-            ),
-        };
-        Ok(TrainConfig {
-            widths,
-            layers,
+    /// The run configuration for an optimiser, with the dataset's defaults filled in.
+    pub fn config(&self, optimizer: Optimizer) -> TrainConfig {
+        TrainConfig {
+            widths: self
+                .widths
+                .clone()
+                .unwrap_or_else(|| self.dataset.default_widths()),
             loss: self.loss.into(),
             batch: self.batch,
             epochs: self.epochs.unwrap_or_else(|| self.dataset.default_epochs()),
             seed: self.seed,
+            layers: Vec::new(),
             optimizer,
-        })
+            skip_bad_batches: self.skip_bad_batches,
+        }
+    }
+
+    /// Refuses --widths together with --layers (before any data is read).
+    pub fn check_network_flags(&self) -> Result<(), HostError> {
+        if self.widths.is_some() && self.layers.is_some() {
+            return Err(HostError::Usage(
+                "give --widths (dense) or --layers (conv), not both".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets `cfg`'s network from the flags and the loaded data: `--layers` parsed against the
+    /// data's input shape and classes (`widths` then hold the features between layers), else
+    /// `--widths` or the data's default widths.
+    pub fn apply_network<T>(
+        &self,
+        cfg: &mut TrainConfig,
+        data: &Dataset<T>,
+    ) -> Result<(), HostError> {
+        self.check_network_flags()?;
+        if let Some(text) = &self.layers {
+            cfg.layers = agd_host::layers::parse(text, data.input_shape(), data.classes())?;
+            cfg.widths = agd_host::layers::features(&cfg.layers);
+        } else {
+            if self.widths.is_none() {
+                cfg.widths = data.default_widths();
+            }
+            agd_host::train::check_widths(&cfg.widths, data)?;
+        }
+        Ok(())
     }
 
     /// The network as the logs show it: `784,256,256,10` or the `--layers` text.

@@ -10,7 +10,7 @@ use agd_host::data::load;
 use agd_host::report::{
     PALETTE, RunMetrics, Series, create_dir, plot_series, write_run, write_text,
 };
-use agd_host::train::{Optimizer, train};
+use agd_host::train::{Optimizer, TrainConfig, train};
 use serde::Serialize;
 
 use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr};
@@ -96,14 +96,13 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     if !args.no_sgd {
         optimizers.extend(args.sgd_lrs.iter().map(|&lr| Optimizer::Sgd { lr }));
     }
-    let base = args.run.config(optimizers[0])?;
+    let mut base = args.run.config(optimizers[0]);
+    args.run.check_network_flags()?;
     if base.epochs == 0 {
         return Err(HostError::Usage("--epochs must be at least 1".into()));
     }
     let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
-    if base.layers.is_empty() {
-        agd_host::train::check_widths(&base.widths, &data)?;
-    }
+    args.run.apply_network(&mut base, &data)?;
     let name = args.run.dataset.name();
     let dtype = args.run.dtype_name();
     let out = args
@@ -122,7 +121,10 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     );
     let mut runs = Vec::with_capacity(optimizers.len());
     for (i, &opt) in optimizers.iter().enumerate() {
-        let cfg = args.run.config(opt)?;
+        let cfg = TrainConfig {
+            optimizer: opt,
+            ..base.clone()
+        };
         let label = opt.label();
         let mut bar = Bar::new(
             &format!("[{}/{}] {label}", i + 1, optimizers.len()),

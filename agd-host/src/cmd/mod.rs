@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod common;
 pub mod compare;
+pub mod eval;
 pub mod train;
 pub mod verify_golden;

@@ -6,7 +6,7 @@ use agd_core::Element;
 use agd_host::HostError;
 use agd_host::data::load;
 use agd_host::report::{RunMetrics, write_run};
-use agd_host::train::{Optimizer, train};
+use agd_host::train::{Optimizer, TrainedNet, train_net};
 
 use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr};
 
@@ -38,6 +38,11 @@ pub struct Args {
     /// Output directory. Default: runs/<dataset>-<optimizer>[-lr<lr>]-seed<seed>.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Save the trained network to this checkpoint file when the run completes (written
+    /// atomically: a failed or interrupted run leaves any previous file intact). Evaluate it
+    /// with `agd eval --load FILE`.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
 }
 
 /// The optimiser the flags ask for, or why they are inconsistent.
@@ -87,14 +92,16 @@ pub fn run(args: &Args) -> Result<bool, HostError> {
 }
 
 fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError> {
-    let cfg = args.run.config(opt)?;
+    let mut cfg = args.run.config(opt);
+    args.run.check_network_flags()?;
     if let Some(0) = args.run.epochs {
         return Err(HostError::Usage("--epochs must be at least 1".into()));
     }
-    let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
-    if cfg.layers.is_empty() {
-        agd_host::train::check_widths(&cfg.widths, &data)?;
+    if let Some(save) = &args.save {
+        agd_host::checkpoint_file::check_writable(save)?;
     }
+    let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
+    args.run.apply_network(&mut cfg, &data)?;
     let name = args.run.dataset.name();
     let out = args.out.clone().unwrap_or_else(|| {
         let lr = opt.lr().map(|lr| format!("-lr{lr}")).unwrap_or_default();
@@ -121,18 +128,26 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
         args.run.dtype_name()
     );
     let mut bar = Bar::new(opt.name(), cfg.epochs, true);
-    let result = train(&data, &cfg, &mut bar);
+    let result = train_net(&data, &cfg, &mut bar);
     bar.finish();
-    let run = result?;
-    let metrics = RunMetrics::new(name, args.run.dtype_name(), &data.normalisation, &cfg, &run);
+    let mut trained = result?;
+    let run = &mut trained.run;
+    let metrics = RunMetrics::new(name, args.run.dtype_name(), &data.normalisation, &cfg, run);
     write_run(&out, &metrics)?;
-    if let Some(failure) = &run.failure {
-        eprintln!("error: {failure}");
+    if run.skipped_batches > 0 {
+        println!("skipped {} bad batches", run.skipped_batches);
+    }
+    if let Some(failure) = run.failure.take() {
         println!(
-            "wrote {} (metrics.json, metrics.csv, curves.png)",
+            "wrote {} (metrics.json, metrics.csv, curves.png; the run stopped early)",
             out.display()
         );
-        return Ok(false);
+        // A diverged baseline is a result (exit 1); a bad batch is bad input (exit 2).
+        if matches!(failure, HostError::Training { .. }) {
+            eprintln!("error: {failure}");
+            return Ok(false);
+        }
+        return Err(failure);
     }
     let acc = metrics.final_test_accuracy.unwrap_or(f64::NAN);
     println!(
@@ -145,5 +160,14 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
         "wrote {} (metrics.json, metrics.csv, curves.png)",
         out.display()
     );
+    if let Some(save) = &args.save {
+        match &mut trained.net {
+            TrainedNet::Dense(net) => agd_host::checkpoint_file::save(save, net, trained.progress)?,
+            TrainedNet::Conv(net) => {
+                agd_host::checkpoint_file::save_conv(save, net, trained.progress)?
+            }
+        }
+        println!("saved checkpoint {}", save.display());
+    }
     Ok(true)
 }

@@ -16,7 +16,7 @@
 
 use crate::element::Element;
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
 pub(crate) mod avx512;
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 pub(crate) mod portable;

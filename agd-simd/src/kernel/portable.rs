@@ -51,11 +51,11 @@ wide_lanes!(f32x8, f32, 8);
 wide_lanes!(f64x4, f64, 4);
 
 /// The portable tile shapes.
-#[cfg_attr(target_feature = "avx512f", allow(dead_code))]
+#[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 pub struct Portable;
 
 /// Panel depth: `256 x 16` `f32` values are 16 KiB, well inside L1.
-#[cfg_attr(target_feature = "avx512f", allow(dead_code))]
+#[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 const KC: usize = 256;
 
 impl Microkernel<f32> for Portable {

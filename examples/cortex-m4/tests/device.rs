@@ -46,8 +46,15 @@ mod tests {
 
     #[test]
     fn matmul_kernels_match_naive() {
-        // Odd shapes: remainders of every unrolled loop.
-        for &(m, n, k) in &[(1, 1, 1), (3, 7, 5), (8, 17, 9), (5, 4, 13)] {
+        // Every edge of the hand-written 4x4 and 2x4 tiles and of the unrolled loops: sizes
+        // below, at and above multiples of 2 and 4, odd depths, and blocks of zero
+        // coefficients (the skipped ones).
+        const SIZES: [usize; 9] = [1, 2, 3, 4, 5, 6, 9, 10, 13];
+        let shapes = SIZES
+            .iter()
+            .flat_map(|&m| SIZES.iter().map(move |&n| (m, n)))
+            .flat_map(|(m, n)| [1, 2, 5, 8, 10, 13].into_iter().map(move |k| (m, n, k)));
+        for (m, n, k) in shapes {
             let mut a = [0.0f32; 17 * 17];
             let mut b = [0.0f32; 17 * 17];
             let mut c = [0.0f32; 17 * 17];
@@ -55,6 +62,9 @@ mod tests {
             gaussian(&mut a, (m * 100 + n) as u64);
             gaussian(&mut b, (k * 100 + n) as u64);
             gaussian(&mut c, 7);
+            if (m + n + k) % 2 == 0 {
+                a[..4 * k.max(m)].fill(0.0);
+            }
             r.copy_from_slice(&c);
             let (a_mk, b_nk, mn) = (&a[..m * k], &b[..n * k], m * n);
             agd_simd::matmul_nt(m, n, k, 0.5, a_mk, b_nk, 1.5, &mut c[..mn]).unwrap();

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# On-device CI: the defmt-test tests and both firmwares (digits, mnist) of
-# examples/cortex-m4 under QEMU's mps2-an386 (Cortex-M4F). Fails on any non-zero exit.
+# On-device CI: the defmt-test tests and the firmwares (digits, digits_cnn, digits_resume,
+# mnist) of examples/cortex-m4 under QEMU's mps2-an386 (Cortex-M4F). Fails on any non-zero exit.
 #
 # Installs what is missing: qemu-system-arm (apt), the thumbv7em-none-eabihf target (rustup),
 # defmt-print (cargo install --locked). MNIST is read from ../shared/data/mnist beside the
 # clone, or $AGD_MNIST_DIR.
 #
 # Time on 2 cores: build ~1 min (plus ~2-6 min once for `cargo install defmt-print`), tests
-# ~5 s, digits ~5 s, mnist ~1 min of QEMU (9.0 G + 1.3 G instructions). Every QEMU run sits
+# ~5 s, digits ~5 s, digits_cnn ~15-30 s (4.2 G instructions), digits_resume ~4 s (six boots),
+# mnist ~1 min of QEMU (9.0 G + 1.3 G instructions). Every QEMU run sits
 # under `timeout` (in the runner, $AGD_QEMU_TIMEOUT s) and every cargo command under another
 # one here.
 set -euo pipefail
@@ -46,6 +47,12 @@ timeout 300 cargo run --release --bin kernels
 
 step "digits firmware"
 timeout 300 cargo run --release --bin digits
+
+step "digits CNN firmware"
+timeout 300 cargo run --release --bin digits_cnn
+
+step "digits firmware resuming from the emulated flash across resets"
+timeout 300 cargo run --release --bin digits_resume
 
 step "mnist firmware (256 KiB RAM)"
 timeout 400 cargo run --release --bin mnist

@@ -224,9 +224,9 @@ impl<'a, T: Element> NetMut<'a, T> {
                 // (inf·0 = NaN): checking the d_1 outputs of a sample, before relu, covers its
                 // d_0 inputs. Only on a hit are the inputs themselves read, to tell bad input
                 // from finite input that overflowed (left to the loss to refuse).
-                // v·0 is 0 for a finite v and NaN otherwise: one branch-free pass.
-                let probe = z.iter().fold(T::ZERO, |acc, &v| acc + v * T::ZERO);
-                if !probe.is_finite()
+                // The largest magnitude (NaN-propagating) is finite exactly when every
+                // entry is: one vectorised pass (a scalar fold is a dependency chain).
+                if !agd_simd::amax(z).is_finite()
                     && let Some(first) = z
                         .chunks_exact(d_out)
                         .position(|row| !row.iter().all(|v| v.is_finite()))

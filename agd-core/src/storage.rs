@@ -2,6 +2,10 @@
 //! [`AbStore`], two slots written alternately so that a power cut at any moment never loses
 //! the last good checkpoint.
 //!
+//! Implementations of [`Flash`]: [`RamFlash`] (an owned array, with simulated power cuts, for
+//! tests), [`SliceFlash`] (borrowed bytes taken as they are, for a memory region a device sets
+//! aside as emulated flash) and [`NorFlashAdapter`] (any `embedded-storage` NOR driver).
+//!
 //! # Flash model (NOR)
 //! Erasing a page sets all its bytes to `0xFF`; writing can only clear bits (`1 → 0`), so a
 //! byte can be written once between erases. Writes start and end on multiples of
@@ -108,12 +112,7 @@ impl<const N: usize> RamFlash<N> {
 
     /// An erased flash of `N` bytes with this page and write size.
     pub const fn with_write_size(page_size: usize, write_size: usize) -> Result<Self, Error> {
-        if page_size == 0
-            || !N.is_multiple_of(page_size)
-            || !write_size.is_power_of_two()
-            || write_size > MAX_WRITE
-            || !page_size.is_multiple_of(write_size)
-        {
+        if !geometry_ok(N, page_size, write_size) {
             return Err(Error::FlashAlignment { offset: page_size });
         }
         Ok(RamFlash {
@@ -191,13 +190,6 @@ impl<const N: usize> RamFlash<N> {
         self.ops += 1;
         Ok(())
     }
-
-    fn check_range(&self, offset: usize, len: usize) -> Result<(), Error> {
-        match offset.checked_add(len) {
-            Some(end) if end <= N => Ok(()),
-            _ => Err(Error::FlashBounds { offset, len }),
-        }
-    }
 }
 
 impl<const N: usize> Flash for RamFlash<N> {
@@ -218,10 +210,7 @@ impl<const N: usize> Flash for RamFlash<N> {
     }
 
     fn erase_page(&mut self, offset: usize) -> Result<(), Error> {
-        if !offset.is_multiple_of(self.page) {
-            return Err(Error::FlashAlignment { offset });
-        }
-        self.check_range(offset, self.page)?;
+        check_erase(N, self.page, offset)?;
         for at in offset..offset + self.page {
             self.apply(at, 0xFF)?;
         }
@@ -229,18 +218,7 @@ impl<const N: usize> Flash for RamFlash<N> {
     }
 
     fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
-        if !offset.is_multiple_of(self.write_size) || !data.len().is_multiple_of(self.write_size) {
-            return Err(Error::FlashAlignment { offset });
-        }
-        self.check_range(offset, data.len())?;
-        if let Some(i) = (0..data.len()).find(|&i| self.mem[offset + i] & data[i] != data[i]) {
-            return Err(Error::FlashNotErased { offset: offset + i });
-        }
-        if !self.multiwrite
-            && let Some(i) = (0..data.len()).find(|&i| self.mem[offset + i] != 0xFF)
-        {
-            return Err(Error::FlashNotErased { offset: offset + i });
-        }
+        check_write(&self.mem, self.write_size, self.multiwrite, offset, data)?;
         for (i, &d) in data.iter().enumerate() {
             let at = offset + i;
             self.apply(at, self.mem[at] & d)?;
@@ -252,7 +230,149 @@ impl<const N: usize> Flash for RamFlash<N> {
         if !self.powered {
             return Err(Error::FlashDevice);
         }
-        self.check_range(offset, buf.len())?;
+        check_range(N, offset, buf.len())?;
+        buf.copy_from_slice(&self.mem[offset..offset + buf.len()]);
+        Ok(())
+    }
+}
+
+/// Whether a flash of `len` bytes can have this page and write size: pages tile it, the
+/// write size is a power of two up to [`MAX_WRITE`] and divides the page.
+const fn geometry_ok(len: usize, page_size: usize, write_size: usize) -> bool {
+    page_size != 0
+        && len.is_multiple_of(page_size)
+        && write_size.is_power_of_two()
+        && write_size <= MAX_WRITE
+        && page_size.is_multiple_of(write_size)
+}
+
+fn check_range(capacity: usize, offset: usize, len: usize) -> Result<(), Error> {
+    match offset.checked_add(len) {
+        Some(end) if end <= capacity => Ok(()),
+        _ => Err(Error::FlashBounds { offset, len }),
+    }
+}
+
+/// An erase must start on a page and stay inside the flash.
+fn check_erase(capacity: usize, page: usize, offset: usize) -> Result<(), Error> {
+    if !offset.is_multiple_of(page) {
+        return Err(Error::FlashAlignment { offset });
+    }
+    check_range(capacity, offset, page)
+}
+
+/// The NOR rules for programming `data` at `offset` of `mem`, checked before a byte changes:
+/// whole write units, inside the flash, no bit set from 0 to 1, and (without `multiwrite`)
+/// only erased units.
+fn check_write(
+    mem: &[u8],
+    write_size: usize,
+    multiwrite: bool,
+    offset: usize,
+    data: &[u8],
+) -> Result<(), Error> {
+    if !offset.is_multiple_of(write_size) || !data.len().is_multiple_of(write_size) {
+        return Err(Error::FlashAlignment { offset });
+    }
+    check_range(mem.len(), offset, data.len())?;
+    let old = &mem[offset..offset + data.len()];
+    if let Some(i) = (0..data.len()).find(|&i| old[i] & data[i] != data[i]) {
+        return Err(Error::FlashNotErased { offset: offset + i });
+    }
+    if !multiwrite && let Some(i) = old.iter().position(|&b| b != 0xFF) {
+        return Err(Error::FlashNotErased { offset: offset + i });
+    }
+    Ok(())
+}
+
+/// NOR flash emulated over borrowed bytes, with the same strict rules as [`RamFlash`] (no
+/// power cuts): for a memory region a device sets aside as its "flash" — on QEMU, RAM the
+/// firmware image does not load, which keeps its contents across a system reset.
+///
+/// The bytes are taken as they are, not erased: whatever records a previous run committed
+/// there are found again, and anything else (an all-zero RAM at power-on) is simply no valid
+/// record.
+///
+/// ```
+/// use agd_core::storage::{AbStore, Flash, SliceFlash};
+/// let mut region = [0u8; 4 * 256];
+/// let flash = SliceFlash::new(&mut region, 256, 4).unwrap();
+/// let mut store = AbStore::new(flash, 0, 2 * 256).unwrap();
+/// store.commit(b"checkpoint bytes").unwrap();
+/// drop(store);
+/// // Later (after a reset), the same bytes again:
+/// let mut store = AbStore::new(SliceFlash::new(&mut region, 256, 4).unwrap(), 0, 512).unwrap();
+/// let mut out = [0u8; 64];
+/// let rec = store.restore(&mut out).unwrap();
+/// assert_eq!(&out[..rec.len], b"checkpoint bytes");
+/// ```
+#[derive(Debug)]
+pub struct SliceFlash<'a> {
+    mem: &'a mut [u8],
+    page: usize,
+    write_size: usize,
+}
+
+impl<'a> SliceFlash<'a> {
+    /// A flash over `mem` (a multiple of `page_size` bytes) with this page and write size
+    /// (a power of two up to [`MAX_WRITE`] dividing the page); the contents are kept.
+    pub fn new(mem: &'a mut [u8], page_size: usize, write_size: usize) -> Result<Self, Error> {
+        if !geometry_ok(mem.len(), page_size, write_size) {
+            return Err(Error::FlashAlignment { offset: page_size });
+        }
+        Ok(SliceFlash {
+            mem,
+            page: page_size,
+            write_size,
+        })
+    }
+
+    /// The raw contents.
+    pub fn contents(&self) -> &[u8] {
+        self.mem
+    }
+
+    /// The raw contents, writable past the NOR rules: to inject faults (a flipped bit, a
+    /// corrupted record) in tests.
+    pub fn contents_mut(&mut self) -> &mut [u8] {
+        self.mem
+    }
+
+    /// Gives the bytes back.
+    pub fn into_inner(self) -> &'a mut [u8] {
+        self.mem
+    }
+}
+
+impl Flash for SliceFlash<'_> {
+    fn capacity(&self) -> usize {
+        self.mem.len()
+    }
+
+    fn page_size(&self) -> usize {
+        self.page
+    }
+
+    fn write_size(&self) -> usize {
+        self.write_size
+    }
+
+    fn erase_page(&mut self, offset: usize) -> Result<(), Error> {
+        check_erase(self.mem.len(), self.page, offset)?;
+        self.mem[offset..offset + self.page].fill(0xFF);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        check_write(self.mem, self.write_size, true, offset, data)?;
+        for (m, &d) in self.mem[offset..].iter_mut().zip(data) {
+            *m &= d;
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        check_range(self.mem.len(), offset, buf.len())?;
         buf.copy_from_slice(&self.mem[offset..offset + buf.len()]);
         Ok(())
     }

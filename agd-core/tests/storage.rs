@@ -3,7 +3,7 @@
 
 use agd_core::checkpoint::{ElemType, Progress, checkpoint_len, encode};
 use agd_core::storage::{
-    AbStore, Flash, NorFlashAdapter, RECORD_OVERHEAD, RamFlash, Record, slot_bytes,
+    AbStore, Flash, NorFlashAdapter, RECORD_OVERHEAD, RamFlash, Record, SliceFlash, slot_bytes,
 };
 use agd_core::{Error, Network, SplitMix64};
 use embedded_storage::nor_flash::{
@@ -451,4 +451,82 @@ fn an_embedded_storage_driver_works_through_the_adapter() {
             })
         );
     }
+}
+
+#[test]
+fn slice_flash_keeps_nor_rules_like_ram_flash() {
+    let mut mem = [0xFFu8; N];
+    let mut f = SliceFlash::new(&mut mem, PAGE, 4).unwrap();
+    assert_eq!((f.capacity(), f.page_size(), f.write_size()), (N, PAGE, 4));
+    f.write(8, &[0xF0, 0x0F, 0xFF, 0x00]).unwrap();
+    f.write(8, &[0x30, 0x0F, 0xFF, 0x00]).unwrap();
+    assert_eq!(
+        f.write(8, &[0x70, 0x0F, 0xFF, 0x00]),
+        Err(Error::FlashNotErased { offset: 8 })
+    );
+    assert_eq!(&f.contents()[8..12], &[0x30, 0x0F, 0xFF, 0x00]);
+    assert_eq!(
+        f.write(2, &[0; 4]),
+        Err(Error::FlashAlignment { offset: 2 })
+    );
+    assert_eq!(
+        f.write(0, &[0; 3]),
+        Err(Error::FlashAlignment { offset: 0 })
+    );
+    assert_eq!(
+        f.write(N - 4, &[0; 8]),
+        Err(Error::FlashBounds {
+            offset: N - 4,
+            len: 8
+        })
+    );
+    assert_eq!(f.erase_page(3), Err(Error::FlashAlignment { offset: 3 }));
+    assert_eq!(
+        f.erase_page(N),
+        Err(Error::FlashBounds {
+            offset: N,
+            len: PAGE
+        })
+    );
+    f.erase_page(0).unwrap();
+    assert!(f.contents()[..PAGE].iter().all(|&b| b == 0xFF));
+    assert!(SliceFlash::new(&mut [0u8; 100], PAGE, 1).is_err());
+    assert!(SliceFlash::new(&mut [0u8; N], PAGE, 3).is_err());
+    assert!(SliceFlash::new(&mut [0u8; N], PAGE, 64).is_err());
+    assert!(SliceFlash::new(&mut [], 0, 1).is_err());
+}
+
+#[test]
+fn slice_flash_stores_exactly_what_ram_flash_stores() {
+    // The same commits, byte for byte the same flash contents.
+    let mut ram = store(8);
+    let mut mem = [0xFFu8; N];
+    let mut sl = AbStore::new(SliceFlash::new(&mut mem, PAGE, 8).unwrap(), BASE, SLOT).unwrap();
+    for id in 1..=3 {
+        let c = checkpoint(id);
+        assert_eq!(ram.commit(&c).unwrap(), sl.commit(&c).unwrap());
+        assert_eq!(&ram.flash().contents()[..], sl.flash().contents());
+    }
+}
+
+#[test]
+fn slice_flash_keeps_its_contents_across_a_reopen_and_falls_back_on_corruption() {
+    let (a, b) = (checkpoint(1), checkpoint(2));
+    // Power-on RAM: all zeros, no valid record (not an error).
+    let mut mem = [0u8; N];
+    {
+        let mut s = AbStore::new(SliceFlash::new(&mut mem, PAGE, 4).unwrap(), BASE, SLOT).unwrap();
+        assert_eq!(s.newest(), Ok(None));
+        s.commit(&a).unwrap();
+        s.commit(&b).unwrap();
+    }
+    // "After a reset": a new store over the same bytes finds the newest record.
+    let mut s = AbStore::new(SliceFlash::new(&mut mem, PAGE, 4).unwrap(), BASE, SLOT).unwrap();
+    let mut buf = vec![0u8; CKPT];
+    let rec = s.restore(&mut buf).unwrap();
+    assert_eq!((rec.seq, &buf[..rec.len]), (2, &b[..]));
+    // Flip a bit of the newest record's checkpoint: the older one comes back.
+    s.flash().contents_mut()[BASE + SLOT + RECORD_OVERHEAD + 7] ^= 0x10;
+    let rec = s.restore(&mut buf).unwrap();
+    assert_eq!((rec.seq, &buf[..rec.len]), (1, &a[..]));
 }

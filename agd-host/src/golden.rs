@@ -236,12 +236,6 @@ impl GoldenFile {
                 self.layers.len()
             ));
         }
-        if !matches!(self.loss.name.as_str(), "xent" | "mse") {
-            return Err(format!("unknown loss `{}`", self.loss.name));
-        }
-        if !(self.gain.is_finite() && self.gain > 0.0) {
-            return Err(format!("gain {} must be finite and positive", self.gain));
-        }
         let (b, d0, c) = (self.batch_size, widths[0], widths[depth]);
         if b == 0 || self.num_classes != c {
             return Err(format!(
@@ -249,21 +243,41 @@ impl GoldenFile {
                 self.num_classes
             ));
         }
+        tensor_shape("X", &self.x, &[b, d0])?;
+        let shapes: Vec<Vec<usize>> = (0..depth).map(|k| vec![widths[k + 1], widths[k]]).collect();
+        self.check_run(&shapes, |_, v| v.as_f64().is_some(), "a number per layer")
+    }
+
+    /// The checks every architecture shares: loss, gain, targets, the output and per-layer
+    /// tensors against `shapes` (one per layer), the step count, and each step's gradient
+    /// norms (`norm_ok(layer, value)`, described by `norms` in the error).
+    fn check_run(
+        &self,
+        shapes: &[Vec<usize>],
+        norm_ok: impl Fn(usize, &serde_json::Value) -> bool,
+        norms: &str,
+    ) -> Result<(), String> {
+        if !matches!(self.loss.name.as_str(), "xent" | "mse") {
+            return Err(format!("unknown loss `{}`", self.loss.name));
+        }
+        if !(self.gain.is_finite() && self.gain > 0.0) {
+            return Err(format!("gain {} must be finite and positive", self.gain));
+        }
+        let (b, classes) = (self.batch_size, self.num_classes);
         if self.targets.len() != b {
             return Err(format!("{} targets for batch_size {b}", self.targets.len()));
         }
-        if let Some(t) = self.targets.iter().find(|&&t| t >= c) {
-            return Err(format!("target {t} out of range for {c} classes"));
+        if let Some(t) = self.targets.iter().find(|&&t| t >= classes) {
+            return Err(format!("target {t} out of range for {classes} classes"));
         }
-        tensor_shape("X", &self.x, &[b, d0])?;
-        tensor_shape("initial_outputs", &self.initial_outputs, &[b, c])?;
-        let shapes: Vec<[usize; 2]> = (0..depth).map(|k| [widths[k + 1], widths[k]]).collect();
+        tensor_shape("initial_outputs", &self.initial_outputs, &[b, classes])?;
+        let depth = shapes.len();
         let layer_list = |name: &str, ts: &[Tensor]| -> Result<(), String> {
             if ts.len() != depth {
                 return Err(format!("{name} has {} tensors, expected {depth}", ts.len()));
             }
             ts.iter()
-                .zip(&shapes)
+                .zip(shapes)
                 .enumerate()
                 .try_for_each(|(k, (t, s))| tensor_shape(&format!("{name}[{k}]"), t, s))
         };
@@ -278,8 +292,10 @@ impl GoldenFile {
         for (t, s) in self.steps.iter().enumerate() {
             layer_list(&format!("steps[{t}].grads"), &s.grads)?;
             layer_list(&format!("steps[{t}].weights_after"), &s.weights_after)?;
-            if s.grad_norms.len() != depth || s.grad_norms.iter().any(|v| v.as_f64().is_none()) {
-                return Err(format!("steps[{t}].grad_norms must be {depth} numbers"));
+            let ok = s.grad_norms.len() == depth
+                && s.grad_norms.iter().enumerate().all(|(k, v)| norm_ok(k, v));
+            if !ok {
+                return Err(format!("steps[{t}].grad_norms must hold {norms}"));
             }
         }
         Ok(())

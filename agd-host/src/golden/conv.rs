@@ -91,27 +91,14 @@ impl GoldenFile {
                 self.layers.len()
             ));
         }
-        if !matches!(self.loss.name.as_str(), "xent" | "mse") {
-            return Err(format!("unknown loss `{}`", self.loss.name));
-        }
-        if !(self.gain.is_finite() && self.gain > 0.0) {
-            return Err(format!("gain {} must be finite and positive", self.gain));
-        }
-        let (b, classes) = (self.batch_size, self.num_classes);
+        let b = self.batch_size;
         if b == 0 || self.x.shape[0] != b {
             return Err(format!(
                 "batch_size {b} does not fit X of shape {:?}",
                 self.x.shape
             ));
         }
-        if self.targets.len() != b {
-            return Err(format!("{} targets for batch_size {b}", self.targets.len()));
-        }
-        if let Some(t) = self.targets.iter().find(|&&t| t >= classes) {
-            return Err(format!("target {t} out of range for {classes} classes"));
-        }
         tensor_shape("X", &self.x, &self.x.shape.clone())?;
-        tensor_shape("initial_outputs", &self.initial_outputs, &[b, classes])?;
         let shapes: Vec<Vec<usize>> = layers
             .iter()
             .map(|l| match *l {
@@ -127,38 +114,15 @@ impl GoldenFile {
                 ));
             }
         }
-        let layer_list = |name: &str, ts: &[super::Tensor]| -> Result<(), String> {
-            if ts.len() != depth {
-                return Err(format!("{name} has {} tensors, expected {depth}", ts.len()));
-            }
-            ts.iter()
-                .zip(&shapes)
-                .enumerate()
-                .try_for_each(|(k, (t, s))| tensor_shape(&format!("{name}[{k}]"), t, s))
-        };
-        layer_list("initial_weights", &self.initial_weights)?;
-        if self.steps.len() != self.num_steps {
-            return Err(format!(
-                "{} steps recorded, num_steps says {}",
-                self.steps.len(),
-                self.num_steps
-            ));
-        }
-        for (t, s) in self.steps.iter().enumerate() {
-            layer_list(&format!("steps[{t}].grads"), &s.grads)?;
-            layer_list(&format!("steps[{t}].weights_after"), &s.weights_after)?;
-            let ok = s.grad_norms.len() == depth
-                && s.grad_norms.iter().zip(&layers).all(|(v, l)| {
-                    norm_list(v).is_some_and(|n| n.len() == l.norm_count())
-                        && (l.norm_count() > 1 || v.is_number())
-                });
-            if !ok {
-                return Err(format!(
-                    "steps[{t}].grad_norms must hold a list of kh·kw numbers per conv layer \
-                     and a number per dense layer"
-                ));
-            }
-        }
+        self.check_run(
+            &shapes,
+            |k, v| {
+                let l = &layers[k];
+                norm_list(v).is_some_and(|n| n.len() == l.norm_count())
+                    && (l.norm_count() > 1 || v.is_number())
+            },
+            "a list of kh·kw numbers per conv layer and a number per dense layer",
+        )?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Lanes, Microkernel, Panel};
+use super::{Lanes, Microkernel, Panel, microkernel};
 
 /// `f32` lanes of one `zmm`.
 #[derive(Clone, Copy)]
@@ -116,20 +116,7 @@ pub struct Avx512;
 /// loop runs every row block of `A` past it.
 const KC: usize = 256;
 
-impl Microkernel<f32> for Avx512 {
-    type V = F32x16;
-    const MR: usize = 12;
-    const NV: usize = 2;
-    const KC: usize = KC;
-    type Buf = Panel<{ KC * 32 }, f32>;
-    #[inline(always)]
-    fn buf() -> Self::Buf {
-        Panel::new()
-    }
-    #[inline(always)]
-    fn buf_ptr(buf: &mut Self::Buf) -> *mut f32 {
-        buf.as_mut_ptr()
-    }
+microkernel!(Avx512, f32, F32x16, mr 12, nv 2, kc KC, lanes 16;
     #[inline(always)]
     unsafe fn pack_b_transposed(
         b: *const f32,
@@ -142,23 +129,8 @@ impl Microkernel<f32> for Avx512 {
         // SAFETY: forwarded.
         unsafe { pack_transposed_f32(b, ldb, kc, cols, nr, dst) }
     }
-}
-
-impl Microkernel<f64> for Avx512 {
-    type V = F64x8;
-    const MR: usize = 12;
-    const NV: usize = 2;
-    const KC: usize = KC;
-    type Buf = Panel<{ KC * 16 }, f64>;
-    #[inline(always)]
-    fn buf() -> Self::Buf {
-        Panel::new()
-    }
-    #[inline(always)]
-    fn buf_ptr(buf: &mut Self::Buf) -> *mut f64 {
-        buf.as_mut_ptr()
-    }
-}
+);
+microkernel!(Avx512, f64, F64x8, mr 12, nv 2, kc KC, lanes 8);
 
 /// Transposing pack of `f32` in 16 x 16 blocks held in registers: 16 row loads, a
 /// four-stage shuffle network, 16 stores — about a quarter of a cycle per value instead of

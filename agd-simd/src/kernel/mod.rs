@@ -92,6 +92,31 @@ impl<const LEN: usize, T> Panel<LEN, T> {
     }
 }
 
+/// `impl Microkernel<$t> for $k` with the tile shape, the panel depth and a panel buffer of
+/// `KC · NV · lanes` values on the stack, plus any items given after `;` (e.g. a faster
+/// `pack_b_transposed`).
+macro_rules! microkernel {
+    ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, kc $kc:ident, lanes $lanes:literal $(; $($extra:item)*)?) => {
+        impl Microkernel<$t> for $k {
+            type V = $v;
+            const MR: usize = $mr;
+            const NV: usize = $nv;
+            const KC: usize = $kc;
+            type Buf = Panel<{ $kc * $nv * $lanes }, $t>;
+            #[inline(always)]
+            fn buf() -> Self::Buf {
+                Panel::new()
+            }
+            #[inline(always)]
+            fn buf_ptr(buf: &mut Self::Buf) -> *mut $t {
+                buf.as_mut_ptr()
+            }
+            $($($extra)*)?
+        }
+    };
+}
+pub(crate) use microkernel;
+
 /// One instruction set's tile shape and vector type.
 pub trait Microkernel<T: Copy + Default> {
     /// The vector type of the tile.

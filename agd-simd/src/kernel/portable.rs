@@ -4,7 +4,7 @@
 
 use wide::{f32x8, f64x4};
 
-use super::{Lanes, Microkernel, Panel};
+use super::{Lanes, Microkernel, Panel, microkernel};
 
 macro_rules! wide_lanes {
     ($v:ty, $t:ty, $n:literal) => {
@@ -58,34 +58,5 @@ pub struct Portable;
 #[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 const KC: usize = 256;
 
-impl Microkernel<f32> for Portable {
-    type V = f32x8;
-    const MR: usize = 6;
-    const NV: usize = 2;
-    const KC: usize = KC;
-    type Buf = Panel<{ KC * 16 }, f32>;
-    #[inline(always)]
-    fn buf() -> Self::Buf {
-        Panel::new()
-    }
-    #[inline(always)]
-    fn buf_ptr(buf: &mut Self::Buf) -> *mut f32 {
-        buf.as_mut_ptr()
-    }
-}
-
-impl Microkernel<f64> for Portable {
-    type V = f64x4;
-    const MR: usize = 6;
-    const NV: usize = 2;
-    const KC: usize = KC;
-    type Buf = Panel<{ KC * 8 }, f64>;
-    #[inline(always)]
-    fn buf() -> Self::Buf {
-        Panel::new()
-    }
-    #[inline(always)]
-    fn buf_ptr(buf: &mut Self::Buf) -> *mut f64 {
-        buf.as_mut_ptr()
-    }
-}
+microkernel!(Portable, f32, f32x8, mr 6, nv 2, kc KC, lanes 8);
+microkernel!(Portable, f64, f64x4, mr 6, nv 2, kc KC, lanes 4);

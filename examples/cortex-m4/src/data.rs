@@ -82,3 +82,44 @@ impl Standardize {
         }
     }
 }
+
+/// The digits IDX files, `include_bytes!`-ed into flash (only the binaries that call
+/// [`digits`] keep them).
+static DIGITS_IMAGES: &[u8] = include_bytes!("../../../data/digits/digits-images-idx3-ubyte");
+static DIGITS_LABELS: &[u8] = include_bytes!("../../../data/digits/digits-labels-idx1-ubyte");
+
+/// Pixels per digits image (8x8).
+pub const DIGITS_PIXELS: usize = 64;
+
+/// The digits images (1797 x 64 bytes, pixels 0..16) and labels, from the IDX files in flash,
+/// their headers and shapes checked.
+pub fn digits() -> Result<(&'static [u8], &'static [u8]), crate::idx_file::IdxError> {
+    use crate::idx_file::{IdxError, IdxHeader};
+    let hi = IdxHeader::parse(DIGITS_IMAGES, 3)?;
+    let hl = IdxHeader::parse(DIGITS_LABELS, 1)?;
+    if hi.count != DIGITS_SAMPLES || hl.count != DIGITS_SAMPLES || hi.record != DIGITS_PIXELS {
+        return Err(IdxError::BadHeader);
+    }
+    Ok((hi.data(DIGITS_IMAGES)?, hl.data(DIGITS_LABELS)?))
+}
+
+/// Writes the standardised images and the labels of the samples `which` into a batch: `input`
+/// (`which.len() x 64`) and `targets` (`which.len()`).
+pub fn digits_batch(
+    images: &[u8],
+    labels: &[u8],
+    norm: &Standardize,
+    which: &[u16],
+    input: &mut [f32],
+    targets: &mut [usize],
+) {
+    for ((row, &i), t) in input
+        .chunks_exact_mut(DIGITS_PIXELS)
+        .zip(which)
+        .zip(targets.iter_mut())
+    {
+        let i = i as usize;
+        norm.apply(&images[i * DIGITS_PIXELS..(i + 1) * DIGITS_PIXELS], row);
+        *t = labels[i] as usize;
+    }
+}

@@ -1,6 +1,6 @@
 //! Board support shared by the firmware binaries and the on-device tests: exit codes, the
-//! HardFault handler, instruction counting with SysTick, stack measurement, and the data
-//! conventions (digits split, normalisation, IDX headers).
+//! HardFault handler, instruction counting with SysTick, stack measurement, the emulated
+//! flash for checkpoints, and the data conventions (digits split, normalisation, IDX headers).
 //!
 //! Nothing here allocates: every buffer of the firmware is a `static`.
 #![no_std]
@@ -8,6 +8,7 @@
 
 pub mod cycles;
 pub mod data;
+pub mod emuflash;
 pub mod idx_file;
 
 /// Ends the QEMU run with this exit code (semihosting `SYS_EXIT`).

@@ -1,6 +1,7 @@
 //! On-device tests (defmt-test under QEMU): the kernels against their naive twins, the
-//! buffer-free AGD step against the standard step, the refusals, the data split and the
-//! instruction counter — all compiled for and run on the Cortex-M4F.
+//! buffer-free AGD step against the standard step, the refusals, the data split, the
+//! instruction counter, and checkpoints saved to and restored from the emulated flash through
+//! the A/B store — all compiled for and run on the Cortex-M4F.
 #![no_std]
 #![no_main]
 
@@ -30,9 +31,27 @@ fn gaussian(x: &mut [f32], seed: u64) {
     agd_core::init::fill_gaussian(x, &mut agd_core::SplitMix64::new(seed));
 }
 
+/// `steps` training steps of `net` on random batches drawn from `rng` (inputs and targets), so
+/// that the data order is part of the saved state.
+fn train_random(net: &mut NoGrads, rng: &mut agd_core::SplitMix64, steps: usize) {
+    use agd_core::{Agd, Loss, Network};
+    use rand_core::Rng;
+    let mut v = net.view();
+    for _ in 0..steps {
+        agd_core::init::fill_gaussian(v.input_mut(4).unwrap(), rng);
+        let targets = core::array::from_fn::<usize, 4, _>(|_| (rng.next_u64() % 5) as usize);
+        v.train_step_buffer_free(&Agd::new(), Loss::Xent, &targets)
+            .unwrap();
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 #[defmt_test::tests]
 mod tests {
-    use super::{NoGrads, WithGrads, close, gaussian, rel};
+    use super::{NoGrads, WithGrads, close, gaussian, rel, same_bits, train_random};
     use agd_core::{Agd, Error, Loss, Network, buffer_free::grad_norm};
     use agd_cortex_m4::cycles;
     use agd_cortex_m4::data::{DIGITS_SAMPLES, DIGITS_TRAIN, digits_split};
@@ -251,5 +270,71 @@ mod tests {
         defmt::info!("{=u32}-turn loop: {=u64} instructions", N, instr);
         // The loop is 400,000 instructions; reading the counter around it adds a few dozen.
         assert!((400_000..400_400).contains(&instr), "{}", instr);
+    }
+
+    #[test]
+    fn checkpoints_on_the_emulated_flash_restore_bit_exactly_and_fall_back() {
+        use agd_core::checkpoint::{ElemType, Progress, checkpoint_len};
+        use agd_core::storage::{AbStore, Flash, RECORD_OVERHEAD, Record, slot_bytes};
+        use agd_core::{Network, SplitMix64};
+        use agd_cortex_m4::emuflash;
+
+        const CKPT: usize = checkpoint_len(NoGrads::WIDTHS, ElemType::F32);
+        const SLOT: usize = slot_bytes(CKPT, emuflash::PAGE);
+        let mut flash = emuflash::take().unwrap();
+        assert!(emuflash::take().is_none());
+        // Start blank whatever the region holds (all zeros after power-on).
+        for p in (0..2 * SLOT).step_by(emuflash::PAGE) {
+            flash.erase_page(p).unwrap();
+        }
+        let mut store = AbStore::new(flash, 0, SLOT).unwrap();
+        assert_eq!(store.newest(), Ok(None));
+
+        let mut net = NoGrads::new();
+        let mut rng = SplitMix64::new(21);
+        net.view().init_orthogonal(&mut rng);
+        let mut buf = [0u8; CKPT];
+        // Train, save (record 1, slot 0); train further, save again (record 2, slot 1).
+        let mut saved = [([0.0f32; NoGrads::PARAMS], Progress::default()); 2];
+        for (k, (weights, progress)) in saved.iter_mut().enumerate() {
+            train_random(&mut net, &mut rng, 3 + k);
+            *progress = Progress {
+                step: [3, 7][k],
+                rng: rng.state(),
+            };
+            weights.copy_from_slice(net.view().weights());
+            let n = net.view().save_checkpoint(*progress, &mut buf).unwrap();
+            let rec = store.commit(&buf[..n]).unwrap();
+            assert_eq!(
+                rec,
+                Record {
+                    seq: k as u32 + 1,
+                    len: CKPT
+                }
+            );
+        }
+
+        // Restore into a fresh network: the last save, bit for bit.
+        let mut back = NoGrads::new();
+        let mut out = [0u8; CKPT];
+        let rec = store.restore(&mut out).unwrap();
+        assert_eq!(rec.seq, 2);
+        let progress = back.view().load_checkpoint(&out[..rec.len]).unwrap();
+        assert_eq!(progress, saved[1].1);
+        assert!(same_bits(back.view().weights(), &saved[1].0));
+        // The RNG state resumes the data order: both go on identically.
+        let mut resumed = SplitMix64::new(progress.rng);
+        train_random(&mut net, &mut rng, 2);
+        train_random(&mut back, &mut resumed, 2);
+        assert!(same_bits(back.view().weights(), net.view().weights()));
+        assert!(!same_bits(back.view().weights(), &saved[1].0));
+
+        // Flip one byte of the newest record's checkpoint in the flash: the older one comes back.
+        store.flash().contents_mut()[SLOT + RECORD_OVERHEAD + 100] ^= 0x5A;
+        let rec = store.restore(&mut out).unwrap();
+        assert_eq!(rec.seq, 1);
+        let progress = back.view().load_checkpoint(&out[..rec.len]).unwrap();
+        assert_eq!(progress, saved[0].1);
+        assert!(same_bits(back.view().weights(), &saved[0].0));
     }
 }

@@ -9,9 +9,9 @@
 
 use agd_core::{Agd, Loss, Network, SplitMix64};
 use agd_cortex_m4::data::{
-    DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits_split, pixel_stats, shuffle,
+    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
+    pixel_stats, shuffle,
 };
-use agd_cortex_m4::idx_file::IdxHeader;
 use agd_cortex_m4::{cycles, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
@@ -27,9 +27,6 @@ agd_core::dense_network!(
 // Only for its RAM constant: the same network with the standard step's gradient buffer.
 agd_core::dense_network!(DigitsWithGrads: f32 = [64, 32, 10], batch 8);
 
-static IMAGES: &[u8] = include_bytes!("../../../../data/digits/digits-images-idx3-ubyte");
-static LABELS: &[u8] = include_bytes!("../../../../data/digits/digits-labels-idx1-ubyte");
-
 /// Every buffer is a static (zero-initialised `.bss`, no heap, nothing large on the stack),
 /// handed out once as `&'static mut`.
 static NET: ConstStaticCell<Digits> = ConstStaticCell::new(Digits::new());
@@ -37,7 +34,7 @@ static SPLIT: ConstStaticCell<[u16; DIGITS_SAMPLES]> = ConstStaticCell::new([0; 
 
 const EPOCHS: usize = 10;
 const BATCH: usize = Digits::BATCH;
-const PIXELS: usize = 64;
+const PIXELS: usize = DIGITS_PIXELS;
 /// Seed of the weight initialisation and of the per-epoch reshuffles.
 const SEED: u64 = 1;
 /// Instructions per SGD step of AIfES 2.2 on the same network, batch and board
@@ -57,7 +54,7 @@ fn main() -> ! {
 }
 
 fn run() -> Result<bool, ()> {
-    let (images, labels) = dataset()?;
+    let (images, labels) = digits().map_err(|e| defmt::error!("digits: {}", e))?;
     let (split, net) = (SPLIT.take(), NET.take());
     digits_split(split);
     let (train, test) = split.split_at_mut(DIGITS_TRAIN);
@@ -93,11 +90,7 @@ fn run() -> Result<bool, ()> {
             let input = v
                 .input_mut(chunk.len())
                 .map_err(|e| defmt::error!("{}", e))?;
-            for ((row, &i), t) in input.chunks_exact_mut(PIXELS).zip(chunk).zip(&mut targets) {
-                let i = i as usize;
-                norm.apply(&images[i * PIXELS..(i + 1) * PIXELS], row);
-                *t = labels[i] as usize;
-            }
+            digits_batch(images, labels, &norm, chunk, input, &mut targets);
             let t0 = cycles::now();
             let r = v
                 .train_step_buffer_free(&agd, Loss::Xent, &targets[..chunk.len()])
@@ -155,19 +148,6 @@ fn run() -> Result<bool, ()> {
     Ok(pass)
 }
 
-/// The digits images (1797 x 64 bytes) and labels, from the IDX files in flash.
-fn dataset() -> Result<(&'static [u8], &'static [u8]), ()> {
-    let hi = IdxHeader::parse(IMAGES, 3).map_err(|e| defmt::error!("images: {}", e))?;
-    let hl = IdxHeader::parse(LABELS, 1).map_err(|e| defmt::error!("labels: {}", e))?;
-    if hi.count != DIGITS_SAMPLES || hl.count != DIGITS_SAMPLES || hi.record != PIXELS {
-        defmt::error!("unexpected digits shapes");
-        return Err(());
-    }
-    let images = hi.data(IMAGES).map_err(|e| defmt::error!("{}", e))?;
-    let labels = hl.data(LABELS).map_err(|e| defmt::error!("{}", e))?;
-    Ok((images, labels))
-}
-
 /// Correct predictions over the test indices, forward pass only.
 fn evaluate(
     v: &mut agd_core::NetMut<'_, f32>,
@@ -182,11 +162,7 @@ fn evaluate(
         let input = v
             .input_mut(chunk.len())
             .map_err(|e| defmt::error!("{}", e))?;
-        for ((row, &i), t) in input.chunks_exact_mut(PIXELS).zip(chunk).zip(&mut targets) {
-            let i = i as usize;
-            norm.apply(&images[i * PIXELS..(i + 1) * PIXELS], row);
-            *t = labels[i] as usize;
-        }
+        digits_batch(images, labels, norm, chunk, input, &mut targets);
         v.forward(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
         correct += v.count_correct(&targets[..chunk.len()]);
     }

@@ -1,0 +1,284 @@
+//! Trains a small CNN on the digits dataset (8x8x1 images), on the device, with AGD (no
+//! learning rate); every buffer is a `static` declared by `conv_network!`, the dataset sits in
+//! flash.
+//!
+//! The network: conv 1→8 3x3 pad 1 → conv 8→16 3x3 stride 2 pad 1 → flatten 256 → dense 10,
+//! `sqrt(2)·relu` between layers, no bias. Logs per epoch: mean loss, mean η, training and test
+//! accuracy, instructions per training step (SysTick under `-icount shift=0`); then the RAM.
+//! Finally saves the trained network to the emulated flash (`src/emuflash.rs`, agd-core's A/B
+//! store, layer-spec checkpoint), overwrites the weights, restores them and checks they are
+//! bit-identical and score the same. Exits 0 only if that holds and the final test accuracy
+//! is at least 90 %.
+#![no_std]
+#![no_main]
+
+use agd_core::checkpoint::{ElemType, Progress, spec_checkpoint_len};
+use agd_core::storage::{AbStore, slot_bytes};
+use agd_core::{Agd, ConvNetMut, ConvNetwork, Loss, SplitMix64};
+use agd_cortex_m4::data::{
+    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
+    pixel_stats, shuffle,
+};
+use agd_cortex_m4::{cycles, emuflash, exit};
+use cortex_m_rt::entry;
+use defmt_semihosting as _;
+use panic_probe as _;
+use static_cell::ConstStaticCell;
+
+agd_cortex_m4::exit_on_hard_fault!();
+
+agd_core::conv_network!(
+    /// The digits CNN: weights, gradients, activations, errors, im2col scratch and norms.
+    DigitsCnn: f32 = [1, 8, 8] => [conv(8, 3, 1, 1), conv(16, 3, 2, 1), dense(10)], batch 8
+);
+
+/// Every buffer is a static (zero-initialised `.bss`, no heap, nothing large on the stack),
+/// handed out once as `&'static mut`.
+static NET: ConstStaticCell<DigitsCnn> = ConstStaticCell::new(DigitsCnn::new());
+static SPLIT: ConstStaticCell<[u16; DIGITS_SAMPLES]> = ConstStaticCell::new([0; DIGITS_SAMPLES]);
+const CKPT: usize = spec_checkpoint_len(&DigitsCnn::LAYERS, ElemType::F32);
+static CKPT_BUF: ConstStaticCell<[u8; CKPT]> = ConstStaticCell::new([0; CKPT]);
+
+const EPOCHS: usize = 10;
+const BATCH: usize = DigitsCnn::BATCH;
+/// Seed of the weight initialisation and of the per-epoch reshuffles.
+const SEED: u64 = 1;
+
+#[entry]
+fn main() -> ! {
+    let cp = cortex_m::Peripherals::take().unwrap();
+    cycles::start(cp.SYST);
+    match run() {
+        Ok(true) => exit(0),
+        Ok(false) => exit(1),
+        Err(()) => exit(2),
+    }
+}
+
+fn run() -> Result<bool, ()> {
+    let (images, labels) = digits().map_err(|e| defmt::error!("digits: {}", e))?;
+    let (split, net) = (SPLIT.take(), NET.take());
+    digits_split(split);
+    let (train, test) = split.split_at_mut(DIGITS_TRAIN);
+    let (mean, std) = pixel_stats(images, DIGITS_PIXELS, train, 16);
+    let norm = Standardize::new(16, mean, std);
+    defmt::info!(
+        "digits: {=usize} train / {=usize} test, pixel/16 standardised with train mean {=f64} std {=f64}",
+        train.len(),
+        test.len(),
+        mean,
+        std
+    );
+
+    let mut v = net.view();
+    let mut rng = SplitMix64::new(SEED);
+    v.init_orthogonal(&mut rng);
+    let agd = Agd::new();
+    defmt::info!(
+        "CNN [1, 8, 8] => conv 8 3x3 p1 => conv 16 3x3 s2 p1 => flatten 256 => dense 10, {=usize} weights, batch {=usize}, AGD gain 1, xent; RAM for the network and its training buffers: {=usize} B",
+        DigitsCnn::PARAMS,
+        BATCH,
+        DigitsCnn::RAM_BYTES
+    );
+
+    let mut acc = 0.0;
+    let mut step_instr = 0u64;
+    for epoch in 1..=EPOCHS {
+        shuffle(train, &mut rng);
+        let (mut loss_sum, mut eta_sum, mut correct, mut steps) = (0.0f32, 0.0f32, 0, 0);
+        let (mut full_steps, mut full_instr) = (0u64, 0u64);
+        for chunk in train.chunks(BATCH) {
+            let mut targets = [0usize; BATCH];
+            let input = v
+                .input_mut(chunk.len())
+                .map_err(|e| defmt::error!("{}", e))?;
+            digits_batch(images, labels, &norm, chunk, input, &mut targets);
+            let t0 = cycles::now();
+            let r = v
+                .train_step(&agd, Loss::Xent, &targets[..chunk.len()])
+                .map_err(|e| defmt::error!("step failed: {}", e))?;
+            let t1 = cycles::now();
+            if chunk.len() == BATCH {
+                full_steps += 1;
+                full_instr += cycles::instructions(t0, t1);
+            }
+            loss_sum += r.loss * chunk.len() as f32;
+            eta_sum += r.step.eta;
+            correct += r.correct;
+            steps += 1;
+        }
+        step_instr = full_instr / full_steps;
+        let test_correct = evaluate(&mut v, test, images, labels, &norm)?;
+        acc = test_correct as f32 / test.len() as f32;
+        defmt::info!(
+            "epoch {=usize}: loss {=f32} eta {=f32} train acc {=f32} % test acc {=f32} % ({=usize}/{=usize}); {=u64} instructions per step",
+            epoch,
+            loss_sum / train.len() as f32,
+            eta_sum / steps as f32,
+            100.0 * correct as f32 / train.len() as f32,
+            100.0 * acc,
+            test_correct,
+            test.len(),
+            step_instr
+        );
+    }
+
+    let test_correct = evaluate(&mut v, test, images, labels, &norm)?;
+    let steps = (EPOCHS * train.len().div_ceil(BATCH)) as u64;
+    let restored = save_and_restore(
+        &mut v,
+        steps,
+        rng.state(),
+        test_correct,
+        test,
+        images,
+        labels,
+        &norm,
+    )?;
+    phases(&mut v, &agd, train, images, labels, &norm)?;
+    let ram = agd_cortex_m4::static_ram();
+    let stack = agd_cortex_m4::stack_peak();
+    defmt::info!(
+        "instructions per training step (batch 8): {=u64}",
+        step_instr
+    );
+    defmt::info!(
+        "RAM: network + training buffers {=usize} B; all statics {=usize} B (of which the checkpoint buffer {=usize} B) + peak stack {=usize} B = {=usize} B",
+        DigitsCnn::RAM_BYTES,
+        ram,
+        CKPT,
+        stack,
+        ram + stack
+    );
+    let pass = acc >= 0.9 && restored;
+    if !restored {
+        defmt::error!("FAIL: the network restored from the emulated flash differs");
+    }
+    if pass {
+        defmt::info!("PASS: final test accuracy {=f32} % >= 90 %", 100.0 * acc);
+    } else {
+        defmt::error!("FAIL: final test accuracy {=f32} % < 90 %", 100.0 * acc);
+    }
+    Ok(pass)
+}
+
+/// FNV-1a over the bits of the weights: a fingerprint to compare before and after.
+fn fingerprint(weights: &[f32]) -> u64 {
+    weights.iter().fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        w.to_bits().to_le_bytes().iter().fold(h, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    })
+}
+
+/// Saves the network (layer-spec checkpoint with step count and RNG state) to the emulated
+/// flash through the A/B store, overwrites every weight with a fresh initialisation, restores
+/// the checkpoint and checks weights (fingerprint), progress and test score came back.
+#[allow(clippy::too_many_arguments)]
+fn save_and_restore(
+    v: &mut ConvNetMut<'_, f32>,
+    step: u64,
+    rng: u64,
+    test_correct: usize,
+    test: &[u16],
+    images: &[u8],
+    labels: &[u8],
+    norm: &Standardize,
+) -> Result<bool, ()> {
+    let buf = CKPT_BUF.take();
+    let flash = emuflash::take().ok_or_else(|| defmt::error!("emulated flash taken twice"))?;
+    let mut store = AbStore::new(flash, 0, slot_bytes(CKPT, emuflash::PAGE))
+        .map_err(|e| defmt::error!("A/B store: {}", e))?;
+    let saved = Progress { step, rng };
+    let before = fingerprint(v.weights());
+    let t0 = cycles::now();
+    let n = v
+        .save_checkpoint(saved, buf)
+        .map_err(|e| defmt::error!("save: {}", e))?;
+    let rec = store
+        .commit(&buf[..n])
+        .map_err(|e| defmt::error!("commit: {}", e))?;
+    let t1 = cycles::now();
+    v.init_orthogonal(&mut SplitMix64::new(99));
+    let scrambled = fingerprint(v.weights()) != before;
+    buf.fill(0);
+    let t2 = cycles::now();
+    let rec2 = store
+        .restore(buf)
+        .map_err(|e| defmt::error!("restore: {}", e))?;
+    let progress = v
+        .load_checkpoint(&buf[..rec2.len])
+        .map_err(|e| defmt::error!("load: {}", e))?;
+    let t3 = cycles::now();
+    let same = fingerprint(v.weights()) == before;
+    let again = evaluate(v, test, images, labels, norm)?;
+    defmt::info!(
+        "checkpoint {=usize} B saved to the emulated flash (record seq {=u32}) in {=u64} instructions, restored in {=u64}: weights bit-identical {=bool}, step {=u64} RNG {=u64:#x} as saved {=bool}, test {=usize}/{=usize} as before {=bool}",
+        n,
+        rec.seq,
+        cycles::instructions(t0, t1),
+        cycles::instructions(t2, t3),
+        same,
+        progress.step,
+        progress.rng,
+        progress == saved,
+        again,
+        test.len(),
+        again == test_correct
+    );
+    Ok(scrambled && same && rec2 == rec && progress == saved && again == test_correct)
+}
+
+/// Instructions of each phase of one more training step (a full batch): forward, loss,
+/// backward (error and weight gradients; im2col inside the conv layers), AGD step.
+fn phases(
+    v: &mut ConvNetMut<'_, f32>,
+    agd: &Agd<f32>,
+    train: &[u16],
+    images: &[u8],
+    labels: &[u8],
+    norm: &Standardize,
+) -> Result<(), ()> {
+    let mut targets = [0usize; BATCH];
+    let input = v.input_mut(BATCH).map_err(|e| defmt::error!("{}", e))?;
+    digits_batch(images, labels, norm, &train[..BATCH], input, &mut targets);
+    let t0 = cycles::now();
+    v.forward(BATCH).map_err(|e| defmt::error!("{}", e))?;
+    let t1 = cycles::now();
+    v.loss_grad(Loss::Xent, &targets)
+        .map_err(|e| defmt::error!("{}", e))?;
+    let t2 = cycles::now();
+    v.backward(BATCH).map_err(|e| defmt::error!("{}", e))?;
+    let t3 = cycles::now();
+    v.step(agd).map_err(|e| defmt::error!("{}", e))?;
+    let t4 = cycles::now();
+    defmt::info!(
+        "one step by phase: forward {=u64}, loss {=u64}, backward {=u64}, AGD step {=u64} instructions",
+        cycles::instructions(t0, t1),
+        cycles::instructions(t1, t2),
+        cycles::instructions(t2, t3),
+        cycles::instructions(t3, t4)
+    );
+    Ok(())
+}
+
+/// Correct predictions over the test indices, forward pass only.
+fn evaluate(
+    v: &mut ConvNetMut<'_, f32>,
+    test: &[u16],
+    images: &[u8],
+    labels: &[u8],
+    norm: &Standardize,
+) -> Result<usize, ()> {
+    let mut correct = 0;
+    for chunk in test.chunks(BATCH) {
+        let mut targets = [0usize; BATCH];
+        let input = v
+            .input_mut(chunk.len())
+            .map_err(|e| defmt::error!("{}", e))?;
+        digits_batch(images, labels, norm, chunk, input, &mut targets);
+        v.forward(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
+        correct += v.count_correct(&targets[..chunk.len()]);
+    }
+    Ok(correct)
+}

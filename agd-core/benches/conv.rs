@@ -65,7 +65,7 @@ fn layer_forward(c: &mut Criterion) {
     let mut z = vec![0.0f32; batch * cv.out_features()];
     let mut scratch = vec![0.0f32; cv.scratch_len()];
     let mut g = c.benchmark_group("conv 16->32 3x3 s2 p1 on 28x28, forward, batch 16");
-    g.bench_function("im2col + matmul_nt", |b| {
+    g.bench_function("im2col + matmul_nn", |b| {
         b.iter(|| cv.forward(batch, &w, &x, &mut z, &mut scratch).unwrap())
     });
     g.bench_function("direct", |b| {

@@ -118,6 +118,12 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
         self.b.weights
     }
 
+    /// The weights (mutable) and the gradients of the last backward pass, for an optimiser
+    /// other than AGD (the host's baselines).
+    pub fn weights_and_grads(&mut self) -> (&mut [T], &[T]) {
+        (self.b.weights, self.b.grads)
+    }
+
     /// Layer `k`'s weights (`[c_out, c_in, kh, kw]` or `[d_out, d_in]`, row-major).
     pub fn layer_weights(&self, k: usize) -> &[T] {
         &self.b.weights[self.layout.weight_range(k)]

@@ -156,6 +156,24 @@ impl<T> Dataset<T> {
         self.classes
     }
 
+    /// Shape of one input `[channels, height, width]`, what `--layers` starts from: MNIST
+    /// 1x28x28, digits 1x8x8, breast-cancer 30 channels of 1x1; `idx` inputs 1xSxS when their
+    /// count is a square `S·S`, else that many channels of 1x1.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match self.kind {
+            DatasetKind::Digits => [1, 8, 8],
+            DatasetKind::Mnist => [1, 28, 28],
+            DatasetKind::BreastCancer | DatasetKind::Idx => {
+                let s = (self.inputs as f64).sqrt().round() as usize;
+                if s * s == self.inputs {
+                    [1, s, s]
+                } else {
+                    [self.inputs, 1, 1]
+                }
+            }
+        }
+    }
+
     /// The widths a run uses when `--widths` is not given: the dataset's defaults, or for
     /// `idx` two hidden layers of 128 between its inputs and classes.
     pub fn default_widths(&self) -> Vec<usize> {

@@ -12,6 +12,7 @@ pub mod checkpoint_file;
 pub mod data;
 pub mod golden;
 pub mod idx;
+pub mod layers;
 pub mod net;
 pub mod parallel;
 pub mod report;

@@ -6,6 +6,23 @@ use agd_core::{
     ConvBuffers, ConvNetMut, ConvNetwork, Element, Layout, NetMut, Network, act_count, delta_count,
 };
 
+/// The first `batch` samples of an input block at the start of `acts`.
+fn input_block<T>(
+    acts: &mut [T],
+    batch: usize,
+    capacity: usize,
+    inputs: usize,
+) -> Result<&mut [T], agd_core::Error> {
+    if batch == 0 {
+        Err(agd_core::Error::EmptyBatch)
+    } else if batch > capacity {
+        Err(agd_core::Error::BatchTooLarge { batch, capacity })
+    } else {
+        // Activation block 0, the input, starts the buffer (agd_core::layout, spec).
+        Ok(&mut acts[..batch * inputs])
+    }
+}
+
 /// A dense network whose buffers are `Vec`s sized at run time.
 #[derive(Debug, Clone)]
 pub struct HostNet<T> {
@@ -57,6 +74,11 @@ impl<T: Element> HostNet<T> {
     /// All weights.
     pub fn weights(&self) -> &[T] {
         &self.weights
+    }
+
+    /// The first `batch` samples of the input block (`batch x d_0`), to fill in place.
+    pub fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
+        input_block(&mut self.acts, batch, self.capacity, self.widths[0])
     }
 
     /// The gradient buffer, for combining the gradients of several networks.
@@ -120,6 +142,26 @@ impl<T: Element> HostConvNet<T> {
     /// The layers.
     pub fn layers(&self) -> &[LayerSpec] {
         &self.layers
+    }
+
+    /// Most samples per batch.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// All weights, layer after layer.
+    pub fn weights(&self) -> &[T] {
+        &self.weights
+    }
+
+    /// The first `batch` samples of the input block (`batch x f_0`), to fill in place.
+    pub fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
+        input_block(
+            &mut self.acts,
+            batch,
+            self.capacity,
+            self.layers[0].in_features(),
+        )
     }
 
     /// Bytes held by the network and its training buffers.

@@ -34,8 +34,11 @@ fn register_font() {
 pub struct RunMetrics {
     /// Dataset name.
     pub dataset: String,
-    /// Network widths.
+    /// Network widths (for a conv network: the features between its layers).
     pub widths: Vec<usize>,
+    /// A conv network's layers in `--layers` syntax (absent for a dense network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<String>,
     /// `xent` or `mse`.
     pub loss: String,
     /// `agd`, `adam` or `sgd`.
@@ -94,6 +97,7 @@ impl RunMetrics {
         RunMetrics {
             dataset: dataset.to_string(),
             widths: cfg.widths.clone(),
+            layers: (!cfg.layers.is_empty()).then(|| crate::layers::layers_text(&cfg.layers)),
             loss: cfg.loss.name().to_string(),
             optimizer: cfg.optimizer.name().to_string(),
             lr: cfg.optimizer.lr(),
@@ -321,12 +325,13 @@ pub fn plot_curves(path: &Path, m: &RunMetrics) -> Result<(), HostError> {
         .final_test_accuracy
         .map(|a| format!("final test {:.2} %", 100.0 * a))
         .unwrap_or_else(|| "failed".to_string());
-    let widths = m
-        .widths
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let widths = m.layers.clone().unwrap_or_else(|| {
+        m.widths
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     let title = format!(
         "{} [{widths}], {}, {}, batch {}, seed {}: {final_acc}",
         m.dataset,

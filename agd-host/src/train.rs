@@ -8,13 +8,14 @@
 
 use std::time::Instant;
 
-use agd_core::{Agd, Element, Loss, Network, SplitMix64};
+use agd_core::spec::LayerSpec;
+use agd_core::{Agd, ConvNetwork, Element, Loss, Network, SplitMix64};
 use serde::Serialize;
 
 use crate::HostError;
 use crate::baseline::{Adam, Sgd};
 use crate::data::{Dataset, shuffle};
-use crate::net::HostNet;
+use crate::net::{HostConvNet, HostNet};
 
 /// Which optimiser trains the network.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,7 +77,10 @@ impl Optimizer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     /// Widths `[d_0, …, d_L]`; `d_0` must be the data's input size, `d_L` its class count.
+    /// With `layers`, the features between those layers ([`crate::layers::features`]).
     pub widths: Vec<usize>,
+    /// Conv and dense layers ([`crate::layers`]); empty for a dense network of `widths`.
+    pub layers: Vec<LayerSpec>,
     /// The loss.
     pub loss: Loss,
     /// Samples per batch (the last batch of an epoch may be smaller).
@@ -198,19 +202,176 @@ enum Stepper<T> {
     Sgd(Sgd),
 }
 
+/// A baseline's update of the weights from the gradients.
+pub type Update<'a, T> = dyn FnMut(&mut [T], &[T]) -> Result<(), agd_core::Error> + 'a;
+
+/// What the training loop needs of a network: the dense [`HostNet`] and the conv
+/// [`HostConvNet`] both run their steps through agd-core, so one loop trains either.
+pub trait TrainNet<T: Element> {
+    /// Most samples per batch.
+    fn capacity(&self) -> usize;
+    /// Input features per sample.
+    fn inputs(&self) -> usize;
+    /// Number of weights.
+    fn param_count(&self) -> usize;
+    /// Orthogonal initialisation of every layer.
+    fn init_orthogonal(&mut self, rng: &mut SplitMix64);
+    /// The first `batch` samples of the input block, to fill in place.
+    fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error>;
+    /// An AGD training step on the batch in the input block: `(loss, correct, η)`.
+    fn agd_step(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<(T, usize, T), agd_core::Error>;
+    /// Forward, loss and backward on the batch in the input block, then `update(weights,
+    /// gradients)`: `(loss, correct)`.
+    fn grad_step(
+        &mut self,
+        loss: Loss,
+        targets: &[usize],
+        update: &mut Update<'_, T>,
+    ) -> Result<(T, usize), agd_core::Error>;
+    /// Forward pass of `samples` (a whole number of samples, at most the capacity); returns
+    /// how many of `targets` it predicts.
+    fn count_correct(&mut self, samples: &[T], targets: &[usize])
+    -> Result<usize, agd_core::Error>;
+}
+
+impl<T: Element> TrainNet<T> for HostNet<T> {
+    fn capacity(&self) -> usize {
+        HostNet::capacity(self)
+    }
+    fn inputs(&self) -> usize {
+        self.widths()[0]
+    }
+    fn param_count(&self) -> usize {
+        self.weights().len()
+    }
+    fn init_orthogonal(&mut self, rng: &mut SplitMix64) {
+        self.view().init_orthogonal(rng);
+    }
+    fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
+        HostNet::input_mut(self, batch)
+    }
+    fn agd_step(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<(T, usize, T), agd_core::Error> {
+        let r = self.view().train_step(agd, loss, targets)?;
+        Ok((r.loss, r.correct, r.step.eta))
+    }
+    fn grad_step(
+        &mut self,
+        loss: Loss,
+        targets: &[usize],
+        update: &mut Update<'_, T>,
+    ) -> Result<(T, usize), agd_core::Error> {
+        let mut view = self.view();
+        let (l, c) = view.compute_grads(loss, targets)?;
+        let (_, w, g) = view.step_parts();
+        update(w, g)?;
+        Ok((l, c))
+    }
+    fn count_correct(
+        &mut self,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<usize, agd_core::Error> {
+        let mut view = self.view();
+        view.set_input(samples)?;
+        view.forward(targets.len())?;
+        Ok(view.count_correct(targets))
+    }
+}
+
+impl<T: Element> TrainNet<T> for HostConvNet<T> {
+    fn capacity(&self) -> usize {
+        HostConvNet::capacity(self)
+    }
+    fn inputs(&self) -> usize {
+        self.layers()[0].in_features()
+    }
+    fn param_count(&self) -> usize {
+        self.weights().len()
+    }
+    fn init_orthogonal(&mut self, rng: &mut SplitMix64) {
+        self.view().init_orthogonal(rng);
+    }
+    fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
+        HostConvNet::input_mut(self, batch)
+    }
+    fn agd_step(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<(T, usize, T), agd_core::Error> {
+        let r = self.view().train_step(agd, loss, targets)?;
+        Ok((r.loss, r.correct, r.step.eta))
+    }
+    fn grad_step(
+        &mut self,
+        loss: Loss,
+        targets: &[usize],
+        update: &mut Update<'_, T>,
+    ) -> Result<(T, usize), agd_core::Error> {
+        let mut view = self.view();
+        let (l, c) = view.compute_grads(loss, targets)?;
+        let (w, g) = view.weights_and_grads();
+        update(w, g)?;
+        Ok((l, c))
+    }
+    fn count_correct(
+        &mut self,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<usize, agd_core::Error> {
+        let mut view = self.view();
+        view.set_input(samples)?;
+        view.forward(targets.len())?;
+        Ok(view.count_correct(targets))
+    }
+}
+
 /// Forward passes over `x` in batches of the network's capacity; returns the fraction of
 /// `y` predicted correctly.
-pub fn evaluate<T: Element>(net: &mut HostNet<T>, x: &[T], y: &[usize]) -> Result<f64, HostError> {
-    let d = net.widths()[0];
-    let cap = net.capacity();
-    let mut view = net.view();
+pub fn evaluate<T: Element, N: TrainNet<T>>(
+    net: &mut N,
+    x: &[T],
+    y: &[usize],
+) -> Result<f64, HostError> {
+    let (d, cap) = (net.inputs(), net.capacity());
     let mut correct = 0;
     for (xs, ys) in x.chunks(cap * d).zip(y.chunks(cap)) {
-        view.set_input(xs)?;
-        view.forward(ys.len())?;
-        correct += view.count_correct(ys);
+        correct += net.count_correct(xs, ys)?;
     }
     Ok(correct as f64 / y.len().max(1) as f64)
+}
+
+/// Checks that the layers of a conv run fit the data (the CLI parses them against the
+/// dataset's shape already; this guards a hand-made config).
+fn check_layers<T>(layers: &[LayerSpec], data: &Dataset<T>) -> Result<(), HostError> {
+    let text = crate::layers::layers_text(layers);
+    agd_core::spec::SpecLayout::new(layers)
+        .map_err(|e| HostError::Usage(format!("--layers {text}: {e}")))?;
+    let (first, last) = (
+        layers[0].in_features(),
+        layers[layers.len() - 1].out_features(),
+    );
+    if first != data.inputs() || last != data.classes() {
+        return Err(HostError::Usage(format!(
+            "--layers {text} does not fit {}: it reads {first} inputs and gives {last} outputs, \
+             the data has {} inputs and {} classes",
+            data.kind.name(),
+            data.inputs(),
+            data.classes()
+        )));
+    }
+    Ok(())
 }
 
 /// Whether a step's refusal is about a NaN or infinity (the batch's inputs, loss, gradient
@@ -227,13 +388,22 @@ fn is_bad_batch(e: &agd_core::Error) -> bool {
     )
 }
 
+/// The network a run trained.
+#[derive(Debug)]
+pub enum TrainedNet<T> {
+    /// A dense network (`--widths`).
+    Dense(HostNet<T>),
+    /// A conv network (`--layers`).
+    Conv(HostConvNet<T>),
+}
+
 /// A trained network and where its training stands, for a checkpoint.
 #[derive(Debug)]
 pub struct Trained<T> {
     /// The run's records.
     pub run: Run,
     /// The network after the run (before the refused step, if one refused).
-    pub net: HostNet<T>,
+    pub net: TrainedNet<T>,
     /// Steps taken and the state of the data-order RNG.
     pub progress: agd_core::checkpoint::Progress,
 }
@@ -248,7 +418,9 @@ pub fn train<T: Element>(
     train_net(data, cfg, observer).map(|t| t.run)
 }
 
-/// [`train`], also returning the network and its progress (for `agd train --save`).
+/// [`train`], also returning the network and its progress (for `agd train --save`): a
+/// [`HostNet`] of `cfg.widths`, or a [`HostConvNet`] of `cfg.layers` when there are any,
+/// both trained by the same loop.
 ///
 /// A step that refuses ends the run with [`Run::failure`]: [`HostError::BadBatch`] for a NaN
 /// or infinity under AGD (whose steps are bounded, so the batch is to blame) or in a batch's
@@ -261,7 +433,11 @@ pub fn train_net<T: Element>(
     cfg: &TrainConfig,
     observer: &mut dyn Observer,
 ) -> Result<Trained<T>, HostError> {
-    check_widths(&cfg.widths, data)?;
+    if cfg.layers.is_empty() {
+        check_widths(&cfg.widths, data)?;
+    } else {
+        check_layers(&cfg.layers, data)?;
+    }
     if cfg.batch == 0 {
         return Err(HostError::Usage("--batch must be at least 1".into()));
     }
@@ -275,14 +451,41 @@ pub fn train_net<T: Element>(
             data.kind.name()
         )));
     }
+    if cfg.layers.is_empty() {
+        let mut net = HostNet::<T>::new(&cfg.widths, cfg.batch, true)?;
+        let (run, progress) = train_loop(&mut net, data, cfg, observer)?;
+        Ok(Trained {
+            run,
+            net: TrainedNet::Dense(net),
+            progress,
+        })
+    } else {
+        let mut net = HostConvNet::<T>::new(&cfg.layers, cfg.batch)?;
+        let (run, progress) = train_loop(&mut net, data, cfg, observer)?;
+        Ok(Trained {
+            run,
+            net: TrainedNet::Conv(net),
+            progress,
+        })
+    }
+}
+
+/// The training loop proper, for any [`TrainNet`] of capacity `cfg.batch` (checked by
+/// [`train_net`]).
+fn train_loop<T: Element, N: TrainNet<T>>(
+    net: &mut N,
+    data: &Dataset<T>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<(Run, agd_core::checkpoint::Progress), HostError> {
     let start = Instant::now();
+    let n = data.train_y.len();
     let d = data.inputs();
-    let mut net = HostNet::<T>::new(&cfg.widths, cfg.batch, true)?;
     let mut rng = SplitMix64::new(cfg.seed);
-    net.view().init_orthogonal(&mut rng);
+    net.init_orthogonal(&mut rng);
     let mut stepper = match cfg.optimizer {
         Optimizer::Agd { gain } => Stepper::Agd(Agd::with_gain(T::from_f64(gain))?),
-        Optimizer::Adam { lr } => Stepper::Adam(Adam::new(lr, net.weights().len())),
+        Optimizer::Adam { lr } => Stepper::Adam(Adam::new(lr, net.param_count())),
         Optimizer::Sgd { lr } => Stepper::Sgd(Sgd { lr }),
     };
     let steps = n.div_ceil(cfg.batch);
@@ -297,25 +500,22 @@ pub fn train_net<T: Element>(
         let (mut loss_sum, mut correct, mut seen, mut eta_sum) = (0.0, 0usize, 0usize, 0.0);
         let mut done = 0usize;
         for (s, rows) in order.chunks(cfg.batch).enumerate() {
-            let mut view = net.view();
-            let input = view.input_mut(rows.len())?;
+            let input = net.input_mut(rows.len())?;
             for (dst, &r) in input.chunks_exact_mut(d).zip(rows) {
                 dst.copy_from_slice(&data.train_x[r * d..(r + 1) * d]);
             }
             targets.clear();
             targets.extend(rows.iter().map(|&r| data.train_y[r]));
             let stepped: Result<(T, usize, Option<f64>), agd_core::Error> = match &mut stepper {
-                Stepper::Agd(agd) => view
-                    .train_step(agd, cfg.loss, &targets)
-                    .map(|r| (r.loss, r.correct, Some(r.step.eta.to_f64()))),
-                Stepper::Adam(adam) => view.compute_grads(cfg.loss, &targets).and_then(|(l, c)| {
-                    let (_, w, g) = view.step_parts();
-                    adam.step(w, g).map(|()| (l, c, None))
-                }),
-                Stepper::Sgd(sgd) => view.compute_grads(cfg.loss, &targets).and_then(|(l, c)| {
-                    let (_, w, g) = view.step_parts();
-                    sgd.step(w, g).map(|()| (l, c, None))
-                }),
+                Stepper::Agd(agd) => net
+                    .agd_step(agd, cfg.loss, &targets)
+                    .map(|(l, c, eta)| (l, c, Some(eta.to_f64()))),
+                Stepper::Adam(adam) => net
+                    .grad_step(cfg.loss, &targets, &mut |w, g| adam.step(w, g))
+                    .map(|(l, c)| (l, c, None)),
+                Stepper::Sgd(sgd) => net
+                    .grad_step(cfg.loss, &targets, &mut |w, g| sgd.step(w, g))
+                    .map(|(l, c)| (l, c, None)),
             };
             let (loss, ok, eta) = match stepped {
                 Ok(v) => v,
@@ -367,7 +567,7 @@ pub fn train_net<T: Element>(
             break;
         }
         let seconds = epoch_start.elapsed().as_secs_f64();
-        let test_accuracy = match evaluate(&mut net, &data.test_x, &data.test_y) {
+        let test_accuracy = match evaluate(net, &data.test_x, &data.test_y) {
             Ok(a) => a,
             Err(e) => {
                 failure = Some(e);
@@ -385,19 +585,18 @@ pub fn train_net<T: Element>(
         observer.on_epoch(&record);
         epochs.push(record);
     }
-    Ok(Trained {
-        run: Run {
+    Ok((
+        Run {
             epochs,
             seconds: start.elapsed().as_secs_f64(),
             failure,
             skipped_batches: skipped,
         },
-        net,
-        progress: agd_core::checkpoint::Progress {
+        agd_core::checkpoint::Progress {
             step: taken,
             rng: rng.state(),
         },
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -415,6 +614,7 @@ mod tests {
     fn config(optimizer: Optimizer) -> TrainConfig {
         TrainConfig {
             widths: vec![64, 32, 10],
+            layers: Vec::new(),
             loss: Loss::Xent,
             batch: 64,
             epochs: 2,

@@ -70,6 +70,20 @@ fn quick_bench_reports_every_figure_as_json() {
     }
     assert_eq!(steps[0]["threads"].as_u64(), Some(2));
     assert!(steps[0]["threaded_best_wall_us"].as_f64().unwrap() > 0.0);
+    let cnn = &v["cnn_step"];
+    assert_eq!(
+        cnn["layers"],
+        "conv16k3p1,conv32k3s2p1,conv32k3s2p1,dense10"
+    );
+    assert_eq!(cnn["batch"], 128);
+    let us = cnn["median_us"].as_f64().unwrap();
+    assert!(us.is_finite() && us > 0.0, "{cnn}");
+    let epoch = cnn["epoch_seconds"].as_f64().unwrap();
+    assert!(
+        (epoch - 469.0 * us * 1e-6).abs() < 1e-9 * epoch.max(1.0),
+        "{cnn}"
+    );
+    assert!(cnn["vs_dense_step"].as_f64().unwrap() > 0.0);
     let p = v["power_iteration_us"].as_f64().unwrap();
     assert!(p.is_finite() && p > 0.0);
 }

@@ -286,3 +286,113 @@ fn the_readme_main_command_reaches_97_percent_on_digits() {
     let acc = m["final_test_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.97, "final test accuracy {acc}");
 }
+
+#[test]
+fn a_cnn_trains_on_digits_through_the_cli() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("cnn");
+    let o = agd_ok(&[
+        "train",
+        "--layers",
+        "conv8k3p1,conv16k3s2p1,dense10",
+        "--epochs",
+        "10",
+        "--out",
+        run.to_str().unwrap(),
+        "--save",
+        out.path().join("cnn.agdc").to_str().unwrap(),
+    ]);
+    let text = stdout(&o);
+    assert!(text.contains("conv8k3p1,conv16k3s2p1,dense10"), "{text}");
+    assert_eq!(text.matches("epoch ").count(), 10, "{text}");
+    let m = json(&run.join("metrics.json"));
+    assert_eq!(m["layers"], "conv8k3p1,conv16k3s2p1,dense10");
+    // Features between the layers: 1x8x8 → 8x8x8 → 16x4x4 → 10.
+    assert_eq!(m["widths"], serde_json::json!([64, 512, 256, 10]));
+    assert_eq!(m["eta"].as_array().unwrap().len(), 10);
+    // Chance is 10 %; seed 0 is at 92 % here (mse; xent's test accuracy swings more).
+    let acc = m["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.8, "final test accuracy {acc}");
+    assert!(
+        std::fs::read(run.join("curves.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+    // The saved CNN evaluates to the accuracy the run ended with.
+    let e = agd_ok(&[
+        "eval",
+        "--load",
+        out.path().join("cnn.agdc").to_str().unwrap(),
+    ]);
+    let shown = format!("accuracy {:.2} %", 100.0 * acc);
+    assert!(stdout(&e).contains(&shown), "{shown} in {}", stdout(&e));
+}
+
+#[test]
+fn baselines_train_a_cnn_and_compare_runs_on_one() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("cmp");
+    let o = agd(&[
+        "compare",
+        "--layers",
+        "conv4k3p1,conv8k3s2p1,dense10",
+        "--loss",
+        "xent",
+        "--epochs",
+        "3",
+        "--adam-lr",
+        "1e-2",
+        "--sgd-lr",
+        "0.1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = json(&dir.join("compare.json"));
+    assert_eq!(c["layers"], "conv4k3p1,conv8k3s2p1,dense10");
+    let runs = c["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for r in runs {
+        // Every optimiser learns the CNN: far above the 10 % of chance.
+        let acc = r["final_test_accuracy"].as_f64().unwrap();
+        assert!(acc > 0.5, "{}: {acc}", r["optimizer"]);
+    }
+    let o = agd(&[
+        "compare",
+        "--layers",
+        "conv4k3p1,dense10",
+        "--epochs",
+        "1",
+        "--adam-lr",
+        "1e-2",
+        "--no-sgd",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        json(&dir.join("compare.json"))["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn bad_layer_specs_are_refused_in_one_line() {
+    refused(
+        &["train", "--widths", "64,10", "--layers", "dense10"],
+        "not both",
+    );
+    refused(&["train", "--layers", "conv8x3,dense10"], "conv8x3");
+    refused(&["train", "--layers", "conv0k3,dense10"], "at least 1");
+    refused(&["train", "--layers", "conv8k3s0,dense10"], "at least 1");
+    refused(&["train", "--layers", "conv8k9,dense10"], "larger than");
+    refused(&["train", "--layers", "conv8k3,dense7"], "10 classes");
+    refused(&["train", "--layers", "pool2,dense10"], "pool2");
+    refused(
+        &["compare", "--widths", "64,10", "--layers", "dense10"],
+        "not both",
+    );
+}

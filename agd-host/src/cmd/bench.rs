@@ -8,9 +8,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use agd_core::{Agd, Loss, Network, SplitMix64};
+use agd_core::spec::{LayerSpec, chain, conv, dense};
+use agd_core::{Agd, ConvNetwork, Loss, Network, SplitMix64};
 use agd_host::HostError;
-use agd_host::net::HostNet;
+use agd_host::net::{HostConvNet, HostNet};
 use agd_host::parallel::DataParallel;
 use rand_core::Rng;
 use serde::Serialize;
@@ -91,6 +92,40 @@ pub struct StepRow {
     pub threaded_speedup: Option<f64>,
 }
 
+/// The issue's MNIST CNN: conv 1→16 3x3 p1 → conv 16→32 3x3 s2 p1 → conv 32→32 3x3 s2 p1 →
+/// flatten 1568 → dense 10.
+const MNIST_CNN: [LayerSpec; 4] = chain(
+    [1, 28, 28],
+    [
+        conv(16, 3, 1, 1),
+        conv(32, 3, 2, 1),
+        conv(32, 3, 2, 1),
+        dense(10),
+    ],
+);
+
+/// Training steps per MNIST epoch at batch 128 (60,000 / 128, the last one partial).
+const MNIST_STEPS_PER_EPOCH: usize = 469;
+
+/// The CNN training step: median time and what it means for an MNIST epoch.
+#[derive(Debug, Serialize)]
+pub struct CnnStepRow {
+    /// The layers in `--layers` syntax.
+    pub layers: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Median time of one step (forward, loss, backward, AGD update), µs of thread CPU time.
+    pub median_us: f64,
+    /// The fastest step by the wall clock, µs.
+    pub best_wall_us: f64,
+    /// `469 · median_us`: one MNIST training epoch on one thread, s.
+    pub epoch_seconds: f64,
+    /// The issue's target for that epoch, s.
+    pub target_epoch_seconds: f64,
+    /// `median_us` over the `[784, 256, 256, 10]` b128 step's median in the same run.
+    pub vs_dense_step: f64,
+}
+
 /// Everything `agd bench` measures.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -101,6 +136,8 @@ pub struct Report {
     pub gemm_backward: Vec<GemmRow>,
     /// Training steps.
     pub step: Vec<StepRow>,
+    /// The issue's MNIST CNN training step, batch 128, one thread.
+    pub cnn_step: CnnStepRow,
     /// One power-iteration round on a 784 x 256 matrix, µs.
     pub power_iteration_us: f64,
     /// `true` for a `--quick` run.
@@ -373,6 +410,47 @@ fn step_row(
     })
 }
 
+/// Median time of the CNN's training step (orthogonal start, uniform inputs).
+fn cnn_step_row(quick: bool, dense_median_us: f64) -> Result<CnnStepRow, HostError> {
+    let batch = 128;
+    let mut net = HostConvNet::<f32>::new(&MNIST_CNN, batch)?;
+    let mut rng = SplitMix64::new(7);
+    net.view().init_orthogonal(&mut rng);
+    let x = uniform(&mut rng, batch * 784);
+    let y: Vec<usize> = (0..batch).map(|_| rng.next_u32() as usize % 10).collect();
+    let agd = Agd::new();
+    let mut failure = None;
+    let budget = Budget {
+        rounds: if quick { 3 } else { 21 },
+        sample: Duration::from_micros(1),
+    };
+    let t = race(
+        &budget,
+        &mut [&mut || {
+            let mut view = net.view();
+            if let Err(e) = view
+                .set_input(&x)
+                .and_then(|_| view.train_step(&agd, Loss::Xent, &y))
+            {
+                failure = Some(e);
+            }
+        }],
+    );
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let median_us = t[0].cpu_median * 1e6;
+    Ok(CnnStepRow {
+        layers: agd_host::layers::layers_text(&MNIST_CNN),
+        batch,
+        median_us,
+        best_wall_us: t[0].wall_best * 1e6,
+        epoch_seconds: median_us * 1e-6 * MNIST_STEPS_PER_EPOCH as f64,
+        target_epoch_seconds: 6.0,
+        vs_dense_step: median_us / dense_median_us,
+    })
+}
+
 /// Every benchmark, in the order of the report.
 pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
     let gemm = GEMM_SHAPES
@@ -395,6 +473,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
     for (widths, batch, target) in STEPS {
         step.push(step_row(widths, batch, target, quick, threads)?);
     }
+    let cnn_step = cnn_step_row(quick, step[0].median_us)?;
     let (rows, cols) = (784, 256);
     let mut rng = SplitMix64::new(3);
     let a = uniform(&mut rng, rows * cols);
@@ -414,6 +493,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         gemm,
         gemm_backward,
         step,
+        cnn_step,
         power_iteration_us: t[0].cpu_median * 1e6,
         quick,
     })
@@ -462,6 +542,13 @@ fn print_tables(r: &Report) {
             par
         );
     }
+    let c = &r.cnn_step;
+    println!(
+        "MNIST CNN {} b{}, f32, one thread: median {:.0} µs per step ({:.2}x the \
+         [784,256,256,10] step), {:.1} s per epoch of {MNIST_STEPS_PER_EPOCH} steps \
+         (target {:.0} s)",
+        c.layers, c.batch, c.median_us, c.vs_dense_step, c.epoch_seconds, c.target_epoch_seconds
+    );
     println!(
         "power iteration, one round on 784 x 256: {:.2} µs",
         r.power_iteration_us

@@ -13,7 +13,7 @@ use agd_host::report::{
 use agd_host::train::{Optimizer, TrainConfig, train};
 use serde::Serialize;
 
-use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr, widths_text};
+use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr};
 
 /// Arguments of `agd compare`.
 #[derive(Debug, clap::Args)]
@@ -28,6 +28,9 @@ pub struct Args {
     #[arg(long = "sgd-lr", value_delimiter = ',', num_args = 1..,
           default_values_t = [0.01, 0.03, 0.1, 0.3, 1.0])]
     sgd_lrs: Vec<f64>,
+    /// Leave SGD out (AGD against Adam's grid only), to halve a long comparison.
+    #[arg(long)]
+    no_sgd: bool,
     /// Output directory. Default: runs/compare-<dataset>-seed<seed>.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -38,6 +41,9 @@ pub struct Args {
 struct CompareJson<'a> {
     dataset: &'a str,
     widths: &'a [usize],
+    /// A conv network's layers in `--layers` syntax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layers: Option<String>,
     loss: &'a str,
     batch: usize,
     epochs: usize,
@@ -87,16 +93,16 @@ fn pct_sign(a: Option<f64>) -> String {
 fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     let mut optimizers = vec![Optimizer::Agd { gain: 1.0 }];
     optimizers.extend(args.adam_lrs.iter().map(|&lr| Optimizer::Adam { lr }));
-    optimizers.extend(args.sgd_lrs.iter().map(|&lr| Optimizer::Sgd { lr }));
+    if !args.no_sgd {
+        optimizers.extend(args.sgd_lrs.iter().map(|&lr| Optimizer::Sgd { lr }));
+    }
     let mut base = args.run.config(optimizers[0]);
+    args.run.check_network_flags()?;
     if base.epochs == 0 {
         return Err(HostError::Usage("--epochs must be at least 1".into()));
     }
     let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
-    if args.run.widths.is_none() {
-        base.widths = data.default_widths();
-    }
-    agd_host::train::check_widths(&base.widths, &data)?;
+    args.run.apply_network(&mut base, &data)?;
     let name = args.run.dataset.name();
     let dtype = args.run.dtype_name();
     let out = args
@@ -106,7 +112,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     create_dir(&out)?;
     println!(
         "{name}, network [{}], {} loss, batch {}, {} epochs, seed {}, {dtype}: {} runs",
-        widths_text(&base.widths),
+        RunArgs::network_text(&base),
         base.loss.name(),
         base.batch,
         base.epochs,
@@ -165,7 +171,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     let _ = writeln!(
         md,
         "{name}, network [{}], {} loss, batch {}, {} epochs, seed {}, {dtype}; same initialisation and batch order for every run.\n",
-        widths_text(&base.widths),
+        RunArgs::network_text(&base),
         base.loss.name(),
         base.batch,
         base.epochs,
@@ -214,6 +220,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     let json = CompareJson {
         dataset: name,
         widths: &base.widths,
+        layers: (!base.layers.is_empty()).then(|| RunArgs::network_text(&base)),
         loss: base.loss.name(),
         batch: base.batch,
         epochs: base.epochs,
@@ -249,7 +256,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
         &out.join("compare.png"),
         &format!(
             "{name} [{}]: test accuracy, AGD vs best Adam and best SGD",
-            widths_text(&base.widths)
+            RunArgs::network_text(&base)
         ),
         "test accuracy (%)",
         &series,

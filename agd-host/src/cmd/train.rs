@@ -6,9 +6,9 @@ use agd_core::Element;
 use agd_host::HostError;
 use agd_host::data::load;
 use agd_host::report::{RunMetrics, write_run};
-use agd_host::train::{Optimizer, train_net};
+use agd_host::train::{Optimizer, TrainedNet, train_net};
 
-use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr, widths_text};
+use crate::cmd::common::{Bar, Dtype, RunArgs, check_lr};
 
 /// The optimiser on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +93,7 @@ pub fn run(args: &Args) -> Result<bool, HostError> {
 
 fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError> {
     let mut cfg = args.run.config(opt);
+    args.run.check_network_flags()?;
     if let Some(0) = args.run.epochs {
         return Err(HostError::Usage("--epochs must be at least 1".into()));
     }
@@ -100,10 +101,7 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
         agd_host::checkpoint_file::check_writable(save)?;
     }
     let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
-    if args.run.widths.is_none() {
-        cfg.widths = data.default_widths();
-    }
-    agd_host::train::check_widths(&cfg.widths, &data)?;
+    args.run.apply_network(&mut cfg, &data)?;
     let name = args.run.dataset.name();
     let out = args.out.clone().unwrap_or_else(|| {
         let lr = opt.lr().map(|lr| format!("-lr{lr}")).unwrap_or_default();
@@ -121,7 +119,7 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
     );
     println!(
         "network [{}], {} loss, {}, batch {}, {} epochs, seed {}, {}",
-        widths_text(&cfg.widths),
+        RunArgs::network_text(&cfg),
         cfg.loss.name(),
         opt.label(),
         cfg.batch,
@@ -163,7 +161,12 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
         out.display()
     );
     if let Some(save) = &args.save {
-        agd_host::checkpoint_file::save(save, &mut trained.net, trained.progress)?;
+        match &mut trained.net {
+            TrainedNet::Dense(net) => agd_host::checkpoint_file::save(save, net, trained.progress)?,
+            TrainedNet::Conv(net) => {
+                agd_host::checkpoint_file::save_conv(save, net, trained.progress)?
+            }
+        }
         println!("saved checkpoint {}", save.display());
     }
     Ok(true)

@@ -7,15 +7,20 @@
 //! batch gradient `g = Σ_t (b_t/B) g_t`. The result equals the single-threaded step up to
 //! the rounding of that sum.
 
-use agd_core::{Agd, Element, Loss, Network, TrainReport};
+use agd_core::{Agd, Element, Loss, Network, SplitMix64, TrainReport};
 use agd_simd::{axpy, scale};
 
 use crate::net::HostNet;
+use crate::train::{TrainNet, Update};
 
 /// One network per thread, all with the same weights; thread 0's is the one that steps.
 #[derive(Debug)]
 pub struct DataParallel<T> {
     nets: Vec<HostNet<T>>,
+    /// Most samples per batch, over all threads.
+    capacity: usize,
+    /// A whole batch's inputs, filled through [`TrainNet::input_mut`] and cut into slices.
+    staging: Vec<T>,
 }
 
 impl<T: Element> DataParallel<T> {
@@ -27,7 +32,21 @@ impl<T: Element> DataParallel<T> {
         let nets = (0..threads)
             .map(|_| HostNet::new(widths, per, true))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(DataParallel { nets })
+        Ok(DataParallel {
+            nets,
+            capacity,
+            staging: Vec::new(),
+        })
+    }
+
+    /// Threads in use (at most the batch capacity).
+    pub fn threads(&self) -> usize {
+        self.nets.len()
+    }
+
+    /// The stepping network (thread 0's), giving up the others.
+    pub fn into_net(self) -> HostNet<T> {
+        self.nets.into_iter().next().expect("at least one network")
     }
 
     /// The network that steps (thread 0's); after [`DataParallel::sync`] every copy equals it.
@@ -52,6 +71,29 @@ impl<T: Element> DataParallel<T> {
         samples: &[T],
         targets: &[usize],
     ) -> Result<TrainReport<T>, agd_core::Error> {
+        let (loss, correct) = self.batch_grads(loss, samples, targets)?;
+        let step = {
+            let mut v = self.nets[0].view();
+            let (layout, weights, grads) = v.step_parts();
+            agd.step(layout, weights, grads)?
+        };
+        self.sync();
+        Ok(TrainReport {
+            loss,
+            correct,
+            step,
+        })
+    }
+
+    /// Forward and backward of every slice on its own thread; leaves the batch gradient
+    /// `g = Σ_t (b_t/B)·g_t` in thread 0's gradient buffer and returns the batch's mean loss
+    /// and correct count. No weight changes.
+    fn batch_grads(
+        &mut self,
+        loss: Loss,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<(T, usize), agd_core::Error> {
         let batch = targets.len();
         if batch == 0 {
             return Err(agd_core::Error::EmptyBatch);
@@ -109,18 +151,97 @@ impl<T: Element> DataParallel<T> {
                 axpy(w, rest[t - 1].grads_mut(), main.grads_mut());
             }
         }
+        Ok((total, correct))
+    }
+
+    /// [`Self::batch_grads`] on the staged inputs.
+    fn staged_grads(
+        &mut self,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<(T, usize), agd_core::Error> {
+        let staging = std::mem::take(&mut self.staging);
+        let d0 = self.nets[0].widths()[0];
+        let r = self.batch_grads(loss, &staging[..targets.len() * d0], targets);
+        self.staging = staging;
+        r
+    }
+}
+
+/// The training loop drives a `DataParallel` like any network (`agd train --threads N`):
+/// inputs are staged for the whole batch, gradients computed on every thread, and the
+/// update (AGD or a baseline's) applied once to thread 0's weights, then copied to the
+/// others. A refused step changes no weight on any thread.
+impl<T: Element> TrainNet<T> for DataParallel<T> {
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+    fn inputs(&self) -> usize {
+        self.nets[0].widths()[0]
+    }
+    fn param_count(&self) -> usize {
+        self.nets[0].weights().len()
+    }
+    fn init_orthogonal(&mut self, rng: &mut SplitMix64) {
+        self.nets[0].view().init_orthogonal(rng);
+        self.sync();
+    }
+    fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
+        if batch == 0 {
+            return Err(agd_core::Error::EmptyBatch);
+        }
+        if batch > self.capacity {
+            return Err(agd_core::Error::BatchTooLarge {
+                batch,
+                capacity: self.capacity,
+            });
+        }
+        let d0 = self.nets[0].widths()[0];
+        self.staging.resize(self.capacity * d0, T::ZERO);
+        Ok(&mut self.staging[..batch * d0])
+    }
+    fn agd_step(
+        &mut self,
+        agd: &Agd<T>,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<(T, usize, T), agd_core::Error> {
+        let (l, c) = self.staged_grads(loss, targets)?;
         let step = {
-            let mut v = main.view();
+            let mut v = self.nets[0].view();
             let (layout, weights, grads) = v.step_parts();
             agd.step(layout, weights, grads)?
         };
-        for net in rest.iter_mut() {
-            net.view().weights_mut().copy_from_slice(main.weights());
+        self.sync();
+        Ok((l, c, step.eta))
+    }
+    fn grad_step(
+        &mut self,
+        loss: Loss,
+        targets: &[usize],
+        update: &mut Update<'_, T>,
+    ) -> Result<(T, usize), agd_core::Error> {
+        let (l, c) = self.staged_grads(loss, targets)?;
+        {
+            let mut v = self.nets[0].view();
+            let (_, w, g) = v.step_parts();
+            update(w, g)?;
         }
-        Ok(TrainReport {
-            loss: total,
-            correct,
-            step,
-        })
+        self.sync();
+        Ok((l, c))
+    }
+    fn count_correct(
+        &mut self,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<usize, agd_core::Error> {
+        // Thread 0's network holds a slice of a batch: evaluate in slices of that size.
+        let net = &mut self.nets[0];
+        let (d0, cap) = (net.widths()[0], net.capacity());
+        let mut correct = 0;
+        for (xs, ys) in samples.chunks(cap * d0).zip(targets.chunks(cap)) {
+            correct += TrainNet::count_correct(net, xs, ys)?;
+        }
+        Ok(correct)
     }
 }

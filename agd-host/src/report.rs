@@ -53,6 +53,8 @@ pub struct RunMetrics {
     pub batch: usize,
     /// Epochs asked for.
     pub epochs: usize,
+    /// Threads (batch-parallel when more than 1).
+    pub threads: usize,
     /// `f32` or `f64`.
     pub dtype: String,
     /// How the inputs were normalised.
@@ -105,6 +107,7 @@ impl RunMetrics {
             seed: cfg.seed,
             batch: cfg.batch,
             epochs: cfg.epochs,
+            threads: cfg.threads,
             dtype: dtype.to_string(),
             normalisation: normalisation.to_string(),
             train_loss: col(|e| e.train_loss),

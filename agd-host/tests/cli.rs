@@ -206,6 +206,32 @@ fn bad_flags_are_refused() {
     refused(&["train", "--epochs", "0"], "at least 1");
     refused(&["train", "--batch", "0"], "at least 1");
     refused(&["train", "--gain", "0"], "gain");
+    refused(&["train", "--threads", "0"], "--threads");
+    refused(
+        &["train", "--threads", "2", "--layers", "conv4k3p1,dense10"],
+        "dense networks",
+    );
+}
+
+#[test]
+fn two_threads_train_and_record_it() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    agd_ok(&[
+        "train",
+        "--widths",
+        "64,32,10",
+        "--epochs",
+        "3",
+        "--threads",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let m = json(&run.join("metrics.json"));
+    assert_eq!(m["threads"], 2);
+    let acc = m["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.6, "final test accuracy {acc}");
 }
 
 #[test]

@@ -75,6 +75,11 @@ pub struct RunArgs {
     /// stopping the run with exit code 2.
     #[arg(long)]
     pub skip_bad_batches: bool,
+    /// Threads for a dense network (batch-parallel: each thread runs the forward and backward
+    /// pass of a slice of the batch, one update combines them). Results differ from one
+    /// thread's by the rounding of the gradient sum.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 impl RunArgs {
@@ -92,6 +97,7 @@ impl RunArgs {
             layers: Vec::new(),
             optimizer,
             skip_bad_batches: self.skip_bad_batches,
+            threads: usize::from(self.threads),
         }
     }
 

@@ -7,7 +7,7 @@
 //! batch gradient `g = Σ_t (b_t/B) g_t`. The result equals the single-threaded step up to
 //! the rounding of that sum.
 
-use agd_core::{Agd, Element, Loss, Network, SplitMix64, TrainReport};
+use agd_core::{Agd, Element, Layout, Loss, Network, SplitMix64, TrainReport};
 use agd_simd::{axpy, scale};
 
 use crate::net::HostNet;
@@ -72,12 +72,7 @@ impl<T: Element> DataParallel<T> {
         targets: &[usize],
     ) -> Result<TrainReport<T>, agd_core::Error> {
         let (loss, correct) = self.batch_grads(loss, samples, targets)?;
-        let step = {
-            let mut v = self.nets[0].view();
-            let (layout, weights, grads) = v.step_parts();
-            agd.step(layout, weights, grads)?
-        };
-        self.sync();
+        let step = self.update_all(|layout, w, g| agd.step(layout, w, g))?;
         Ok(TrainReport {
             loss,
             correct,
@@ -154,6 +149,22 @@ impl<T: Element> DataParallel<T> {
         Ok((total, correct))
     }
 
+    /// Runs `update(layout, weights, gradients)` on thread 0's network and, when it succeeds,
+    /// copies the new weights to every other thread; a refused update changes no weight on
+    /// any thread.
+    fn update_all<R>(
+        &mut self,
+        update: impl FnOnce(Layout<'_>, &mut [T], &[T]) -> Result<R, agd_core::Error>,
+    ) -> Result<R, agd_core::Error> {
+        let r = {
+            let mut v = self.nets[0].view();
+            let (layout, weights, grads) = v.step_parts();
+            update(layout, weights, grads)?
+        };
+        self.sync();
+        Ok(r)
+    }
+
     /// [`Self::batch_grads`] on the staged inputs.
     fn staged_grads(
         &mut self,
@@ -207,12 +218,7 @@ impl<T: Element> TrainNet<T> for DataParallel<T> {
         targets: &[usize],
     ) -> Result<(T, usize, T), agd_core::Error> {
         let (l, c) = self.staged_grads(loss, targets)?;
-        let step = {
-            let mut v = self.nets[0].view();
-            let (layout, weights, grads) = v.step_parts();
-            agd.step(layout, weights, grads)?
-        };
-        self.sync();
+        let step = self.update_all(|layout, w, g| agd.step(layout, w, g))?;
         Ok((l, c, step.eta))
     }
     fn grad_step(
@@ -222,12 +228,7 @@ impl<T: Element> TrainNet<T> for DataParallel<T> {
         update: &mut Update<'_, T>,
     ) -> Result<(T, usize), agd_core::Error> {
         let (l, c) = self.staged_grads(loss, targets)?;
-        {
-            let mut v = self.nets[0].view();
-            let (_, w, g) = v.step_parts();
-            update(w, g)?;
-        }
-        self.sync();
+        self.update_all(|_, w, g| update(w, g))?;
         Ok((l, c))
     }
     fn count_correct(

@@ -1,9 +1,12 @@
 //! Networks that mix convolution and dense layers: the layer list, and where each layer's
 //! weights, activations, errors and gradient norms sit in the flat buffers.
 //!
-//! A sample is always a flat vector: a convolution reads and writes NCHW per sample, flattened
-//! row-major over (channel, row, column) — exactly torch's `flatten` — so "flatten" needs no
-//! layer and a dense layer after a convolution just reads its `c·h·w` outputs. The buffers
+//! A sample is always a flat vector. The network's input and every convolution output that a
+//! dense layer reads (or that is the network's output) are NCHW per sample, flattened row-major
+//! over (channel, row, column) — exactly torch's `flatten` — so "flatten" needs no layer and a
+//! dense layer after a convolution just reads its `c·h·w` outputs. Between two convolutions the
+//! activations and errors are channels-last (`h x w x c` per sample, [`conv_io`]), which makes
+//! the convolutions' unfolding a run of copies; only the values' order differs, not the maths. The buffers
 //! follow [`crate::layout`] with the widths `[f_0, …, f_L]` of the features between layers:
 //! activation block `k` (0 = input) is `capacity x f_k`, error block `k` is layer `k`'s output
 //! error `capacity x f_{k+1}`. Weights follow each other, conv `[c_out, c_in, kh, kw]` and
@@ -21,7 +24,7 @@
 
 use agd_simd::Element;
 
-use crate::conv::Conv2d;
+use crate::conv::{Conv2d, Io, Order};
 use crate::error::Error;
 use crate::layout::MAX_DEPTH;
 
@@ -91,11 +94,12 @@ impl LayerSpec {
         }
     }
 
-    /// Scratch elements the layer needs (conv: one sample's unfolding; dense: none).
-    pub const fn scratch_len(&self) -> usize {
+    /// Scratch elements the layer needs for `chunk` samples per product with the orders `io`
+    /// (conv: [`Conv2d::scratch_for`]; dense: none).
+    pub const fn scratch_for(&self, chunk: usize, io: Io) -> usize {
         match self {
             LayerSpec::Dense { .. } => 0,
-            LayerSpec::Conv(c) => c.scratch_len(),
+            LayerSpec::Conv(c) => c.scratch_for(chunk, io),
         }
     }
 
@@ -199,18 +203,45 @@ pub const fn delta_count(layers: &[LayerSpec], capacity: usize) -> usize {
     features_sum(layers, 1, layers.len() + 1) * capacity
 }
 
-/// Elements of the scratch buffer: the largest conv layer's unfolding of one sample.
-pub const fn scratch_count(layers: &[LayerSpec]) -> usize {
+/// The orders a network keeps layer `k`'s input and output in: channels-last between two
+/// convolutions, torch's planar order (NCHW, what `flatten` means) at the network's input and
+/// output and next to a dense layer. A dense layer's output is `outputs` channels of 1x1, the
+/// same in both orders, so a convolution after one reads it channels-last.
+pub const fn conv_io(layers: &[LayerSpec], k: usize) -> Io {
+    Io {
+        input: if k == 0 {
+            Order::Planar
+        } else {
+            Order::Interleaved
+        },
+        output: if k + 1 < layers.len() && matches!(layers[k + 1], LayerSpec::Conv(_)) {
+            Order::Interleaved
+        } else {
+            Order::Planar
+        },
+    }
+}
+
+/// Elements of the scratch buffer for `chunk` samples per product: the most any conv layer
+/// needs ([`Conv2d::scratch_for`]). A larger scratch only lets the layers take more samples per
+/// product; the results are the same.
+pub const fn scratch_count_for(layers: &[LayerSpec], chunk: usize) -> usize {
     let mut n = 0;
     let mut k = 0;
     while k < layers.len() {
-        let s = layers[k].scratch_len();
+        let s = layers[k].scratch_for(chunk, conv_io(layers, k));
         if s > n {
             n = s;
         }
         k += 1;
     }
     n
+}
+
+/// Elements of the smallest scratch buffer, one sample per product: what a microcontroller
+/// lends.
+pub const fn scratch_count(layers: &[LayerSpec]) -> usize {
+    scratch_count_for(layers, 1)
 }
 
 /// Number of gradient norms (one per dense layer, `kh·kw` per conv layer).
@@ -286,6 +317,11 @@ impl<'a> SpecLayout<'a> {
     /// `L`, the number of weight tensors (the paper's depth).
     pub fn depth(&self) -> usize {
         self.layers.len()
+    }
+
+    /// The orders layer `k` (a convolution) reads and writes ([`conv_io`]).
+    pub fn conv_io(&self, k: usize) -> Io {
+        conv_io(self.layers, k)
     }
 
     /// Features of activation block `k`: `f_0` is the input, `f_L` the outputs.

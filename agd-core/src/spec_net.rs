@@ -24,7 +24,9 @@ pub struct ConvBuffers<'a, T> {
     pub acts: &'a mut [T],
     /// Every layer's output error ([`spec::delta_count`]).
     pub deltas: &'a mut [T],
-    /// One sample's unfolding for the largest conv layer ([`spec::scratch_count`]).
+    /// Room for the conv layers' unfoldings: at least [`spec::scratch_count`] (one sample per
+    /// product); a larger one lets them take more samples per product
+    /// ([`spec::scratch_count_for`]).
     pub scratch: &'a mut [T],
     /// The gradient norms of the last step, per dense layer and per conv kernel position
     /// ([`spec::norm_count`]).
@@ -207,7 +209,9 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
             match layout.layer(k) {
                 // z_n = W h_n for every sample: Z = H Wᵀ.
                 LayerSpec::Dense { .. } => matmul_nt(batch, f_out, f_in, T::ONE, h, w, T::ZERO, z)?,
-                LayerSpec::Conv(c) => c.forward(batch, w, h, z, self.b.scratch)?,
+                LayerSpec::Conv(c) => {
+                    c.forward_with(batch, w, h, z, self.b.scratch, layout.conv_io(k))?
+                }
             }
             if k + 1 < depth {
                 activate(z);
@@ -255,7 +259,7 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
                         matmul_nn(batch, f_in, f_out, T::ONE, delta, w, T::ZERO, prev)?;
                     }
                 }
-                LayerSpec::Conv(c) => c.backward(
+                LayerSpec::Conv(c) => c.backward_with(
                     batch,
                     w,
                     h,
@@ -263,6 +267,7 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
                     Some(g),
                     prev.as_deref_mut(),
                     self.b.scratch,
+                    layout.conv_io(k),
                 )?,
             }
             if let Some(prev) = prev {

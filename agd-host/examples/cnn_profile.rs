@@ -39,21 +39,62 @@ fn main() {
             {
                 let b = 1;
                 let xin = vec![0.5f32; cv.in_features()];
-                let mut cols = vec![0.0f32; cv.scratch_len()];
+                let len = cv.positions() * cv.patch_len();
+                let order = agd_core::conv::Order::Interleaved;
+                let mut cols = vec![0.0f32; len];
                 let reps = 2000;
                 let t0 = cpu();
                 for _ in 0..reps {
-                    cv.im2col(&xin, &mut cols).unwrap();
+                    cv.unfold(1, &xin, order, &mut cols).unwrap();
                 }
-                let ns = (cpu() - t0) * 1e9 / (reps * b * cv.scratch_len()) as f64;
+                let ns = (cpu() - t0) * 1e9 / (reps * b * len) as f64;
                 let t0 = cpu();
                 let mut dx = vec![0.0f32; cv.in_features()];
                 for _ in 0..reps {
-                    cv.col2im(&cols, &mut dx).unwrap();
+                    cv.fold(1, &cols, order, &mut dx).unwrap();
                 }
-                let ns2 = (cpu() - t0) * 1e9 / (reps * b * cv.scratch_len()) as f64;
+                let ns2 = (cpu() - t0) * 1e9 / (reps * b * len) as f64;
                 println!("layer {li}: im2col {ns:.3} ns/elem, col2im {ns2:.3} ns/elem");
             }
+        }
+    }
+    if std::env::var("GEMMS").is_ok() {
+        // (kind, m, n, k) of the products the conv layers run per chunk.
+        let shapes = [
+            ("nt", 29008, 16, 9),
+            ("tn", 16, 9, 29008),
+            ("tn", 9, 16, 29008),
+            ("nn", 9, 16, 29008),
+            ("tn", 29008, 16, 9),
+            ("nt", 1764, 32, 144),
+            ("tn", 32, 144, 1764),
+            ("tn", 144, 32, 1764),
+            ("nn", 1764, 144, 32),
+            ("nt", 784, 32, 288),
+            ("tn", 32, 288, 784),
+            ("tn", 288, 32, 784),
+            ("nn", 784, 288, 32),
+        ];
+        for (kind, m, n, k) in shapes {
+            let a = vec![0.5f32; m * k];
+            let b = vec![0.25f32; n * k];
+            let mut c = vec![0.0f32; m * n];
+            let reps = (2e8 / (2.0 * (m * n * k) as f64)).ceil() as usize;
+            let t0 = cpu();
+            for _ in 0..reps {
+                match kind {
+                    "nt" => agd_simd::matmul_nt(m, n, k, 1.0, &a, &b, 0.0, &mut c),
+                    "tn" => agd_simd::matmul_tn(m, n, k, 1.0, &a, &b, 0.0, &mut c),
+                    _ => agd_simd::matmul_nn(m, n, k, 1.0, &a, &b, 0.0, &mut c),
+                }
+                .unwrap();
+            }
+            let dt = (cpu() - t0) / reps as f64;
+            println!(
+                "{kind} ({m},{n},{k}): {:.1} GFLOP/s, {:.0} µs",
+                2.0 * (m * n * k) as f64 / dt * 1e-9,
+                dt * 1e6
+            );
         }
     }
     let mut t = Vec::with_capacity(steps);

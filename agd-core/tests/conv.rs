@@ -1,7 +1,7 @@
 //! Convolution layers: forward and backward against a direct convolution and finite
 //! differences, the per-kernel-position AGD step, and per-slice orthogonal init.
 
-use agd_core::conv::Conv2d;
+use agd_core::conv::{Conv2d, Io, Order};
 use agd_core::spec::{self, LayerSpec, SpecLayout, chain, conv, dense};
 use agd_core::{Agd, ConvBuffers, ConvNetMut, ConvNetwork, Error, Loss, NetMut, SplitMix64, init};
 use rand_core::Rng;
@@ -83,13 +83,13 @@ fn max_rel(got: &[f64], want: &[f64]) -> f64 {
         / scale
 }
 
-/// Odd shapes: stride 1/2, padding 0/1, kernels 1/3 (and a 2x3), channels 1..5.
+/// Odd shapes: stride 1/2/3, padding 0/1/2, kernels 1/3 (and a 2x3), channels 1..5.
 fn shapes() -> Vec<Conv2d> {
     let mut v = Vec::new();
     for &(c_in, c_out, h, w) in &[(1, 3, 5, 5), (3, 2, 7, 6), (5, 4, 4, 9)] {
         for &(kh, kw) in &[(1, 1), (3, 3), (2, 3)] {
-            for stride in [1, 2] {
-                for pad in [0, 1] {
+            for stride in [1, 2, 3] {
+                for pad in [0, 1, 2] {
                     let cv = Conv2d {
                         c_in,
                         c_out,
@@ -150,6 +150,79 @@ fn forward_and_backward_match_a_direct_convolution() {
             );
         }
         assert!(max_rel(&gw, &want_gw) < 1e-13, "{cv:?} weight grad");
+    }
+}
+
+/// One `c x h x w` sample per `len` block, from planar to `order`.
+fn reorder(x: &[f64], c: usize, hw: usize, order: Order) -> Vec<f64> {
+    let mut out = x.to_vec();
+    if order == Order::Interleaved {
+        for (src, dst) in x.chunks_exact(c * hw).zip(out.chunks_exact_mut(c * hw)) {
+            for ch in 0..c {
+                for p in 0..hw {
+                    dst[p * c + ch] = src[ch * hw + p];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_order_and_chunk_gives_the_planar_results() {
+    let mut rng = SplitMix64::new(12);
+    let batch = 5;
+    let orders = [Order::Planar, Order::Interleaved];
+    for cv in shapes() {
+        let (hw_in, hw_out) = (cv.h * cv.w, cv.positions());
+        let w = gaussian(&mut rng, cv.param_count());
+        let x = gaussian(&mut rng, batch * cv.in_features());
+        let d = gaussian(&mut rng, batch * cv.out_features());
+        let mut scratch = vec![0.0; cv.scratch_len()];
+        let mut z = vec![0.0; batch * cv.out_features()];
+        cv.forward(batch, &w, &x, &mut z, &mut scratch).unwrap();
+        let mut gw = vec![0.0; cv.param_count()];
+        let mut gx = vec![0.0; batch * cv.in_features()];
+        let grads = (Some(&mut gw[..]), Some(&mut gx[..]));
+        cv.backward(batch, &w, &x, &d, grads.0, grads.1, &mut scratch)
+            .unwrap();
+        for input in orders {
+            for output in orders {
+                let io = Io { input, output };
+                let xo = reorder(&x, cv.c_in, hw_in, input);
+                let dout = reorder(&d, cv.c_out, hw_out, output);
+                for chunk in [1, 2, batch] {
+                    let len = cv.scratch_for(chunk, io);
+                    // The most samples that fit: at least `chunk`, and one more would not.
+                    let got = cv.chunk_for(len, io, batch);
+                    assert!(got >= chunk && cv.scratch_for(got, io) <= len, "{cv:?} {io:?}");
+                    assert!(got == batch || cv.scratch_for(got + 1, io) > len);
+                    let mut scratch = vec![f64::NAN; len];
+                    let mut zo = vec![f64::NAN; z.len()];
+                    cv.forward_with(batch, &w, &xo, &mut zo, &mut scratch, io)
+                        .unwrap();
+                    let want = reorder(&z, cv.c_out, hw_out, output);
+                    let what = format!("{cv:?} {io:?} chunk {chunk}");
+                    assert!(max_rel(&zo, &want) < 1e-13, "{what} forward");
+                    let mut gwo = vec![f64::NAN; gw.len()];
+                    let mut gxo = vec![f64::NAN; gx.len()];
+                    cv.backward_with(
+                        batch,
+                        &w,
+                        &xo,
+                        &dout,
+                        Some(&mut gwo),
+                        Some(&mut gxo),
+                        &mut scratch,
+                        io,
+                    )
+                    .unwrap();
+                    assert!(max_rel(&gwo, &gw) < 1e-13, "{what} weight grad");
+                    let want = reorder(&gx, cv.c_in, hw_in, input);
+                    assert!(max_rel(&gxo, &want) < 1e-13, "{what} input grad");
+                }
+            }
+        }
     }
 }
 

@@ -34,6 +34,7 @@
 use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
 
 use crate::error::Error;
+use crate::net::{activate, activate_backward};
 
 /// How one sample's features are ordered in a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,20 +45,31 @@ pub enum Order {
     Interleaved,
 }
 
-/// The orders of a convolution's input and output.
+/// How a convolution meets its neighbours: the orders of its input and output, and whether
+/// it applies the `sqrt(2)·relu` between layers itself, to each chunk while it is still in
+/// cache, instead of leaving a separate pass over the whole batch to the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Io {
     /// Order of the input samples.
     pub input: Order,
     /// Order of the output samples (and of their errors in the backward pass).
     pub output: Order,
+    /// The forward pass writes `sqrt(2)·relu(z)` instead of `z`.
+    pub activate_output: bool,
+    /// The input `h` is the previous layer's `sqrt(2)·relu` output, and the backward pass
+    /// writes the previous layer's `∂loss/∂z = ∂loss/∂h · sqrt(2)·1[h > 0]` instead of
+    /// `∂loss/∂h`.
+    pub activated_input: bool,
 }
 
 impl Io {
-    /// Torch's order on both sides, what [`Conv2d::forward`] and [`Conv2d::backward`] use.
+    /// Torch's order on both sides and no activation, what [`Conv2d::forward`] and
+    /// [`Conv2d::backward`] use.
     pub const PLANAR: Io = Io {
         input: Order::Planar,
         output: Order::Planar,
+        activate_output: false,
+        activated_input: false,
     };
 }
 
@@ -279,7 +291,6 @@ impl Conv2d {
         }
     }
 
-
     /// Strides of channel, row and column in one input sample stored in `order`.
     const fn in_strides(&self, order: Order) -> (usize, usize, usize) {
         match order {
@@ -373,21 +384,28 @@ impl Conv2d {
         self.check("conv scratch", samples * pk, cols.len())?;
         let (cs, ys, xs) = self.in_strides(order);
         let ci = self.c_in;
-        let pads = |(cn, _): &mut (&mut [T], &[T]), col: usize, len: usize| zero(&mut cn[col..col + len]);
-        for (xn, cn) in x.chunks_exact(fi).zip(cols.chunks_exact_mut(pk)).take(samples) {
+        let pads =
+            |(cn, _): &mut (&mut [T], &[T]), col: usize, len: usize| zero(&mut cn[col..col + len]);
+        for (xn, cn) in x
+            .chunks_exact(fi)
+            .zip(cols.chunks_exact_mut(pk))
+            .take(samples)
+        {
             if self.in_adjacent(order) {
-                let reads = |(cn, xn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
-                    copy_run(&mut cn[col..col + taps * ci], &xn[xi..]);
-                };
+                let reads =
+                    |(cn, xn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
+                        copy_run(&mut cn[col..col + taps * ci], &xn[xi..]);
+                    };
                 self.walk((ys, xs), &mut (cn, xn), reads, pads);
             } else {
-                let reads = |(cn, xn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
-                    for (j, taps) in cn[col..col + taps * ci].chunks_exact_mut(ci).enumerate() {
-                        for (c, v) in taps.iter_mut().enumerate() {
-                            *v = xn[xi + j * xs + c * cs];
+                let reads =
+                    |(cn, xn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
+                        for (j, taps) in cn[col..col + taps * ci].chunks_exact_mut(ci).enumerate() {
+                            for (c, v) in taps.iter_mut().enumerate() {
+                                *v = xn[xi + j * xs + c * cs];
+                            }
                         }
-                    }
-                };
+                    };
                 self.walk((ys, xs), &mut (cn, xn), reads, pads);
             }
         }
@@ -414,18 +432,20 @@ impl Conv2d {
         let pads = |_: &mut (&mut [T], &[T]), _: usize, _: usize| {};
         for (dn, cn) in dx.chunks_exact_mut(fi).zip(cols.chunks_exact(pk)) {
             if self.in_adjacent(order) {
-                let reads = |(dn, cn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
-                    add_run(&mut dn[xi..xi + taps * ci], &cn[col..col + taps * ci]);
-                };
+                let reads =
+                    |(dn, cn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
+                        add_run(&mut dn[xi..xi + taps * ci], &cn[col..col + taps * ci]);
+                    };
                 self.walk((ys, xs), &mut (dn, cn), reads, pads);
             } else {
-                let reads = |(dn, cn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
-                    for (j, taps) in cn[col..col + taps * ci].chunks_exact(ci).enumerate() {
-                        for (c, &v) in taps.iter().enumerate() {
-                            dn[xi + j * xs + c * cs] += v;
+                let reads =
+                    |(dn, cn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
+                        for (j, taps) in cn[col..col + taps * ci].chunks_exact(ci).enumerate() {
+                            for (c, &v) in taps.iter().enumerate() {
+                                dn[xi + j * xs + c * cs] += v;
+                            }
                         }
-                    }
-                };
+                    };
                 self.walk((ys, xs), &mut (dn, cn), reads, pads);
             }
         }
@@ -448,7 +468,12 @@ impl Conv2d {
     /// `w[o][(c·kh + i)·kw + j] = gt[(i·kw + j)·c_in + c][o]`: a weight-shaped gradient
     /// from its transpose in tap-major order (`K x c_out`, as the backward pass computes it).
     fn from_taps_transposed<T: Element>(&self, gt: &[T], w: &mut [T]) {
-        let (ci, co, taps, k) = (self.c_in, self.c_out, self.kernel_positions(), self.patch_len());
+        let (ci, co, taps, k) = (
+            self.c_in,
+            self.c_out,
+            self.kernel_positions(),
+            self.patch_len(),
+        );
         for (o, dst) in w.chunks_exact_mut(k).enumerate() {
             for (c, filter) in dst.chunks_exact_mut(taps).enumerate() {
                 for (t, v) in filter.iter_mut().enumerate() {
@@ -466,7 +491,11 @@ impl Conv2d {
 
     /// Splits the scratch of `chunk` samples into the tap-major weights, the unfolding and the
     /// room for channels-last outputs.
-    fn split<'s, T>(&self, scratch: &'s mut [T], chunk: usize) -> (&'s mut [T], &'s mut [T], &'s mut [T]) {
+    fn split<'s, T>(
+        &self,
+        scratch: &'s mut [T],
+        chunk: usize,
+    ) -> (&'s mut [T], &'s mut [T], &'s mut [T]) {
         let taps = self.param_count();
         let cols = chunk * self.positions() * self.patch_len();
         let (wp, rest) = scratch.split_at_mut(taps);
@@ -515,17 +544,27 @@ impl Conv2d {
         let (wp, cols, out) = self.split(scratch, s);
         self.to_taps(&weights[..self.param_count()], wp);
         let transposes = self.transposes(io.output);
-        for (hc, zc) in h[..batch * fi].chunks(s * fi).zip(z[..batch * fo].chunks_mut(s * fo)) {
+        for (hc, zc) in h[..batch * fi]
+            .chunks(s * fi)
+            .zip(z[..batch * fo].chunks_mut(s * fo))
+        {
             let m = hc.len() / fi;
             let cols = &mut cols[..m * p * k];
             self.unfold(m, hc, io.input, cols)?;
             // Z (m·P x c_out) = cols (m·P x K) · wpᵀ
-            let zt = if transposes { &mut out[..m * fo] } else { &mut *zc };
+            let zt = if transposes {
+                &mut out[..m * fo]
+            } else {
+                &mut *zc
+            };
             matmul_nt(m * p, self.c_out, k, T::ONE, cols, wp, T::ZERO, zt)?;
             if transposes {
                 for (src, dst) in out[..m * fo].chunks_exact(fo).zip(zc.chunks_exact_mut(fo)) {
                     transpose(p, self.c_out, src, dst);
                 }
+            }
+            if io.activate_output {
+                activate(zc);
             }
         }
         Ok(())
@@ -613,7 +652,11 @@ impl Conv2d {
             if let Some(prev) = prev.as_deref_mut() {
                 // dcols (m·P x K) = Δ (m·P x c_out) · wp (c_out x K), folded back.
                 matmul_nn(m * p, k, c_out, T::ONE, d, wp, T::ZERO, cols)?;
-                self.fold(m, cols, io.input, &mut prev[n * fi..][..m * fi])?;
+                let pc = &mut prev[n * fi..][..m * fi];
+                self.fold(m, cols, io.input, pc)?;
+                if io.activated_input {
+                    activate_backward(pc, &h[n * fi..][..m * fi]);
+                }
             }
             n += m;
         }

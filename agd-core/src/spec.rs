@@ -203,12 +203,16 @@ pub const fn delta_count(layers: &[LayerSpec], capacity: usize) -> usize {
     features_sum(layers, 1, layers.len() + 1) * capacity
 }
 
-/// The orders a network keeps layer `k`'s input and output in: channels-last between two
-/// convolutions, torch's planar order (NCHW, what `flatten` means) at the network's input and
-/// output and next to a dense layer. A dense layer's output is `outputs` channels of 1x1, the
-/// same in both orders, so a convolution after one reads it channels-last.
+/// How layer `k` (a convolution) meets its neighbours in a network. Its input and output are
+/// channels-last between two convolutions, in torch's planar order (NCHW, what `flatten`
+/// means) at the network's input and output and next to a dense layer; a dense layer's output
+/// is `outputs` channels of 1x1, the same in both orders, so a convolution after one reads it
+/// channels-last. It applies the `sqrt(2)·relu` after it (unless it is the last layer) and
+/// the derivative of the one before it (unless it is the first).
 pub const fn conv_io(layers: &[LayerSpec], k: usize) -> Io {
     Io {
+        activate_output: k + 1 < layers.len(),
+        activated_input: k > 0,
         input: if k == 0 {
             Order::Planar
         } else {

@@ -213,7 +213,8 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
                     c.forward_with(batch, w, h, z, self.b.scratch, layout.conv_io(k))?
                 }
             }
-            if k + 1 < depth {
+            // A convolution applies the activation itself, chunk by chunk ([`spec::conv_io`]).
+            if k + 1 < depth && matches!(layout.layer(k), LayerSpec::Dense { .. }) {
                 activate(z);
             }
         }
@@ -270,7 +271,9 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
                     layout.conv_io(k),
                 )?,
             }
-            if let Some(prev) = prev {
+            if let Some(prev) = prev
+                && matches!(layout.layer(k), LayerSpec::Dense { .. })
+            {
                 activate_backward(prev, h);
             }
         }

@@ -188,14 +188,21 @@ fn every_order_and_chunk_gives_the_planar_results() {
             .unwrap();
         for input in orders {
             for output in orders {
-                let io = Io { input, output };
+                let io = Io {
+                    input,
+                    output,
+                    ..Io::PLANAR
+                };
                 let xo = reorder(&x, cv.c_in, hw_in, input);
                 let dout = reorder(&d, cv.c_out, hw_out, output);
                 for chunk in [1, 2, batch] {
                     let len = cv.scratch_for(chunk, io);
                     // The most samples that fit: at least `chunk`, and one more would not.
                     let got = cv.chunk_for(len, io, batch);
-                    assert!(got >= chunk && cv.scratch_for(got, io) <= len, "{cv:?} {io:?}");
+                    assert!(
+                        got >= chunk && cv.scratch_for(got, io) <= len,
+                        "{cv:?} {io:?}"
+                    );
                     assert!(got == batch || cv.scratch_for(got + 1, io) > len);
                     let mut scratch = vec![f64::NAN; len];
                     let mut zo = vec![f64::NAN; z.len()];
@@ -220,6 +227,39 @@ fn every_order_and_chunk_gives_the_planar_results() {
                     assert!(max_rel(&gwo, &gw) < 1e-13, "{what} weight grad");
                     let want = reorder(&gx, cv.c_in, hw_in, input);
                     assert!(max_rel(&gxo, &want) < 1e-13, "{what} input grad");
+
+                    // The activations folded in: sqrt(2)·relu on the way out, its derivative
+                    // (read off the input) on the way back.
+                    let s2 = 2f64.sqrt();
+                    let act = Io {
+                        activate_output: true,
+                        activated_input: true,
+                        ..io
+                    };
+                    cv.forward_with(batch, &w, &xo, &mut zo, &mut scratch, act)
+                        .unwrap();
+                    let want: Vec<f64> = reorder(&z, cv.c_out, hw_out, output)
+                        .iter()
+                        .map(|&v| if v > 0.0 { v * s2 } else { 0.0 })
+                        .collect();
+                    assert!(max_rel(&zo, &want) < 1e-13, "{what} activated forward");
+                    cv.backward_with(
+                        batch,
+                        &w,
+                        &xo,
+                        &dout,
+                        None,
+                        Some(&mut gxo),
+                        &mut scratch,
+                        act,
+                    )
+                    .unwrap();
+                    let want: Vec<f64> = reorder(&gx, cv.c_in, hw_in, input)
+                        .iter()
+                        .zip(&xo)
+                        .map(|(&g, &h)| if h > 0.0 { g * s2 } else { 0.0 })
+                        .collect();
+                    assert!(max_rel(&gxo, &want) < 1e-13, "{what} activated input grad");
                 }
             }
         }

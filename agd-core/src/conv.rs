@@ -81,29 +81,52 @@ fn zero<T: Element>(out: &mut [T]) {
     }
 }
 
-/// `dst = src` for runs of `kw·c_in` values: 3 on a grey first layer, 48 or 96 deeper in.
-/// A `memcpy` call costs more than such a copy, so the common short lengths get fixed-size
-/// copies the compiler turns into a few moves, and longer runs go 16 values at a time.
+/// `count` copies of a run of `len` values: the `t`-th from `src[t·sstep..]` to
+/// `dst[t·dstep..]`. The runs are `kw·c_in` long, 3 on a grey first layer, 48 or 96 deeper in,
+/// where a `memcpy` call costs more than the copy: the common short lengths get a loop of
+/// fixed-size copies (a few moves each), longer runs go 16 values at a time.
 #[inline(always)]
-fn copy_run<T: Element>(dst: &mut [T], src: &[T]) {
-    let n = dst.len();
-    let src = &src[..n];
-    match n {
-        1 => dst[0] = src[0],
-        2 => dst.copy_from_slice(&src[..2]),
-        3 => dst.copy_from_slice(&src[..3]),
-        4 => dst.copy_from_slice(&src[..4]),
-        5 => dst.copy_from_slice(&src[..5]),
-        7 => dst.copy_from_slice(&src[..7]),
+fn copy_runs<T: Element>(
+    dst: &mut [T],
+    dstep: usize,
+    src: &[T],
+    sstep: usize,
+    len: usize,
+    count: usize,
+) {
+    #[inline(always)]
+    fn fixed<T: Element, const N: usize>(
+        dst: &mut [T],
+        dstep: usize,
+        src: &[T],
+        sstep: usize,
+        count: usize,
+    ) {
+        for t in 0..count {
+            let d: &mut [T; N] = (&mut dst[t * dstep..t * dstep + N]).try_into().expect("N");
+            let s: &[T; N] = (&src[t * sstep..t * sstep + N]).try_into().expect("N");
+            *d = *s;
+        }
+    }
+    match len {
+        1 => fixed::<T, 1>(dst, dstep, src, sstep, count),
+        2 => fixed::<T, 2>(dst, dstep, src, sstep, count),
+        3 => fixed::<T, 3>(dst, dstep, src, sstep, count),
+        4 => fixed::<T, 4>(dst, dstep, src, sstep, count),
+        5 => fixed::<T, 5>(dst, dstep, src, sstep, count),
         _ => {
-            let mut d = dst.chunks_exact_mut(16);
-            let mut s = src.chunks_exact(16);
-            for (d, s) in (&mut d).zip(&mut s) {
-                let s: &[T; 16] = s.try_into().expect("16");
-                d.copy_from_slice(s);
-            }
-            for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-                *d = s;
+            for t in 0..count {
+                let d = &mut dst[t * dstep..t * dstep + len];
+                let s = &src[t * sstep..t * sstep + len];
+                let mut d16 = d.chunks_exact_mut(16);
+                let mut s16 = s.chunks_exact(16);
+                for (d, s) in (&mut d16).zip(&mut s16) {
+                    let s: &[T; 16] = s.try_into().expect("16");
+                    d.copy_from_slice(s);
+                }
+                for (d, &s) in d16.into_remainder().iter_mut().zip(s16.remainder()) {
+                    *d = s;
+                }
             }
         }
     }
@@ -305,18 +328,18 @@ impl Conv2d {
         matches!(order, Order::Interleaved) || self.c_in == 1
     }
 
-    /// Walks one sample's unfolding (`P x K`, see [`Conv2d::unfold`]) a kernel row at a time:
-    /// for each output position and kernel row, `reads(state, col, x, taps)` gets the run of
-    /// `taps` kernel columns that read inside the input (from `cols` index `col` and the
-    /// input index `x` of its first position), and `pads(state, col, len)` every run of `len`
-    /// entries that reads padding. Positions whose kernel row lies wholly inside go through a
-    /// loop with nothing but the call in it.
+    /// Walks one sample's unfolding (`P x K`, see [`Conv2d::unfold`]) a kernel row at a time.
+    /// `reads(state, col, x, taps, count)` gets `count` output positions side by side (their
+    /// unfolded rows `K` apart from `cols` index `col`, their inputs `stride` positions apart
+    /// from input index `x`), each reading a run of `taps` kernel columns inside the input;
+    /// `pads(state, col, len)` gets every run of `len` entries that reads padding. The
+    /// positions whose kernel row lies wholly inside come in one call per kernel row.
     #[inline(always)]
     fn walk<S>(
         &self,
         (ys, xs): (usize, usize),
         state: &mut S,
-        reads: impl Fn(&mut S, usize, usize, usize),
+        reads: impl Fn(&mut S, usize, usize, usize, usize),
         pads: impl Fn(&mut S, usize, usize),
     ) {
         let (k, ow, s, pad, ci) = (
@@ -356,14 +379,12 @@ impl Conv2d {
                     pads(state, col + jhi * ci, (self.kw - jhi) * ci);
                     if jlo < jhi {
                         let xi = y * ys + (x0 + jlo as isize) as usize * xs;
-                        reads(state, col + jlo * ci, xi, jhi - jlo);
+                        reads(state, col + jlo * ci, xi, jhi - jlo, 1);
                     }
                 }
                 if lo < hi {
                     let x0 = y * ys + (lo * s - pad) * xs;
-                    for ox in lo..hi {
-                        reads(state, col0 + ox * k, x0 + (ox - lo) * s * xs, self.kw);
-                    }
+                    reads(state, col0 + lo * k, x0, self.kw, hi - lo);
                 }
             }
         }
@@ -383,7 +404,7 @@ impl Conv2d {
         self.check("conv input", samples * fi, x.len())?;
         self.check("conv scratch", samples * pk, cols.len())?;
         let (cs, ys, xs) = self.in_strides(order);
-        let ci = self.c_in;
+        let (ci, k) = (self.c_in, self.patch_len());
         let pads =
             |(cn, _): &mut (&mut [T], &[T]), col: usize, len: usize| zero(&mut cn[col..col + len]);
         for (xn, cn) in x
@@ -392,20 +413,24 @@ impl Conv2d {
             .take(samples)
         {
             if self.in_adjacent(order) {
-                let reads =
-                    |(cn, xn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
-                        copy_run(&mut cn[col..col + taps * ci], &xn[xi..]);
-                    };
+                let step = self.stride * xs;
+                let reads = |(cn, xn): &mut (&mut [T], &[T]), col, xi, taps, count| {
+                    copy_runs(&mut cn[col..], k, &xn[xi..], step, taps * ci, count);
+                };
                 self.walk((ys, xs), &mut (cn, xn), reads, pads);
             } else {
-                let reads =
-                    |(cn, xn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
-                        for (j, taps) in cn[col..col + taps * ci].chunks_exact_mut(ci).enumerate() {
+                let step = self.stride * xs;
+                let reads = |(cn, xn): &mut (&mut [T], &[T]), col, xi, taps, count| {
+                    for t in 0..count {
+                        let (col, xi) = (col + t * k, xi + t * step);
+                        let run = &mut cn[col..col + taps * ci];
+                        for (j, taps) in run.chunks_exact_mut(ci).enumerate() {
                             for (c, v) in taps.iter_mut().enumerate() {
                                 *v = xn[xi + j * xs + c * cs];
                             }
                         }
-                    };
+                    }
+                };
                 self.walk((ys, xs), &mut (cn, xn), reads, pads);
             }
         }
@@ -426,26 +451,33 @@ impl Conv2d {
         self.check("conv input grad", samples * fi, dx.len())?;
         self.check("conv scratch", samples * pk, cols.len())?;
         let (cs, ys, xs) = self.in_strides(order);
-        let ci = self.c_in;
+        let (ci, k) = (self.c_in, self.patch_len());
         let dx = &mut dx[..samples * fi];
         dx.fill(T::ZERO);
         let pads = |_: &mut (&mut [T], &[T]), _: usize, _: usize| {};
         for (dn, cn) in dx.chunks_exact_mut(fi).zip(cols.chunks_exact(pk)) {
             if self.in_adjacent(order) {
-                let reads =
-                    |(dn, cn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
+                let step = self.stride * xs;
+                let reads = |(dn, cn): &mut (&mut [T], &[T]), col, xi, taps, count| {
+                    for t in 0..count {
+                        let (col, xi) = (col + t * k, xi + t * step);
                         add_run(&mut dn[xi..xi + taps * ci], &cn[col..col + taps * ci]);
-                    };
+                    }
+                };
                 self.walk((ys, xs), &mut (dn, cn), reads, pads);
             } else {
-                let reads =
-                    |(dn, cn): &mut (&mut [T], &[T]), col: usize, xi: usize, taps: usize| {
-                        for (j, taps) in cn[col..col + taps * ci].chunks_exact(ci).enumerate() {
+                let step = self.stride * xs;
+                let reads = |(dn, cn): &mut (&mut [T], &[T]), col, xi, taps, count| {
+                    for t in 0..count {
+                        let (col, xi) = (col + t * k, xi + t * step);
+                        let run = &cn[col..col + taps * ci];
+                        for (j, taps) in run.chunks_exact(ci).enumerate() {
                             for (c, &v) in taps.iter().enumerate() {
                                 dn[xi + j * xs + c * cs] += v;
                             }
                         }
-                    };
+                    }
+                };
                 self.walk((ys, xs), &mut (dn, cn), reads, pads);
             }
         }

@@ -27,9 +27,17 @@
 //! `cnn_profile` example): the previous layout, one sample at a time as `W (c_out x K) ·
 //! cols (K x P)` over NCHW buffers, spent 42 % of the step in products only 16 or 32 rows tall
 //! and 40 % unfolding and folding back three-wide runs; see `BENCHMARKS.md` for the figures of
-//! this one. The scratch decides the chunk: `S` is the most samples whose unfolding fits
-//! ([`Conv2d::scratch_for`]), so a microcontroller lends one sample's worth and a host a few
-//! hundred kilobytes.
+//! this one.
+//!
+//! The scratch decides the chunk: `S` is the most samples whose unfolding fits
+//! ([`Conv2d::scratch_for`]). A network lends every layer the scratch its largest layer needs
+//! for one sample ([`crate::spec::scratch_count`]), so smaller layers, where one sample's
+//! product would be only a few rows tall, take several samples per product. Chunking the
+//! largest layers too (a 256 KiB – 4 MiB scratch) was measured 5–14 % slower on that CNN, and
+//! it would make a host network's rounding differ from the same network on a device: the
+//! weight gradient sums over the chunk's positions in one product, so the chunk is part of
+//! the arithmetic. With the same layers, the host and the device chunk alike and agree to the
+//! bit.
 
 use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
 

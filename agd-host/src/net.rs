@@ -106,12 +106,6 @@ impl<T: Element> Network<T> for HostNet<T> {
     }
 }
 
-/// Elements of the conv scratch a [`HostConvNet`] lends its layers (or one sample's worth if
-/// that is more): each conv layer unfolds as many samples per matrix product as fit
-/// ([`agd_core::conv::Conv2d::chunk_for`]), which makes the products taller. The results do not
-/// depend on it.
-pub const CONV_SCRATCH: usize = 1 << 16;
-
 /// A network of conv and dense layers ([`agd_core::spec`]) whose buffers are `Vec`s sized at
 /// run time, lent to the same [`ConvNetMut`] the device uses.
 #[derive(Debug, Clone)]
@@ -140,7 +134,7 @@ impl<T: Element> HostConvNet<T> {
             grads: vec![T::ZERO; layout.param_count()],
             acts: vec![T::ZERO; spec::act_count(layers, capacity)],
             deltas: vec![T::ZERO; spec::delta_count(layers, capacity)],
-            scratch: vec![T::ZERO; layout.scratch_count().max(CONV_SCRATCH)],
+            scratch: vec![T::ZERO; layout.scratch_count()],
             norms: vec![T::ZERO; layout.norm_count()],
         })
     }

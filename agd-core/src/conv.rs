@@ -39,7 +39,7 @@
 //! the arithmetic. With the same layers, the host and the device chunk alike and agree to the
 //! bit.
 
-use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
+use agd_simd::{Element, Vector, matmul_nn, matmul_nt, matmul_tn};
 
 use crate::error::Error;
 use crate::net::{activate, activate_backward};
@@ -92,7 +92,7 @@ fn zero<T: Element>(out: &mut [T]) {
 /// `count` copies of a run of `len` values: the `t`-th from `src[t·sstep..]` to
 /// `dst[t·dstep..]`. The runs are `kw·c_in` long, 3 on a grey first layer, 48 or 96 deeper in,
 /// where a `memcpy` call costs more than the copy: the common short lengths get a loop of
-/// fixed-size copies (a few moves each), longer runs go 16 values at a time.
+/// fixed-size copies (a few moves each), longer runs go a vector at a time.
 #[inline(always)]
 fn copy_runs<T: Element>(
     dst: &mut [T],
@@ -122,17 +122,27 @@ fn copy_runs<T: Element>(
         3 => fixed::<T, 3>(dst, dstep, src, sstep, count),
         4 => fixed::<T, 4>(dst, dstep, src, sstep, count),
         5 => fixed::<T, 5>(dst, dstep, src, sstep, count),
+        _ if len >= T::LANES => {
+            // Whole vectors, then one last vector overlapping the previous (a copy may
+            // write a value twice).
+            let l = T::LANES;
+            for t in 0..count {
+                let d = &mut dst[t * dstep..][..len];
+                let s = &src[t * sstep..][..len];
+                let mut i = 0;
+                while i + l <= len {
+                    T::V::load(&s[i..]).store(&mut d[i..]);
+                    i += l;
+                }
+                if i < len {
+                    T::V::load(&s[len - l..]).store(&mut d[len - l..]);
+                }
+            }
+        }
         _ => {
             for t in 0..count {
-                let d = &mut dst[t * dstep..t * dstep + len];
-                let s = &src[t * sstep..t * sstep + len];
-                let mut d16 = d.chunks_exact_mut(16);
-                let mut s16 = s.chunks_exact(16);
-                for (d, s) in (&mut d16).zip(&mut s16) {
-                    let s: &[T; 16] = s.try_into().expect("16");
-                    d.copy_from_slice(s);
-                }
-                for (d, &s) in d16.into_remainder().iter_mut().zip(s16.remainder()) {
+                let d = &mut dst[t * dstep..][..len];
+                for (d, &s) in d.iter_mut().zip(&src[t * sstep..][..len]) {
                     *d = s;
                 }
             }

@@ -504,7 +504,7 @@ impl Conv2d {
 
     /// `wp[o][(i·kw + j)·c_in + c] = w[o][(c·kh + i)·kw + j]`: the weights in the column order
     /// of [`Conv2d::unfold`].
-    fn to_taps<T: Element>(&self, w: &[T], wp: &mut [T]) {
+    fn weights_by_tap<T: Element>(&self, w: &[T], wp: &mut [T]) {
         let (ci, taps, k) = (self.c_in, self.kernel_positions(), self.patch_len());
         for (src, dst) in w.chunks_exact(k).zip(wp.chunks_exact_mut(k)) {
             for (c, filter) in src.chunks_exact(taps).enumerate() {
@@ -517,7 +517,7 @@ impl Conv2d {
 
     /// `w[o][(c·kh + i)·kw + j] = gt[(i·kw + j)·c_in + c][o]`: a weight-shaped gradient
     /// from its transpose in tap-major order (`K x c_out`, as the backward pass computes it).
-    fn from_taps_transposed<T: Element>(&self, gt: &[T], w: &mut [T]) {
+    fn grads_from_taps<T: Element>(&self, gt: &[T], w: &mut [T]) {
         let (ci, co, taps, k) = (
             self.c_in,
             self.c_out,
@@ -592,7 +592,7 @@ impl Conv2d {
             return Ok(());
         }
         let (wp, cols, out) = self.split(scratch, s);
-        self.to_taps(&weights[..self.param_count()], wp);
+        self.weights_by_tap(&weights[..self.param_count()], wp);
         let transposes = self.transposes(io.output);
         for (hc, zc) in h[..batch * fi]
             .chunks(s * fi)
@@ -674,7 +674,7 @@ impl Conv2d {
         }
         let (wp, cols, out) = self.split(scratch, s);
         if prev.is_some() {
-            self.to_taps(&weights[..taps], wp);
+            self.weights_by_tap(&weights[..taps], wp);
         }
         let mut grads = grads.map(|g| &mut g[..taps]);
         let transposes = self.transposes(io.output);
@@ -714,7 +714,7 @@ impl Conv2d {
             // Back to `[c_out, c_in, kh, kw]`, through the unfolding's room (≥ c_out·K).
             let tmp = &mut cols[..taps];
             tmp.copy_from_slice(g);
-            self.from_taps_transposed(tmp, g);
+            self.grads_from_taps(tmp, g);
         }
         Ok(())
     }

@@ -408,6 +408,44 @@ impl Conv2d {
         }
     }
 
+    /// The `(cols index, input index)` pairs of a [`Conv2d::walk`] call's runs, entry by
+    /// entry, for an input whose channels are not adjacent (channel stride `cs`, column stride
+    /// `xs`).
+    #[inline(always)]
+    fn entries(
+        &self,
+        (cs, xs): (usize, usize),
+        col: usize,
+        xi: usize,
+        taps: usize,
+        count: usize,
+    ) -> impl Iterator<Item = (usize, usize)> {
+        let (ci, k, step) = (self.c_in, self.patch_len(), self.stride * xs);
+        (0..count).flat_map(move |t| {
+            (0..taps * ci).map(move |e| {
+                let (j, c) = (e / ci, e % ci);
+                (col + t * k + e, xi + t * step + j * xs + c * cs)
+            })
+        })
+    }
+
+    /// Checks an unfolding's buffers (the input side named `name`) and returns the features
+    /// per sample, the unfolded entries per sample and the input's channel, row and column
+    /// strides.
+    fn unfolding(
+        &self,
+        samples: usize,
+        (name, len): (&'static str, usize),
+        cols: usize,
+        order: Order,
+    ) -> Result<[usize; 5], Error> {
+        let (fi, pk) = (self.in_features(), self.positions() * self.patch_len());
+        self.check(name, samples * fi, len)?;
+        self.check("conv scratch", samples * pk, cols)?;
+        let (cs, ys, xs) = self.in_strides(order);
+        Ok([fi, pk, cs, ys, xs])
+    }
+
     /// Unfolds `samples` samples `x` (each `in_features` long, stored in `order`) into `cols`,
     /// `samples·P x K`: row `n·P + oy·out_w + ox`, column `(i·kw + j)·c_in + c` holds
     /// `x_n[c, oy·stride + i − pad, ox·stride + j − pad]`, 0 in the padding.
@@ -418,10 +456,8 @@ impl Conv2d {
         order: Order,
         cols: &mut [T],
     ) -> Result<(), Error> {
-        let (fi, pk) = (self.in_features(), self.positions() * self.patch_len());
-        self.check("conv input", samples * fi, x.len())?;
-        self.check("conv scratch", samples * pk, cols.len())?;
-        let (cs, ys, xs) = self.in_strides(order);
+        let [fi, pk, cs, ys, xs] =
+            self.unfolding(samples, ("conv input", x.len()), cols.len(), order)?;
         let (ci, k) = (self.c_in, self.patch_len());
         let pads =
             |(cn, _): &mut (&mut [T], &[T]), col: usize, len: usize| zero(&mut cn[col..col + len]);
@@ -437,16 +473,9 @@ impl Conv2d {
                 };
                 self.walk((ys, xs), &mut (cn, xn), reads, pads);
             } else {
-                let step = self.stride * xs;
                 let reads = |(cn, xn): &mut (&mut [T], &[T]), col, xi, taps, count| {
-                    for t in 0..count {
-                        let (col, xi) = (col + t * k, xi + t * step);
-                        let run = &mut cn[col..col + taps * ci];
-                        for (j, taps) in run.chunks_exact_mut(ci).enumerate() {
-                            for (c, v) in taps.iter_mut().enumerate() {
-                                *v = xn[xi + j * xs + c * cs];
-                            }
-                        }
+                    for (c, x) in self.entries((cs, xs), col, xi, taps, count) {
+                        cn[c] = xn[x];
                     }
                 };
                 self.walk((ys, xs), &mut (cn, xn), reads, pads);
@@ -465,10 +494,8 @@ impl Conv2d {
         order: Order,
         dx: &mut [T],
     ) -> Result<(), Error> {
-        let (fi, pk) = (self.in_features(), self.positions() * self.patch_len());
-        self.check("conv input grad", samples * fi, dx.len())?;
-        self.check("conv scratch", samples * pk, cols.len())?;
-        let (cs, ys, xs) = self.in_strides(order);
+        let [fi, pk, cs, ys, xs] =
+            self.unfolding(samples, ("conv input grad", dx.len()), cols.len(), order)?;
         let (ci, k) = (self.c_in, self.patch_len());
         let dx = &mut dx[..samples * fi];
         dx.fill(T::ZERO);
@@ -484,16 +511,9 @@ impl Conv2d {
                 };
                 self.walk((ys, xs), &mut (dn, cn), reads, pads);
             } else {
-                let step = self.stride * xs;
                 let reads = |(dn, cn): &mut (&mut [T], &[T]), col, xi, taps, count| {
-                    for t in 0..count {
-                        let (col, xi) = (col + t * k, xi + t * step);
-                        let run = &cn[col..col + taps * ci];
-                        for (j, taps) in run.chunks_exact(ci).enumerate() {
-                            for (c, &v) in taps.iter().enumerate() {
-                                dn[xi + j * xs + c * cs] += v;
-                            }
-                        }
+                    for (c, x) in self.entries((cs, xs), col, xi, taps, count) {
+                        dn[x] += cn[c];
                     }
                 };
                 self.walk((ys, xs), &mut (dn, cn), reads, pads);

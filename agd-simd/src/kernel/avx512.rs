@@ -151,6 +151,14 @@ unsafe fn pack_transposed_f32(
     while j < nr {
         let jn = cols.saturating_sub(j).min(16);
         let mut p = 0;
+        if jn == 16 {
+            while p + 16 <= kc {
+                // SAFETY: rows `j..j + 16 <= cols` of `Bᵀ`, values `p..p + 16 <= kc`; panel
+                // rows `p..p + 16 <= kc`, columns `j..j + 16 <= nr`.
+                unsafe { transpose16_block(b.add(j * ldb + p), ldb, dst.add(p * nr + j), nr) };
+                p += 16;
+            }
+        }
         while p + 16 <= kc {
             // SAFETY: AVX-512F is enabled for this module.
             let mut r = [unsafe { _mm512_setzero_ps() }; 16];
@@ -179,6 +187,51 @@ unsafe fn pack_transposed_f32(
             }
         }
         j += 16;
+    }
+}
+
+/// Transposes the 16 x 16 block at `src` (row stride `lds`) into `dst` (row stride `ldd`).
+///
+/// Built from 128-bit pieces so that half the work happens in the loads: register `x[c][a]`
+/// gathers columns `4c..4c + 4` of rows `a`, `a + 4`, `a + 8`, `a + 12` (one plain load and
+/// three `vinsertf32x4` from memory, which may issue on port 0 or 5), after which a 4 x 4
+/// transpose inside each 128-bit lane (8 unpacks per 4 registers, port 5) leaves every
+/// column in one register: 80 shuffle-port operations spread over two ports against 64 on
+/// port 5 alone for the register-only network of [`transpose16`].
+///
+/// # Safety
+/// `src` readable at `r·lds + q`, `dst` writable at `q·ldd + r`, for `r, q < 16`.
+#[inline(always)]
+unsafe fn transpose16_block(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+    // SAFETY: AVX-512F is enabled for this module; every address is inside the block.
+    unsafe {
+        for c in 0..4 {
+            let mut x = [_mm512_setzero_ps(); 4];
+            for (a, xa) in x.iter_mut().enumerate() {
+                let at = |r: usize| _mm_loadu_ps(src.add(r * lds + 4 * c));
+                let v = _mm512_castps128_ps512(at(a));
+                let v = _mm512_insertf32x4::<1>(v, at(a + 4));
+                let v = _mm512_insertf32x4::<2>(v, at(a + 8));
+                *xa = _mm512_insertf32x4::<3>(v, at(a + 12));
+            }
+            // Lane `l` of `x[a]`: row `a + 4l`, columns `4c..4c + 4`.
+            let t0 = _mm512_unpacklo_ps(x[0], x[1]);
+            let t1 = _mm512_unpackhi_ps(x[0], x[1]);
+            let t2 = _mm512_unpacklo_ps(x[2], x[3]);
+            let t3 = _mm512_unpackhi_ps(x[2], x[3]);
+            let pd = _mm512_castps_pd;
+            let y = [
+                _mm512_unpacklo_pd(pd(t0), pd(t2)),
+                _mm512_unpackhi_pd(pd(t0), pd(t2)),
+                _mm512_unpacklo_pd(pd(t1), pd(t3)),
+                _mm512_unpackhi_pd(pd(t1), pd(t3)),
+            ];
+            // Lane `l` of `y[q]`: column `4c + q` of rows `4l..4l + 4`, so all of column
+            // `4c + q` in row order.
+            for (q, yq) in y.iter().enumerate() {
+                _mm512_storeu_ps(dst.add((4 * c + q) * ldd), _mm512_castpd_ps(*yq));
+            }
+        }
     }
 }
 

@@ -219,6 +219,21 @@ pub(crate) unsafe fn tile<
         bp = bp.wrapping_add(nr);
         ap = ap.wrapping_add(a_step);
     }
+    // Every loop below runs over the constants `R` and `NVU`, so it unrolls and the
+    // accumulators stay in registers (a data-dependent `break` here made LLVM keep them in
+    // a stack array, zeroed by a `memset` call per tile).
+    if cols == NVU * V::N && beta == T::ZERO {
+        // The common case (whole tile, `C` only written): one store per accumulator.
+        let va = V::splat(alpha);
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &s) in row.iter().enumerate() {
+                let r = if alpha == T::ONE { s } else { s.mul(va) };
+                // SAFETY: row `i < R`, columns `v·N .. v·N + N <= cols` of the tile.
+                unsafe { r.store(c.add(i * ldc + v * V::N)) };
+            }
+        }
+        return;
+    }
     let va = V::splat(alpha);
     let vb = V::splat(beta);
     for (i, row) in acc.iter().enumerate() {
@@ -226,28 +241,27 @@ pub(crate) unsafe fn tile<
         let crow = unsafe { c.add(i * ldc) };
         for (v, &s) in row.iter().enumerate() {
             let col = v * V::N;
-            if col >= cols {
-                break;
-            }
-            let n = (cols - col).min(V::N);
-            let r = if alpha == T::ONE { s } else { s.mul(va) };
-            // SAFETY: columns `col..col + n` are inside the tile (caller).
-            unsafe {
-                let p = crow.add(col);
-                if n == V::N {
-                    let r = if beta == T::ZERO {
-                        r
+            if col < cols {
+                let n = (cols - col).min(V::N);
+                let r = if alpha == T::ONE { s } else { s.mul(va) };
+                // SAFETY: columns `col..col + n` are inside the tile (caller).
+                unsafe {
+                    let p = crow.add(col);
+                    if n == V::N {
+                        let r = if beta == T::ZERO {
+                            r
+                        } else {
+                            V::load(p).fmadd(vb, r)
+                        };
+                        r.store(p);
                     } else {
-                        V::load(p).fmadd(vb, r)
-                    };
-                    r.store(p);
-                } else {
-                    let r = if beta == T::ZERO {
-                        r
-                    } else {
-                        V::load_partial(p, n).fmadd(vb, r)
-                    };
-                    r.store_partial(p, n);
+                        let r = if beta == T::ZERO {
+                            r
+                        } else {
+                            V::load_partial(p, n).fmadd(vb, r)
+                        };
+                        r.store_partial(p, n);
+                    }
                 }
             }
         }

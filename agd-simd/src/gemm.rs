@@ -22,7 +22,7 @@ use crate::element::Element;
 use crate::error::{Error, check};
 use crate::gemm_scalar;
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-use crate::kernel::{Lanes, Microkernel, run_tile};
+use crate::kernel::{Lanes, Microkernel, rows_per_tile, run_tile};
 use crate::small::{combine_rows, dot_rows};
 
 /// `C ← β C` (`β = 0` writes zeros without reading).
@@ -169,9 +169,10 @@ fn unpacked<T: Element>(
 
 /// The blocked, packed loop (written once for every microkernel and element): for each
 /// panel of `NR` columns and each depth block of at most `KC`, pack `op(B)`'s panel into a
-/// stack buffer, then run every `MR`-row block of `A` past it. `A` is never packed: the tile
-/// broadcasts its entries straight from the caller's slice. `C` is visited once per depth
-/// block (the first applies `β`, later ones add).
+/// stack buffer, then run every row block of `A` past it (`MR` rows; more, up to
+/// `MAX_ROWS`, for a narrower last panel). `A` is never packed: the tile broadcasts its
+/// entries straight from the caller's slice. `C` is visited once per depth block (the first
+/// applies `β`, later ones add).
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[allow(clippy::too_many_arguments)]
 fn blocked<T: Element, K: Microkernel<T>>(
@@ -185,7 +186,8 @@ fn blocked<T: Element, K: Microkernel<T>>(
     c: &mut [T],
     ldc: usize,
 ) {
-    let nr = K::NV * <K::V as Lanes<T>>::N;
+    let w = <K::V as Lanes<T>>::N;
+    let nr_max = K::NV * w;
     // Equal depth blocks, so no block is a sliver.
     let kc_max = k.div_ceil(k.div_ceil(K::KC));
     let mut buf = K::buf();
@@ -195,11 +197,14 @@ fn blocked<T: Element, K: Microkernel<T>>(
         OpA::Cols(s, l) => (s.as_ptr(), l, true),
     };
     let cp = c.as_mut_ptr();
-    let tiles = m.div_ceil(K::MR);
-    let (tile_base, tile_extra) = (m / tiles, m % tiles);
     let mut j0 = 0;
     while j0 < n {
-        let cols = nr.min(n - j0);
+        let cols = nr_max.min(n - j0);
+        // A narrower (last) panel is packed at the width it needs and run in taller tiles.
+        let nv = cols.div_ceil(w);
+        let nr = nv * w;
+        let tiles = m.div_ceil(rows_per_tile::<T, K>(nv));
+        let (tile_base, tile_extra) = (m / tiles, m % tiles);
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
@@ -219,23 +224,25 @@ fn blocked<T: Element, K: Microkernel<T>>(
             let mut i0 = 0;
             let mut t = 0;
             while i0 < m {
-                // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4):
-                // a short remainder tile has too few accumulators to hide the FMA latency.
+                // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4
+                // with 12-row tiles): a short remainder tile has too few accumulators to hide
+                // the FMA latency.
                 let rows = tile_base + usize::from(t < tile_extra);
                 t += 1;
                 // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
-                // inside A and C (checked by the entry points); the panel holds kc rows.
+                // inside A and C (checked by the entry points); the panel holds kc rows of
+                // nr >= cols; `rows <= rows_per_tile(nv)`.
                 unsafe {
                     let c_tile = cp.add(i0 * ldc + j0);
                     if acol {
                         let a_tile = ap.add(p0 * lda + i0);
                         run_tile::<T, K, true>(
-                            rows, cols, kc, alpha, a_tile, lda, bp, beta_p, c_tile, ldc,
+                            rows, nv, cols, kc, alpha, a_tile, lda, bp, nr, beta_p, c_tile, ldc,
                         );
                     } else {
                         let a_tile = ap.add(i0 * lda + p0);
                         run_tile::<T, K, false>(
-                            rows, cols, kc, alpha, a_tile, lda, bp, beta_p, c_tile, ldc,
+                            rows, nv, cols, kc, alpha, a_tile, lda, bp, nr, beta_p, c_tile, ldc,
                         );
                     }
                 }
@@ -267,7 +274,7 @@ unsafe fn pack_rows<T: Element, K: Microkernel<T>>(
         // Whole panel rows: vector moves (a `memcpy` call per short row costs more than
         // the copy).
         for p in 0..kc {
-            for v in 0..K::NV {
+            for v in 0..nr / w {
                 // SAFETY: as documented; `v·w + w <= nr = cols`.
                 unsafe {
                     K::V::load(b.add(p * ldb + v * w)).store(dst.add(p * nr + v * w));

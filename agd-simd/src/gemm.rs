@@ -502,8 +502,9 @@ mod tests {
         all_ops::<f64>();
     }
 
-    /// A depth of 260 is cut into two blocks of 130 (`KC` = 256): the second block adds to
-    /// `C` with β = 1. One 9 x 9 shape per layout, small enough for Miri.
+    /// A depth of 260 is cut into two blocks of 130 (`KC` = 256; three of 87 with the AVX-512
+    /// `f32` kernel's 128): later blocks add to `C` with β = 1. One 9 x 9 shape per layout,
+    /// small enough for Miri.
     #[test]
     fn depth_blocks_match_naive() {
         let ops: [(&str, Op<f32>, Op<f32>); 3] = [
@@ -526,6 +527,45 @@ mod tests {
         for (name, ours, reference) in ops {
             sweep::<f32>(name, ours, reference, &[9], &[260]);
         }
+    }
+
+    /// Every panel width the kernels tell apart: one to four vectors (16 to 64 `f32`
+    /// columns with AVX-512), whole and partial, and full panels followed by a narrower one
+    /// (80, 96, 112), whose tiles take more rows (up to 12) than a full panel's; row counts
+    /// that split into tiles of many heights; depths of one step, one block and two blocks of
+    /// the AVX-512 `f32` kernel (`KC` = 128).
+    #[test]
+    #[cfg_attr(miri, ignore = "covered by the shapes above; too slow interpreted")]
+    fn panel_widths_match_naive() {
+        let dims: &[usize] = &[5, 11, 24, 32, 40, 48, 64, 80, 96, 112];
+        let depths: &[usize] = &[1, 64, 129];
+        let ops: [(&str, Op<f32>, Op<f32>); 3] = [
+            (
+                "nt",
+                |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_nt,
+            ),
+            (
+                "nn",
+                |m, n, k, al, a, b, be, c| matmul_nn(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_nn,
+            ),
+            (
+                "tn",
+                |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_tn,
+            ),
+        ];
+        for (name, ours, reference) in ops {
+            sweep::<f32>(name, ours, reference, dims, depths);
+        }
+        sweep::<f64>(
+            "nt f64",
+            |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
+            naive::matmul_nt,
+            dims,
+            depths,
+        );
     }
 
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]

@@ -188,8 +188,6 @@ fn blocked<T: Element, K: Microkernel<T>>(
 ) {
     let w = <K::V as Lanes<T>>::N;
     let nr_max = K::NV * w;
-    // Equal depth blocks, so no block is a sliver.
-    let kc_max = k.div_ceil(k.div_ceil(K::KC));
     let mut buf = K::buf();
     let bp = K::buf_ptr(&mut buf);
     let (ap, lda, acol) = match a {
@@ -205,11 +203,16 @@ fn blocked<T: Element, K: Microkernel<T>>(
         let nr = nv * w;
         let tiles = m.div_ceil(rows_per_tile::<T, K>(nv));
         let (tile_base, tile_extra) = (m / tiles, m % tiles);
+        // Equal depth blocks, so no block is a sliver; a narrower panel takes proportionally
+        // deeper ones (the same buffer and L1 footprint, and fewer passes over `C`:
+        // `n = 10` at `k = 256` is one block, not two).
+        let kc_cap = K::KC * K::NV / nv;
+        let kc_max = k.div_ceil(k.div_ceil(kc_cap));
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
             // SAFETY: the public entry points checked that op(B) holds every (p, j),
-            // p < k, j < n; the buffer holds KC·NR >= kc·nr values.
+            // p < k, j < n; the buffer holds KC·NV·w >= kc·nv·w = kc·nr values.
             unsafe {
                 match b {
                     OpB::Rows(s, ldb) => {
@@ -533,12 +536,12 @@ mod tests {
     /// columns with AVX-512), whole and partial, and full panels followed by a narrower one
     /// (80, 96, 112), whose tiles take more rows (up to 12) than a full panel's; row counts
     /// that split into tiles of many heights; depths of one step, one block and two blocks of
-    /// the AVX-512 `f32` kernel (`KC` = 128).
+    /// the AVX-512 `f32` kernel (`KC` = 128 for four vectors, 170 for three, 256 for two).
     #[test]
     #[cfg_attr(miri, ignore = "covered by the shapes above; too slow interpreted")]
     fn panel_widths_match_naive() {
         let dims: &[usize] = &[5, 11, 24, 32, 40, 48, 64, 80, 96, 112];
-        let depths: &[usize] = &[1, 64, 129];
+        let depths: &[usize] = &[1, 64, 129, 300];
         let ops: [(&str, Op<f32>, Op<f32>); 3] = [
             (
                 "nt",

@@ -131,7 +131,8 @@ pub trait Microkernel<T: Copy + Default> {
     /// a product whose `n` is not a multiple of `NR`): such a tile needs fewer vectors per
     /// row, so it takes up to `MR · NV / vectors` rows to keep as many accumulators busy.
     const MAX_ROWS: usize;
-    /// Deepest packed panel; the loop splits `k` into equal blocks of at most `KC`.
+    /// Deepest packed panel of full width; the loop splits `k` into equal blocks of at most
+    /// `KC` (`KC · NV / vectors` for a narrower panel, which fills the same buffer).
     const KC: usize;
     /// The stack buffer holding one packed panel of `KC x NR` values.
     type Buf;

@@ -187,7 +187,13 @@ fn blocked<T: Element, K: Microkernel<T>>(
     ldc: usize,
 ) {
     let w = <K::V as Lanes<T>>::N;
-    let nr_max = K::NV * w;
+    // A short `A` (more rows than a full-width tile takes, few enough for one taller tile)
+    // runs in half-width panels: one tile of all `m` rows per panel, not two.
+    let nr_max = if K::NV >= 4 && m > K::MR && m <= K::MAX_ROWS {
+        K::NV / 2 * w
+    } else {
+        K::NV * w
+    };
     let mut buf = K::buf();
     let bp = K::buf_ptr(&mut buf);
     let (ap, lda, acol) = match a {
@@ -201,28 +207,56 @@ fn blocked<T: Element, K: Microkernel<T>>(
         // A narrower (last) panel is packed at the width it needs and run in taller tiles.
         let nv = cols.div_ceil(w);
         let nr = nv * w;
-        let tiles = m.div_ceil(rows_per_tile::<T, K>(nv));
-        let (tile_base, tile_extra) = (m / tiles, m % tiles);
-        // Equal depth blocks, so no block is a sliver; a narrower panel takes proportionally
-        // deeper ones (the same buffer and L1 footprint, and fewer passes over `C`:
-        // `n = 10` at `k = 256` is one block, not two).
-        let kc_cap = K::KC * K::NV / nv;
-        let kc_max = k.div_ceil(k.div_ceil(kc_cap));
+        // The most rows per tile, and the deepest block: a narrower panel takes
+        // proportionally deeper blocks (the same buffer and L1 footprint, and fewer passes
+        // over `C`: `n = 10` at `k = 256` is one block, not two). Matched on `nv` so that
+        // both fold to constants: at 16³ a few integer divisions are a tenth of the call.
+        let (rows_cap, kc_cap) = match nv {
+            1 => (rows_per_tile::<T, K>(1), K::KC * K::NV),
+            2 => (rows_per_tile::<T, K>(2), K::KC * K::NV / 2),
+            3 => (rows_per_tile::<T, K>(3), K::KC * K::NV / 3),
+            _ => (rows_per_tile::<T, K>(4), K::KC * K::NV / 4),
+        };
+        let tiles = if m <= rows_cap {
+            1
+        } else {
+            m.div_ceil(rows_cap)
+        };
+        let (tile_base, tile_extra) = if tiles == 1 {
+            (m, 0)
+        } else {
+            (m / tiles, m % tiles)
+        };
+        // Equal depth blocks, so no block is a sliver.
+        let kc_max = if k <= kc_cap {
+            k
+        } else {
+            k.div_ceil(k.div_ceil(kc_cap))
+        };
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
+            // The panel the tiles read and its row stride. A row-major `op(B)` read by a
+            // single tile is used in place (its rows are already the vectors the tile wants,
+            // and a copy would only be read once); a whole panel is needed for that, the
+            // tile loads every vector of a row.
             // SAFETY: the public entry points checked that op(B) holds every (p, j),
             // p < k, j < n; the buffer holds KC·NV·w >= kc·nv·w = kc·nr values.
-            unsafe {
+            let (panel, ld_panel) = unsafe {
                 match b {
+                    OpB::Rows(s, ldb) if tiles == 1 && cols == nr => {
+                        (s.as_ptr().add(p0 * ldb + j0), ldb)
+                    }
                     OpB::Rows(s, ldb) => {
-                        pack_rows::<T, K>(s.as_ptr().add(p0 * ldb + j0), ldb, kc, cols, nr, bp)
+                        pack_rows::<T, K>(s.as_ptr().add(p0 * ldb + j0), ldb, kc, cols, nr, bp);
+                        (bp.cast_const(), nr)
                     }
                     OpB::Cols(s, ldb) => {
-                        K::pack_b_transposed(s.as_ptr().add(j0 * ldb + p0), ldb, kc, cols, nr, bp)
+                        K::pack_b_transposed(s.as_ptr().add(j0 * ldb + p0), ldb, kc, cols, nr, bp);
+                        (bp.cast_const(), nr)
                     }
                 }
-            }
+            };
             let beta_p = if p0 == 0 { beta } else { T::ONE };
             let mut i0 = 0;
             let mut t = 0;
@@ -234,18 +268,20 @@ fn blocked<T: Element, K: Microkernel<T>>(
                 t += 1;
                 // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
                 // inside A and C (checked by the entry points); the panel holds kc rows of
-                // nr >= cols; `rows <= rows_per_tile(nv)`.
+                // nr >= cols readable values, `ld_panel` apart; `rows <= rows_per_tile(nv)`.
                 unsafe {
                     let c_tile = cp.add(i0 * ldc + j0);
                     if acol {
                         let a_tile = ap.add(p0 * lda + i0);
                         run_tile::<T, K, true>(
-                            rows, nv, cols, kc, alpha, a_tile, lda, bp, nr, beta_p, c_tile, ldc,
+                            rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
+                            c_tile, ldc,
                         );
                     } else {
                         let a_tile = ap.add(i0 * lda + p0);
                         run_tile::<T, K, false>(
-                            rows, nv, cols, kc, alpha, a_tile, lda, bp, nr, beta_p, c_tile, ldc,
+                            rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
+                            c_tile, ldc,
                         );
                     }
                 }
@@ -276,11 +312,15 @@ unsafe fn pack_rows<T: Element, K: Microkernel<T>>(
     if cols == nr {
         // Whole panel rows: vector moves (a `memcpy` call per short row costs more than
         // the copy).
+        // The vector count is the constant `K::NV` with a test, not `nr / w`, which LLVM
+        // turned back into a `memcpy` call per row.
         for p in 0..kc {
-            for v in 0..nr / w {
-                // SAFETY: as documented; `v·w + w <= nr = cols`.
-                unsafe {
-                    K::V::load(b.add(p * ldb + v * w)).store(dst.add(p * nr + v * w));
+            for v in 0..K::NV {
+                if v * w < nr {
+                    // SAFETY: as documented; `v·w + w <= nr = cols`.
+                    unsafe {
+                        K::V::load(b.add(p * ldb + v * w)).store(dst.add(p * nr + v * w));
+                    }
                 }
             }
         }

@@ -546,7 +546,7 @@ mod tests {
     }
 
     /// A depth of 260 is cut into two blocks of 130 (`KC` = 256; three of 87 with the AVX-512
-    /// `f32` kernel's 128): later blocks add to `C` with β = 1. One 9 x 9 shape per layout,
+    /// kernels' 128): later blocks add to `C` with β = 1. One 9 x 9 shape per layout,
     /// small enough for Miri.
     #[test]
     fn depth_blocks_match_naive() {

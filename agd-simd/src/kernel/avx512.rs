@@ -1,10 +1,10 @@
-//! AVX-512F microkernels. `f32`: 6 rows x 4 `zmm` vectors per tile (24 accumulators of the
-//! 32 registers; each step is 4 panel loads, 6 broadcasts and 24 FMAs). Measured against 12
+//! AVX-512F microkernels: 6 rows x 4 `zmm` vectors per tile (24 accumulators of the 32
+//! registers; each step is 4 panel loads, 6 broadcasts and 24 FMAs). Measured against 12
 //! rows x 2 vectors (the same 24 accumulators, but 11 broadcasts and 2 loads per 22 FMAs):
-//! 64³ went from 1.54x to 1.75x `matrixmultiply` and no MLP shape got slower; panels
-//! narrower than 64 columns take tiles of up to 12 rows (`MAX_ROWS`), so `n = 10` or 16 keep
-//! the old shape. `f64`: 12 rows x 2 vectors. Edges use masked loads and stores instead of
-//! a scalar tail.
+//! `f32` 64³ went from 1.54x to 1.75x `matrixmultiply` and no MLP shape got slower (`f64`
+//! at (128,256,256) `nn`: 1.21x to 1.47x); panels narrower than 4 vectors take tiles of up
+//! to 12 rows (`MAX_ROWS`), so `n = 10` or 16 keep the old shape. Edges use masked loads
+//! and stores instead of a scalar tail.
 
 use core::arch::x86_64::*;
 
@@ -115,14 +115,11 @@ impl Lanes<f64> for F64x8 {
 /// The AVX-512 tile shapes.
 pub struct Avx512;
 
-/// Panel depth: a `KC x 32` `f64` panel is 64 KiB (in L2; the 12-row tile reuses each
-/// panel row 12 times).
-const KC: usize = 256;
-/// `f32` panel depth: a `KC32 x 64` panel is 32 KiB and stays in the 48 KiB L1 while the
-/// loop runs every row block of `A` past it.
-const KC32: usize = 128;
+/// Panel depth: a `KC x 64` `f32` or `KC x 32` `f64` panel is 32 KiB and stays in the 48 KiB
+/// L1 while the loop runs every row block of `A` past it.
+const KC: usize = 128;
 
-microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC32, lanes 16;
+microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16;
     #[inline(always)]
     unsafe fn pack_b_transposed(
         b: *const f32,
@@ -136,7 +133,7 @@ microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC32, lanes 16;
         unsafe { pack_transposed_f32(b, ldb, kc, cols, nr, dst) }
     }
 );
-microkernel!(Avx512, f64, F64x8, mr 12, nv 2, max_rows 12, kc KC, lanes 8);
+microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8);
 
 /// Transposing pack of `f32` in 16 x 16 blocks held in registers: 16 row loads, a
 /// four-stage shuffle network, 16 stores — about a quarter of a cycle per value instead of

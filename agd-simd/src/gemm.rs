@@ -22,7 +22,7 @@ use crate::element::Element;
 use crate::error::{Error, check};
 use crate::gemm_scalar;
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-use crate::kernel::{Lanes, Microkernel, run_tile};
+use crate::kernel::{Lanes, Microkernel, rows_per_tile, run_tile};
 use crate::small::{combine_rows, dot_rows};
 
 /// `C ← β C` (`β = 0` writes zeros without reading).
@@ -169,9 +169,10 @@ fn unpacked<T: Element>(
 
 /// The blocked, packed loop (written once for every microkernel and element): for each
 /// panel of `NR` columns and each depth block of at most `KC`, pack `op(B)`'s panel into a
-/// stack buffer, then run every `MR`-row block of `A` past it. `A` is never packed: the tile
-/// broadcasts its entries straight from the caller's slice. `C` is visited once per depth
-/// block (the first applies `β`, later ones add).
+/// stack buffer, then run every row block of `A` past it (`MR` rows; more, up to
+/// `MAX_ROWS`, for a narrower last panel). `A` is never packed: the tile broadcasts its
+/// entries straight from the caller's slice. `C` is visited once per depth block (the first
+/// applies `β`, later ones add).
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[allow(clippy::too_many_arguments)]
 fn blocked<T: Element, K: Microkernel<T>>(
@@ -185,9 +186,14 @@ fn blocked<T: Element, K: Microkernel<T>>(
     c: &mut [T],
     ldc: usize,
 ) {
-    let nr = K::NV * <K::V as Lanes<T>>::N;
-    // Equal depth blocks, so no block is a sliver.
-    let kc_max = k.div_ceil(k.div_ceil(K::KC));
+    let w = <K::V as Lanes<T>>::N;
+    // A short `A` (more rows than a full-width tile takes, few enough for one taller tile)
+    // runs in half-width panels: one tile of all `m` rows per panel, not two.
+    let nr_max = if K::NV >= 4 && m > K::MR && m <= K::MAX_ROWS {
+        K::NV / 2 * w
+    } else {
+        K::NV * w
+    };
     let mut buf = K::buf();
     let bp = K::buf_ptr(&mut buf);
     let (ap, lda, acol) = match a {
@@ -195,47 +201,87 @@ fn blocked<T: Element, K: Microkernel<T>>(
         OpA::Cols(s, l) => (s.as_ptr(), l, true),
     };
     let cp = c.as_mut_ptr();
-    let tiles = m.div_ceil(K::MR);
-    let (tile_base, tile_extra) = (m / tiles, m % tiles);
     let mut j0 = 0;
     while j0 < n {
-        let cols = nr.min(n - j0);
+        let cols = nr_max.min(n - j0);
+        // A narrower (last) panel is packed at the width it needs and run in taller tiles.
+        let nv = cols.div_ceil(w);
+        let nr = nv * w;
+        // The most rows per tile, and the deepest block: a narrower panel takes
+        // proportionally deeper blocks (the same buffer and L1 footprint, and fewer passes
+        // over `C`: `n = 10` at `k = 256` is one block, not two). Matched on `nv` so that
+        // both fold to constants: at 16³ a few integer divisions are a tenth of the call.
+        let (rows_cap, kc_cap) = match nv {
+            1 => (rows_per_tile::<T, K>(1), K::KC * K::NV),
+            2 => (rows_per_tile::<T, K>(2), K::KC * K::NV / 2),
+            3 => (rows_per_tile::<T, K>(3), K::KC * K::NV / 3),
+            _ => (rows_per_tile::<T, K>(4), K::KC * K::NV / 4),
+        };
+        let tiles = if m <= rows_cap {
+            1
+        } else {
+            m.div_ceil(rows_cap)
+        };
+        let (tile_base, tile_extra) = if tiles == 1 {
+            (m, 0)
+        } else {
+            (m / tiles, m % tiles)
+        };
+        // Equal depth blocks, so no block is a sliver.
+        let kc_max = if k <= kc_cap {
+            k
+        } else {
+            k.div_ceil(k.div_ceil(kc_cap))
+        };
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
+            // The panel the tiles read and its row stride. A row-major `op(B)` read by a
+            // single tile is used in place (its rows are already the vectors the tile wants,
+            // and a copy would only be read once); a whole panel is needed for that, the
+            // tile loads every vector of a row.
             // SAFETY: the public entry points checked that op(B) holds every (p, j),
-            // p < k, j < n; the buffer holds KC·NR >= kc·nr values.
-            unsafe {
+            // p < k, j < n; the buffer holds KC·NV·w >= kc·nv·w = kc·nr values.
+            let (panel, ld_panel) = unsafe {
                 match b {
+                    OpB::Rows(s, ldb) if tiles == 1 && cols == nr => {
+                        (s.as_ptr().add(p0 * ldb + j0), ldb)
+                    }
                     OpB::Rows(s, ldb) => {
-                        pack_rows::<T, K>(s.as_ptr().add(p0 * ldb + j0), ldb, kc, cols, nr, bp)
+                        pack_rows::<T, K>(s.as_ptr().add(p0 * ldb + j0), ldb, kc, cols, nr, bp);
+                        (bp.cast_const(), nr)
                     }
                     OpB::Cols(s, ldb) => {
-                        K::pack_b_transposed(s.as_ptr().add(j0 * ldb + p0), ldb, kc, cols, nr, bp)
+                        K::pack_b_transposed(s.as_ptr().add(j0 * ldb + p0), ldb, kc, cols, nr, bp);
+                        (bp.cast_const(), nr)
                     }
                 }
-            }
+            };
             let beta_p = if p0 == 0 { beta } else { T::ONE };
             let mut i0 = 0;
             let mut t = 0;
             while i0 < m {
-                // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4):
-                // a short remainder tile has too few accumulators to hide the FMA latency.
+                // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4
+                // with 12-row tiles): a short remainder tile has too few accumulators to hide
+                // the FMA latency.
                 let rows = tile_base + usize::from(t < tile_extra);
                 t += 1;
                 // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
-                // inside A and C (checked by the entry points); the panel holds kc rows.
+                // inside A and C (checked by the entry points); the panel holds kc rows of
+                // nr >= cols readable values, `ld_panel` apart; `rows <= rows_per_tile(nv)`.
                 unsafe {
                     let c_tile = cp.add(i0 * ldc + j0);
                     if acol {
                         let a_tile = ap.add(p0 * lda + i0);
                         run_tile::<T, K, true>(
-                            rows, cols, kc, alpha, a_tile, lda, bp, beta_p, c_tile, ldc,
+                            rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
+                            c_tile, ldc,
                         );
                     } else {
                         let a_tile = ap.add(i0 * lda + p0);
                         run_tile::<T, K, false>(
-                            rows, cols, kc, alpha, a_tile, lda, bp, beta_p, c_tile, ldc,
+                            rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
+                            c_tile, ldc,
                         );
                     }
                 }
@@ -266,11 +312,15 @@ unsafe fn pack_rows<T: Element, K: Microkernel<T>>(
     if cols == nr {
         // Whole panel rows: vector moves (a `memcpy` call per short row costs more than
         // the copy).
+        // The vector count is the constant `K::NV` with a test, not `nr / w`, which LLVM
+        // turned back into a `memcpy` call per row.
         for p in 0..kc {
             for v in 0..K::NV {
-                // SAFETY: as documented; `v·w + w <= nr = cols`.
-                unsafe {
-                    K::V::load(b.add(p * ldb + v * w)).store(dst.add(p * nr + v * w));
+                if v * w < nr {
+                    // SAFETY: as documented; `v·w + w <= nr = cols`.
+                    unsafe {
+                        K::V::load(b.add(p * ldb + v * w)).store(dst.add(p * nr + v * w));
+                    }
                 }
             }
         }
@@ -495,8 +545,9 @@ mod tests {
         all_ops::<f64>();
     }
 
-    /// A depth of 260 is cut into two blocks of 130 (`KC` = 256): the second block adds to
-    /// `C` with β = 1. One 9 x 9 shape per layout, small enough for Miri.
+    /// A depth of 260 is cut into two blocks of 130 (`KC` = 256; three of 87 with the AVX-512
+    /// kernels' 128): later blocks add to `C` with β = 1. One 9 x 9 shape per layout,
+    /// small enough for Miri.
     #[test]
     fn depth_blocks_match_naive() {
         let ops: [(&str, Op<f32>, Op<f32>); 3] = [
@@ -519,6 +570,45 @@ mod tests {
         for (name, ours, reference) in ops {
             sweep::<f32>(name, ours, reference, &[9], &[260]);
         }
+    }
+
+    /// Every panel width the kernels tell apart: one to four vectors (16 to 64 `f32`
+    /// columns with AVX-512), whole and partial, and full panels followed by a narrower one
+    /// (80, 96, 112), whose tiles take more rows (up to 12) than a full panel's; row counts
+    /// that split into tiles of many heights; depths of one step, one block and two blocks of
+    /// the AVX-512 `f32` kernel (`KC` = 128 for four vectors, 170 for three, 256 for two).
+    #[test]
+    #[cfg_attr(miri, ignore = "covered by the shapes above; too slow interpreted")]
+    fn panel_widths_match_naive() {
+        let dims: &[usize] = &[5, 11, 24, 32, 40, 48, 64, 80, 96, 112];
+        let depths: &[usize] = &[1, 64, 129, 300];
+        let ops: [(&str, Op<f32>, Op<f32>); 3] = [
+            (
+                "nt",
+                |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_nt,
+            ),
+            (
+                "nn",
+                |m, n, k, al, a, b, be, c| matmul_nn(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_nn,
+            ),
+            (
+                "tn",
+                |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_tn,
+            ),
+        ];
+        for (name, ours, reference) in ops {
+            sweep::<f32>(name, ours, reference, dims, depths);
+        }
+        sweep::<f64>(
+            "nt f64",
+            |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
+            naive::matmul_nt,
+            dims,
+            depths,
+        );
     }
 
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]

@@ -1,7 +1,7 @@
 //! Microkernels: the innermost `MR x NR` tile of a matrix product, one file per instruction
 //! set. The blocked loop in [`crate::gemm`] is written once over the [`Microkernel`] trait;
-//! a kernel only says how wide its vectors are, how many rows and vectors a tile has, and how
-//! deep a packed panel of `B` may be.
+//! a kernel only says how wide its vectors are, how many rows and vectors a tile has (and how
+//! many rows a tile of a narrower panel may take), and how deep a packed panel of `B` may be.
 //!
 //! A tile computes `C[0..rows, 0..cols] ← α · Σ_p A[i, p] · Bp[p, j] + β · C` where `Bp` is a
 //! packed panel of `B` (`kc` rows of `NR = NV · lanes` values, zero-padded past `cols`) and
@@ -92,15 +92,17 @@ impl<const LEN: usize, T> Panel<LEN, T> {
     }
 }
 
-/// `impl Microkernel<$t> for $k` with the tile shape, the panel depth and a panel buffer of
+/// `impl Microkernel<$t> for $k` with the tile shape, the most rows a narrow panel's tile may
+/// take, the panel depth and a panel buffer of
 /// `KC · NV · lanes` values on the stack, plus any items given after `;` (e.g. a faster
 /// `pack_b_transposed`).
 macro_rules! microkernel {
-    ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, kc $kc:ident, lanes $lanes:literal $(; $($extra:item)*)?) => {
+    ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident, lanes $lanes:literal $(; $($extra:item)*)?) => {
         impl Microkernel<$t> for $k {
             type V = $v;
             const MR: usize = $mr;
             const NV: usize = $nv;
+            const MAX_ROWS: usize = $max;
             const KC: usize = $kc;
             type Buf = Panel<{ $kc * $nv * $lanes }, $t>;
             #[inline(always)]
@@ -121,11 +123,16 @@ pub(crate) use microkernel;
 pub trait Microkernel<T: Copy + Default> {
     /// The vector type of the tile.
     type V: Lanes<T>;
-    /// Most rows of `C` per tile (at most 12).
+    /// Rows of `C` per tile of a full-width panel.
     const MR: usize;
-    /// Vectors per panel row (at most 2); `NR = NV · lanes` columns.
+    /// Vectors per panel row (at most 4); `NR = NV · lanes` columns.
     const NV: usize;
-    /// Deepest packed panel; the loop splits `k` into equal blocks of at most `KC`.
+    /// Most rows per tile (at most 12) when a panel is narrower than `NR` (the last panel of
+    /// a product whose `n` is not a multiple of `NR`): such a tile needs fewer vectors per
+    /// row, so it takes up to `MR · NV / vectors` rows to keep as many accumulators busy.
+    const MAX_ROWS: usize;
+    /// Deepest packed panel of full width; the loop splits `k` into equal blocks of at most
+    /// `KC` (`KC · NV / vectors` for a narrower panel, which fills the same buffer).
     const KC: usize;
     /// The stack buffer holding one packed panel of `KC x NR` values.
     type Buf;
@@ -170,13 +177,19 @@ pub trait Microkernel<T: Copy + Default> {
 
 /// One `R x (NVU · lanes)` tile, `R` and `NVU` known at compile time so the accumulators live
 /// in registers. `ACOL`: `A` is stored column-major (entry `(i, p)` at `a[p·lda + i]`, the
-/// weight-gradient layout) rather than row-major (`a[i·lda + p]`).
+/// weight-gradient layout) rather than row-major (`a[i·lda + p]`). `bp` is a packed panel
+/// (`nr` its width) or a row-major `B` read in place (`nr` its row stride).
+///
+/// Not inlined: inside the blocked loop (about 40 tile shapes per layout) LLVM ran out of
+/// integer registers and reloaded the row stride from the stack in the hot loop of the
+/// small tiles (16³ went from 1.48x to 2.05x `matrixmultiply` with the tile on its own).
+/// A call per tile costs nothing measurable.
 ///
 /// # Safety
-/// `a` readable at every `(i, p)`, `i < R`, `p < kc`; `bp` readable for `kc · nr` values;
-/// `c` readable (if `β ≠ 0`) and writable at `c[i·ldc + j]`, `i < R`, `j < cols`;
-/// `cols <= NVU · lanes`.
-#[inline(always)]
+/// `a` readable at every `(i, p)`, `i < R`, `p < kc`; `bp` readable at `p·nr + j`, `p < kc`,
+/// `j < NVU · lanes`; `c` readable (if `β ≠ 0`) and writable at `c[i·ldc + j]`, `i < R`,
+/// `j < cols`; `cols <= NVU · lanes`.
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn tile<
     T: Element,
@@ -203,7 +216,7 @@ pub(crate) unsafe fn tile<
     for _ in 0..kc {
         let mut b = [V::zero(); NVU];
         for (v, bv) in b.iter_mut().enumerate() {
-            // SAFETY: the panel row holds `nr >= NVU · lanes` values.
+            // SAFETY: panel row `p` holds `NVU · lanes` readable values (caller).
             *bv = unsafe { V::load(bp.add(v * V::N)) };
         }
         for (i, row) in acc.iter_mut().enumerate() {
@@ -219,87 +232,140 @@ pub(crate) unsafe fn tile<
         bp = bp.wrapping_add(nr);
         ap = ap.wrapping_add(a_step);
     }
+    // Every loop below runs over the constants `R` and `NVU` with a short, branch-free body,
+    // so it unrolls and the accumulators stay in registers. (One data-dependent index into
+    // `acc` anywhere, such as a `break` at the last column, makes LLVM keep the whole array
+    // on the stack: zeroed by a `memset` call per tile and reloaded in the hot loop.)
     let va = V::splat(alpha);
     let vb = V::splat(beta);
-    for (i, row) in acc.iter().enumerate() {
-        // SAFETY: row `i < R` of the `C` tile.
-        let crow = unsafe { c.add(i * ldc) };
-        for (v, &s) in row.iter().enumerate() {
-            let col = v * V::N;
-            if col >= cols {
-                break;
-            }
-            let n = (cols - col).min(V::N);
-            let r = if alpha == T::ONE { s } else { s.mul(va) };
-            // SAFETY: columns `col..col + n` are inside the tile (caller).
-            unsafe {
-                let p = crow.add(col);
-                if n == V::N {
-                    let r = if beta == T::ZERO {
-                        r
-                    } else {
-                        V::load(p).fmadd(vb, r)
-                    };
-                    r.store(p);
-                } else {
-                    let r = if beta == T::ZERO {
-                        r
-                    } else {
-                        V::load_partial(p, n).fmadd(vb, r)
-                    };
-                    r.store_partial(p, n);
+    if cols == NVU * V::N {
+        // Whole tile.
+        macro_rules! each {
+            (|$s:ident, $p:ident| $e:expr) => {
+                for (i, row) in acc.iter().enumerate() {
+                    for (v, &$s) in row.iter().enumerate() {
+                        // SAFETY: row `i < R`, columns `v·N .. v·N + N <= cols` of the tile.
+                        unsafe {
+                            let $p = c.add(i * ldc + v * V::N);
+                            $e.store($p);
+                        }
+                    }
                 }
-            }
+            };
         }
+        match (alpha == T::ONE, beta == T::ZERO) {
+            // `C` only written.
+            (true, true) => each!(|s, _p| s),
+            (false, true) => each!(|s, _p| s.mul(va)),
+            // A later depth block adding to `C`.
+            (true, false) if beta == T::ONE => each!(|s, p| V::load(p).add(s)),
+            _ => each!(|s, p| V::load(p).fmadd(vb, s.mul(va))),
+        }
+        return;
+    }
+    // A partial tile (the last columns of a product): each row goes through a buffer, so
+    // only the buffer, not `acc`, is indexed by the column count.
+    for (i, row) in acc.iter().enumerate() {
+        let buf: [V; NVU] = *row;
+        // SAFETY: `buf` holds NVU · N >= cols values; row `i < R` of the `C` tile, `cols`
+        // columns (caller).
+        unsafe { finish_row(buf.as_ptr().cast::<T>(), cols, va, beta, vb, c.add(i * ldc)) };
     }
 }
 
-/// Calls the tile for `rows` (`1..=12`) and the vectors `cols` needs (1 or `NV`).
+/// `c[0..cols] ← α · row + β · c` (`c` not read when `β = 0`) for a row of a partial tile.
 ///
 /// # Safety
-/// As [`tile`], with `rows <= K::MR` and `cols <= K::NV · lanes`.
+/// `row` readable for `cols` values, rounded up to a whole vector; `c` readable (if
+/// `β ≠ 0`) and writable for `cols` values.
+#[inline(always)]
+unsafe fn finish_row<T: Element, V: Lanes<T>>(
+    row: *const T,
+    cols: usize,
+    va: V,
+    beta: T,
+    vb: V,
+    c: *mut T,
+) {
+    let mut col = 0;
+    while col < cols {
+        let n = (cols - col).min(V::N);
+        // SAFETY: a whole vector of `row` and `n` values of `c` (caller).
+        unsafe {
+            let r = V::load(row.add(col)).mul(va);
+            let p = c.add(col);
+            if n == V::N {
+                let r = if beta == T::ZERO {
+                    r
+                } else {
+                    V::load(p).fmadd(vb, r)
+                };
+                r.store(p);
+            } else {
+                let r = if beta == T::ZERO {
+                    r
+                } else {
+                    V::load_partial(p, n).fmadd(vb, r)
+                };
+                r.store_partial(p, n);
+            }
+        }
+        col += V::N;
+    }
+}
+
+/// Rows per tile for a panel of `nv` vectors: as many as keep the kernel's `MR · NV`
+/// accumulators busy, at most `K::MAX_ROWS` (and never more than `run_tile` dispatches:
+/// 12 rows of one or two vectors, 8 of three, 6 of four).
+#[inline(always)]
+pub(crate) fn rows_per_tile<T: Copy + Default, K: Microkernel<T>>(nv: usize) -> usize {
+    let cap = match nv {
+        1 | 2 => 12,
+        3 => 8,
+        _ => 6,
+    };
+    (K::MR * K::NV / nv).min(K::MAX_ROWS).min(cap)
+}
+
+/// Calls the tile for `rows` rows and `nv` vectors per row (`rows <= rows_per_tile(nv)`,
+/// `nv <= K::NV`), `cols` of whose columns are stored.
+///
+/// # Safety
+/// As [`tile`], with `nr` the panel's row stride and `cols <= nv · lanes`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
     rows: usize,
+    nv: usize,
     cols: usize,
     kc: usize,
     alpha: T,
     a: *const T,
     lda: usize,
     bp: *const T,
+    nr: usize,
     beta: T,
     c: *mut T,
     ldc: usize,
 ) {
-    let nr = K::NV * K::V::N;
     macro_rules! go {
-        ($r:literal) => {
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                if cols <= K::V::N {
-                    tile::<T, K::V, $r, 1, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols)
-                } else if K::NV == 2 {
-                    tile::<T, K::V, $r, 2, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols)
-                } else {
-                    unreachable!("kernels have at most two vectors per row")
-                }
+        ($nv:literal: $($r:literal)*) => {
+            match rows {
+                // SAFETY: forwarded from the caller.
+                $($r => unsafe {
+                    tile::<T, K::V, $r, $nv, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols)
+                },)*
+                _ => unreachable!("rows_per_tile bounds the rows"),
             }
         };
     }
-    match rows {
-        1 => go!(1),
-        2 => go!(2),
-        3 => go!(3),
-        4 => go!(4),
-        5 => go!(5),
-        6 => go!(6),
-        7 => go!(7),
-        8 => go!(8),
-        9 => go!(9),
-        10 => go!(10),
-        11 => go!(11),
-        12 => go!(12),
-        _ => unreachable!("kernels have at most 12 rows"),
+    // The `K::NV` tests are constants: a two-vector kernel instantiates no three- or
+    // four-vector tile.
+    match nv {
+        1 => go!(1: 1 2 3 4 5 6 7 8 9 10 11 12),
+        2 => go!(2: 1 2 3 4 5 6 7 8 9 10 11 12),
+        3 if K::NV >= 3 => go!(3: 1 2 3 4 5 6 7 8),
+        4 if K::NV >= 4 => go!(4: 1 2 3 4 5 6),
+        _ => unreachable!("kernels have at most four vectors per row"),
     }
 }

@@ -58,5 +58,5 @@ pub struct Portable;
 #[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 const KC: usize = 256;
 
-microkernel!(Portable, f32, f32x8, mr 6, nv 2, kc KC, lanes 8);
-microkernel!(Portable, f64, f64x4, mr 6, nv 2, kc KC, lanes 4);
+microkernel!(Portable, f32, f32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8);
+microkernel!(Portable, f64, f64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4);

@@ -1,0 +1,136 @@
+//! Ours against `matrixmultiply` at one product shape, the way `agd bench` measures it
+//! (interleaved rounds, median thread CPU time) but one shape per run and as many rounds as
+//! asked, for A/B comparisons of kernel changes:
+//! `cargo run --release -p agd-host --example gemm_race -- nt 64 64 64 [rounds] [f64]`
+//! (`nt`, `nn` or `tn`, then M K N). Prints each contender's median GFLOP/s and the ratio.
+use std::hint::black_box;
+use std::time::Instant;
+
+use agd_simd::Element;
+
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec; CLOCK_THREAD_CPUTIME_ID is supported on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// `matrixmultiply::sgemm` or `dgemm`.
+type MmGemm<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
+fn race<T: Element>(op: &str, m: usize, k: usize, n: usize, rounds: usize, gemm: MmGemm<T>) {
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        T::from_f64((s % 2001) as f64 / 1000.0 - 1.0)
+    };
+    let a: Vec<T> = (0..m * k).map(|_| next()).collect();
+    let b: Vec<T> = (0..k * n).map(|_| next()).collect();
+    let mut c1 = vec![T::ZERO; m * n];
+    let mut c2 = vec![T::ZERO; m * n];
+    let (rsa, csa): (isize, isize) = if op == "tn" {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (rsb, csb): (isize, isize) = if op == "nt" {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let ours = |c: &mut [T]| {
+        match op {
+            "nt" => agd_simd::matmul_nt(m, n, k, T::ONE, &a, &b, T::ZERO, c),
+            "nn" => agd_simd::matmul_nn(m, n, k, T::ONE, &a, &b, T::ZERO, c),
+            _ => agd_simd::matmul_tn(m, n, k, T::ONE, &a, &b, T::ZERO, c),
+        }
+        .unwrap()
+    };
+    // SAFETY: the pointers and strides describe `a` (m x k), `b` (k x n) and `c` (m x n),
+    // each holding exactly that many values.
+    let mm = |c: &mut [T]| unsafe {
+        gemm(
+            m,
+            k,
+            n,
+            T::ONE,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            T::ZERO,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    };
+    ours(&mut c1);
+    mm(&mut c2);
+    for (x, y) in c1.iter().zip(&c2) {
+        let (x, y) = (x.to_f64(), y.to_f64());
+        assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "disagree");
+    }
+    let t = Instant::now();
+    ours(&mut c1);
+    let reps = ((300e-6 / t.elapsed().as_secs_f64()) as usize).max(1);
+    let (mut to, mut tm) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let c0 = thread_cpu();
+        for _ in 0..reps {
+            ours(black_box(&mut c1));
+        }
+        to.push((thread_cpu() - c0) / reps as f64);
+        let c0 = thread_cpu();
+        for _ in 0..reps {
+            mm(black_box(&mut c2));
+        }
+        tm.push((thread_cpu() - c0) / reps as f64);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (o, mmt) = (med(&mut to), med(&mut tm));
+    let g = |t: f64| 2.0 * (m * n * k) as f64 / t / 1e9;
+    println!(
+        "{op} {m}x{k}x{n}: ours {:.1} GFLOP/s ({:.2} us), mm {:.1} GFLOP/s, ours/mm {:.3}x",
+        g(o),
+        o * 1e6,
+        g(mmt),
+        mmt / o
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let op = args.get(1).map_or("nt", |s| s.as_str());
+    let num = |i: usize, d: usize| args.get(i).map_or(d, |s| s.parse().unwrap());
+    let (m, k, n, rounds) = (num(2, 64), num(3, 64), num(4, 64), num(5, 201));
+    if args.get(6).is_some_and(|s| s == "f64") {
+        race::<f64>(op, m, k, n, rounds, matrixmultiply::dgemm);
+    } else {
+        race::<f32>(op, m, k, n, rounds, matrixmultiply::sgemm);
+    }
+}

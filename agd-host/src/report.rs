@@ -262,6 +262,8 @@ pub fn draw_chart<DB: DrawingBackend>(
                 .configure_mesh()
                 .x_desc(x_label)
                 .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| significant(*y))
+                .max_light_lines(4)
                 .y_desc(y_label)
                 .label_style((FAMILY, 15))
                 .axis_desc_style((FAMILY, 16))
@@ -306,6 +308,20 @@ pub fn draw_chart<DB: DrawingBackend>(
         );
     }
     Ok(())
+}
+
+/// `v` with three significant digits and no trailing zeros (`0.3`, not `0.30000000000000004`).
+fn significant(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 fn per_epoch(values: &[f64], scale: f64) -> Vec<(f64, f64)> {
@@ -423,4 +439,20 @@ pub fn plot_series(
     )
     .map_err(plot_err(path))?;
     root.present().map_err(|e| plot_err(path)(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::significant;
+
+    #[test]
+    fn axis_labels_have_three_significant_digits_and_no_float_noise() {
+        assert_eq!(significant(0.1 + 0.2), "0.3");
+        assert_eq!(significant(0.01), "0.01");
+        assert_eq!(significant(0.0123456), "0.0123");
+        assert_eq!(significant(1.0), "1");
+        assert_eq!(significant(250.0), "250");
+        assert_eq!(significant(12345.0), "12345");
+        assert_eq!(significant(0.0), "0");
+    }
 }

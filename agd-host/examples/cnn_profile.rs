@@ -14,7 +14,10 @@ fn main() {
         .nth(1)
         .map_or(Ok(100), |s| s.parse())
         .expect("steps");
-    let batch: usize = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(128);
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(128);
     let layers = chain(
         [1, 28, 28],
         [

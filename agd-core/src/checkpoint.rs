@@ -40,6 +40,8 @@
 //! Everything accepted re-encodes to exactly the same bytes (the format has no free bits),
 //! which is what the fuzz tests check.
 
+use core::ops::Range;
+
 use agd_simd::Element;
 use crc::{CRC_32_ISO_HDLC, Crc};
 use heapless::Vec;
@@ -144,9 +146,15 @@ fn checked_len(widths: &[usize], elem: ElemType) -> Option<usize> {
     for pair in widths.windows(2) {
         params = params.checked_add(pair[0].checked_mul(pair[1])?)?;
     }
+    checked_total(params, elem, 4 * widths.len())
+}
+
+/// Bytes of a checkpoint of `params` weights whose table (widths or layer records) takes
+/// `table_bytes`, `None` on overflow.
+fn checked_total(params: usize, elem: ElemType, table_bytes: usize) -> Option<usize> {
     params
         .checked_mul(elem.bytes())?
-        .checked_add(HEADER_BYTES + CRC_BYTES + 4 * widths.len())
+        .checked_add(HEADER_BYTES + CRC_BYTES + table_bytes)
 }
 
 /// Where training stands, saved next to the weights so that it resumes where it stopped.
@@ -196,6 +204,88 @@ fn finite_at(elem: ElemType, b: &[u8]) -> bool {
     }
 }
 
+/// The checkpoint element type of `T`; [`Error::CheckpointElement`] for one the format lacks.
+fn elem_of<T: Element>() -> Result<ElemType, Error> {
+    ElemType::of::<T>().ok_or(Error::CheckpointElement {
+        expected: "f32 or f64",
+        got: T::NAME,
+    })
+}
+
+/// Checks that a weight buffer holds the network's `expected` weights.
+fn check_weight_count(got: usize, expected: usize) -> Result<(), Error> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::BufferSize {
+            buffer: "weights",
+            expected,
+            got,
+        })
+    }
+}
+
+/// Checks the weights to save: `param_count` of them, and every layer's (`ranges`, in
+/// order) finite.
+fn check_weights<T: Element>(
+    weights: &[T],
+    param_count: usize,
+    ranges: impl Iterator<Item = Range<usize>>,
+) -> Result<(), Error> {
+    check_weight_count(weights.len(), param_count)?;
+    for (k, r) in ranges.enumerate() {
+        if !weights[r].iter().all(|w| w.is_finite()) {
+            return Err(Error::NonFiniteWeight { layer: k });
+        }
+    }
+    Ok(())
+}
+
+/// Writes a checkpoint of `len` bytes into the start of `out`: the header (`code` in byte
+/// 6, `count` in byte 7), the `table` of u32 (widths or layer records), the weights and the
+/// CRC. Returns `len`; refuses, writing nothing, an `out` shorter than that. `T` is one of
+/// the format's element types ([`elem_of`] checked it).
+fn write_checkpoint<T: Element>(
+    out: &mut [u8],
+    len: usize,
+    code: u8,
+    count: u8,
+    progress: Progress,
+    table: impl Iterator<Item = u32>,
+    weights: &[T],
+) -> Result<usize, Error> {
+    if out.len() < len {
+        return Err(Error::BufferSize {
+            buffer: "checkpoint",
+            expected: len,
+            got: out.len(),
+        });
+    }
+    let out = &mut out[..len];
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    out[6] = code;
+    out[7] = count;
+    out[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    out[16..24].copy_from_slice(&progress.step.to_le_bytes());
+    out[24..32].copy_from_slice(&progress.rng.to_le_bytes());
+    let mut at = HEADER_BYTES;
+    for x in table {
+        out[at..at + 4].copy_from_slice(&x.to_le_bytes());
+        at += 4;
+    }
+    // `ElemType::of` matched T::BYTES to the element type's size.
+    let b = T::BYTES;
+    for &w in weights {
+        // to_bits_u64 widens an f32's 32 bits; the low `b` bytes are the value.
+        out[at..at + b].copy_from_slice(&w.to_bits_u64().to_le_bytes()[..b]);
+        at += b;
+    }
+    let crc = CRC32.checksum(&out[..at]);
+    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(len)
+}
+
 /// Serialises `weights` (laid out for `widths`) and `progress` into the start of `out`;
 /// returns the number of bytes written ([`checkpoint_len`]).
 ///
@@ -208,61 +298,26 @@ pub fn encode<T: Element>(
     out: &mut [u8],
 ) -> Result<usize, Error> {
     let layout = Layout::new(widths)?;
-    let Some(elem) = ElemType::of::<T>() else {
-        return Err(Error::CheckpointElement {
-            expected: "f32 or f64",
-            got: T::NAME,
-        });
-    };
+    let elem = elem_of::<T>()?;
     if widths.iter().any(|&w| u32::try_from(w).is_err()) {
         return Err(Error::InvalidWidths);
     }
-    if weights.len() != layout.param_count() {
-        return Err(Error::BufferSize {
-            buffer: "weights",
-            expected: layout.param_count(),
-            got: weights.len(),
-        });
-    }
-    for k in 0..layout.depth() {
-        if !weights[layout.weight_range(k)]
-            .iter()
-            .all(|w| w.is_finite())
-        {
-            return Err(Error::NonFiniteWeight { layer: k });
-        }
-    }
-    let len = checkpoint_len(widths, elem);
-    if out.len() < len {
-        return Err(Error::BufferSize {
-            buffer: "checkpoint",
-            expected: len,
-            got: out.len(),
-        });
-    }
-    let out = &mut out[..len];
-    out[0..4].copy_from_slice(&MAGIC);
-    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
-    out[6] = elem.code();
-    // Layout::new caps the widths at MAX_DEPTH + 1 = 17, so this fits a byte.
-    out[7] = widths.len() as u8;
-    out[8..16].copy_from_slice(&(len as u64).to_le_bytes());
-    out[16..24].copy_from_slice(&progress.step.to_le_bytes());
-    out[24..32].copy_from_slice(&progress.rng.to_le_bytes());
-    let mut at = HEADER_BYTES;
-    for &w in widths {
-        out[at..at + 4].copy_from_slice(&(w as u32).to_le_bytes());
-        at += 4;
-    }
-    let b = elem.bytes();
-    for &w in weights {
-        // to_bits_u64 widens an f32's 32 bits; the low `b` bytes are the value.
-        out[at..at + b].copy_from_slice(&w.to_bits_u64().to_le_bytes()[..b]);
-        at += b;
-    }
-    let crc = CRC32.checksum(&out[..at]);
-    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-    Ok(len)
+    check_weights(
+        weights,
+        layout.param_count(),
+        (0..layout.depth()).map(|k| layout.weight_range(k)),
+    )?;
+    write_checkpoint(
+        out,
+        checkpoint_len(widths, elem),
+        elem.code(),
+        // Layout::new caps the widths at MAX_DEPTH + 1 = 17, so this fits a byte.
+        widths.len() as u8,
+        progress,
+        // Each fits a u32 (checked above).
+        widths.iter().map(|&w| w as u32),
+        weights,
+    )
 }
 
 /// Checks what every checkpoint shares: magic, version, length field and CRC. Returns the
@@ -320,13 +375,58 @@ fn elem_and_kind(code: u8) -> Result<(ElemType, bool), Error> {
     }
 }
 
+/// Checks the number of layers a header gives (0 for a dense one with fewer than two
+/// widths): 1 ..= MAX_DEPTH.
+fn check_depth(depth: usize) -> Result<(), Error> {
+    if depth == 0 {
+        return Err(Error::InvalidWidths);
+    }
+    if depth > MAX_DEPTH {
+        return Err(Error::TooDeep {
+            depth,
+            max: MAX_DEPTH,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the table after the header (`table_bytes` of widths or layer records) and the
+/// CRC fit the `claimed` length; returns where the table ends (the first weight).
+fn table_end(table_bytes: usize, claimed: usize) -> Result<usize, Error> {
+    let end = HEADER_BYTES + table_bytes;
+    if end + CRC_BYTES > claimed {
+        return Err(Error::CheckpointLength {
+            claimed,
+            expected: end + CRC_BYTES,
+        });
+    }
+    Ok(end)
+}
+
+/// Checks that the `claimed` length is the one the header's table implies (`None`: it
+/// overflows).
+fn check_total(expected: Option<usize>, claimed: usize) -> Result<(), Error> {
+    let expected = expected.unwrap_or(usize::MAX);
+    if expected != claimed {
+        return Err(Error::CheckpointLength { claimed, expected });
+    }
+    Ok(())
+}
+
+/// The step count and RNG state of a checked header.
+fn progress_of(bytes: &[u8]) -> Progress {
+    Progress {
+        step: u64_at(bytes, 16),
+        rng: u64_at(bytes, 24),
+    }
+}
+
 /// Checks a checkpoint completely without a target network: magic, version, length, CRC,
 /// header consistency and that every weight is finite. Returns what it says about itself
 /// (a host reads the widths from here to build the network to load it into). A layer-spec
 /// checkpoint is [`Error::CheckpointKind`] here; see [`inspect_spec`].
 pub fn inspect(bytes: &[u8]) -> Result<Header, Error> {
     let claimed = check_frame(bytes)?;
-    let body = &bytes[..claimed - CRC_BYTES];
     // From here the bytes are as some encoder wrote them; still check they are consistent,
     // as a crafted file can carry a correct CRC.
     let (elem, spec) = elem_and_kind(bytes[6])?;
@@ -337,21 +437,8 @@ pub fn inspect(bytes: &[u8]) -> Result<Header, Error> {
         });
     }
     let n = bytes[7] as usize;
-    if n < 2 {
-        return Err(Error::InvalidWidths);
-    }
-    if n - 1 > MAX_DEPTH {
-        return Err(Error::TooDeep {
-            depth: n - 1,
-            max: MAX_DEPTH,
-        });
-    }
-    if HEADER_BYTES + 4 * n + CRC_BYTES > claimed {
-        return Err(Error::CheckpointLength {
-            claimed,
-            expected: HEADER_BYTES + 4 * n + CRC_BYTES,
-        });
-    }
+    check_depth(n.saturating_sub(1))?;
+    let start = table_end(4 * n, claimed)?;
     let mut widths: Vec<usize, { MAX_DEPTH + 1 }> = Vec::new();
     for k in 0..n {
         let w = u32_at(bytes, HEADER_BYTES + 4 * k) as usize;
@@ -361,26 +448,16 @@ pub fn inspect(bytes: &[u8]) -> Result<Header, Error> {
         // n <= MAX_DEPTH + 1 was checked above.
         let _ = widths.push(w);
     }
-    let expected = checked_len(&widths, elem).unwrap_or(usize::MAX);
-    if expected != claimed {
-        return Err(Error::CheckpointLength { claimed, expected });
-    }
+    check_total(checked_len(&widths, elem), claimed)?;
     let layout = Layout::new(&widths)?;
-    let start = HEADER_BYTES + 4 * n;
-    let b = elem.bytes();
-    for k in 0..layout.depth() {
-        let r = layout.weight_range(k);
-        let layer = &body[start + b * r.start..start + b * r.end];
-        if !layer.chunks_exact(b).all(|x| finite_at(elem, x)) {
-            return Err(Error::NonFiniteWeight { layer: k });
-        }
-    }
+    check_finite_weights(
+        elem,
+        (0..layout.depth()).map(|k| layout.weight_range(k).len()),
+        &bytes[start..claimed - CRC_BYTES],
+    )?;
     Ok(Header {
         elem,
-        progress: Progress {
-            step: u64_at(bytes, 16),
-            rng: u64_at(bytes, 24),
-        },
+        progress: progress_of(bytes),
         widths,
         len: claimed,
     })
@@ -395,26 +472,9 @@ pub fn decode<T: Element>(
     weights: &mut [T],
 ) -> Result<Progress, Error> {
     let layout = Layout::new(widths)?;
-    if weights.len() != layout.param_count() {
-        return Err(Error::BufferSize {
-            buffer: "weights",
-            expected: layout.param_count(),
-            got: weights.len(),
-        });
-    }
+    check_weight_count(weights.len(), layout.param_count())?;
     let header = inspect(bytes)?;
-    if ElemType::of::<T>() != Some(header.elem) {
-        return Err(Error::CheckpointElement {
-            expected: T::NAME,
-            got: header.elem.name(),
-        });
-    }
-    if header.widths.len() != widths.len() {
-        return Err(Error::CheckpointDepth {
-            expected: widths.len() - 1,
-            got: header.widths.len() - 1,
-        });
-    }
+    check_target::<T>(header.elem, widths.len() - 1, header.widths.len() - 1)?;
     if let Some((index, (&expected, &got))) = widths
         .iter()
         .zip(header.widths.iter())
@@ -532,9 +592,7 @@ fn checked_spec_len(layers: &[LayerSpec], elem: ElemType) -> Option<usize> {
         // `sizes_fit` held for each layer, so its own count does not overflow.
         params = params.checked_add(l.param_count())?;
     }
-    params
-        .checked_mul(elem.bytes())?
-        .checked_add(HEADER_BYTES + CRC_BYTES + LAYER_BYTES * layers.len())
+    checked_total(params, elem, LAYER_BYTES * layers.len())
 }
 
 /// What a checked checkpoint of a layer-spec network (or a dense one, seen as dense layers)
@@ -564,12 +622,17 @@ impl SpecHeader {
     }
 }
 
-/// Checks that every weight of every layer is finite.
-fn check_finite_weights(elem: ElemType, layers: &[LayerSpec], data: &[u8]) -> Result<(), Error> {
+/// Checks that every weight of every layer (`counts`: weights per layer, in order) is
+/// finite, the weights starting at `data`.
+fn check_finite_weights(
+    elem: ElemType,
+    counts: impl Iterator<Item = usize>,
+    data: &[u8],
+) -> Result<(), Error> {
     let b = elem.bytes();
     let mut at = 0;
-    for (k, l) in layers.iter().enumerate() {
-        let end = at + b * l.param_count();
+    for (k, count) in counts.enumerate() {
+        let end = at + b * count;
         if !data[at..end].chunks_exact(b).all(|x| finite_at(elem, x)) {
             return Err(Error::NonFiniteWeight { layer: k });
         }
@@ -588,12 +651,7 @@ pub fn encode_spec<T: Element>(
     out: &mut [u8],
 ) -> Result<usize, Error> {
     let layout = SpecLayout::new(layers)?;
-    let Some(elem) = ElemType::of::<T>() else {
-        return Err(Error::CheckpointElement {
-            expected: "f32 or f64",
-            got: T::NAME,
-        });
-    };
+    let elem = elem_of::<T>()?;
     let mut records: Vec<[u32; 9], MAX_DEPTH> = Vec::new();
     for (k, l) in layers.iter().enumerate() {
         match record(l) {
@@ -604,53 +662,21 @@ pub fn encode_spec<T: Element>(
             _ => return Err(Error::InvalidLayer { layer: k }),
         }
     }
-    if weights.len() != layout.param_count() {
-        return Err(Error::BufferSize {
-            buffer: "weights",
-            expected: layout.param_count(),
-            got: weights.len(),
-        });
-    }
-    for k in 0..layout.depth() {
-        if !weights[layout.weight_range(k)]
-            .iter()
-            .all(|w| w.is_finite())
-        {
-            return Err(Error::NonFiniteWeight { layer: k });
-        }
-    }
-    let len = spec_checkpoint_len(layers, elem);
-    if out.len() < len {
-        return Err(Error::BufferSize {
-            buffer: "checkpoint",
-            expected: len,
-            got: out.len(),
-        });
-    }
-    let out = &mut out[..len];
-    out[0..4].copy_from_slice(&MAGIC);
-    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
-    out[6] = elem.code() | SPEC_FLAG;
-    // At most MAX_DEPTH = 16 layers.
-    out[7] = layers.len() as u8;
-    out[8..16].copy_from_slice(&(len as u64).to_le_bytes());
-    out[16..24].copy_from_slice(&progress.step.to_le_bytes());
-    out[24..32].copy_from_slice(&progress.rng.to_le_bytes());
-    let mut at = HEADER_BYTES;
-    for r in &records {
-        for x in r {
-            out[at..at + 4].copy_from_slice(&x.to_le_bytes());
-            at += 4;
-        }
-    }
-    let b = elem.bytes();
-    for &w in weights {
-        out[at..at + b].copy_from_slice(&w.to_bits_u64().to_le_bytes()[..b]);
-        at += b;
-    }
-    let crc = CRC32.checksum(&out[..at]);
-    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-    Ok(len)
+    check_weights(
+        weights,
+        layout.param_count(),
+        (0..layout.depth()).map(|k| layout.weight_range(k)),
+    )?;
+    write_checkpoint(
+        out,
+        spec_checkpoint_len(layers, elem),
+        elem.code() | SPEC_FLAG,
+        // At most MAX_DEPTH = 16 layers.
+        layers.len() as u8,
+        progress,
+        records.iter().flatten().copied(),
+        weights,
+    )
 }
 
 /// Checks a layer-spec checkpoint completely without a target network, as [`inspect`] does
@@ -677,22 +703,8 @@ pub fn inspect_spec(bytes: &[u8]) -> Result<SpecHeader, Error> {
         });
     }
     let n = bytes[7] as usize;
-    if n == 0 {
-        return Err(Error::InvalidWidths);
-    }
-    if n > MAX_DEPTH {
-        return Err(Error::TooDeep {
-            depth: n,
-            max: MAX_DEPTH,
-        });
-    }
-    let records_end = HEADER_BYTES + LAYER_BYTES * n;
-    if records_end + CRC_BYTES > claimed {
-        return Err(Error::CheckpointLength {
-            claimed,
-            expected: records_end + CRC_BYTES,
-        });
-    }
+    check_depth(n)?;
+    let records_end = table_end(LAYER_BYTES * n, claimed)?;
     let mut layers: Vec<LayerSpec, MAX_DEPTH> = Vec::new();
     for k in 0..n {
         let mut r = [0u32; 9];
@@ -703,18 +715,16 @@ pub fn inspect_spec(bytes: &[u8]) -> Result<SpecHeader, Error> {
         let _ = layers.push(layer_of(&r, k)?);
     }
     SpecLayout::new(&layers)?;
-    let expected = checked_spec_len(&layers, elem).unwrap_or(usize::MAX);
-    if expected != claimed {
-        return Err(Error::CheckpointLength { claimed, expected });
-    }
-    check_finite_weights(elem, &layers, &bytes[records_end..claimed - CRC_BYTES])?;
+    check_total(checked_spec_len(&layers, elem), claimed)?;
+    check_finite_weights(
+        elem,
+        layers.iter().map(LayerSpec::param_count),
+        &bytes[records_end..claimed - CRC_BYTES],
+    )?;
     Ok(SpecHeader {
         elem,
         layers,
-        progress: Progress {
-            step: u64_at(bytes, 16),
-            rng: u64_at(bytes, 24),
-        },
+        progress: progress_of(bytes),
         len: claimed,
         dense: false,
     })
@@ -729,31 +739,32 @@ pub fn decode_spec<T: Element>(
     weights: &mut [T],
 ) -> Result<Progress, Error> {
     let layout = SpecLayout::new(layers)?;
-    if weights.len() != layout.param_count() {
-        return Err(Error::BufferSize {
-            buffer: "weights",
-            expected: layout.param_count(),
-            got: weights.len(),
-        });
-    }
+    check_weight_count(weights.len(), layout.param_count())?;
     let header = inspect_spec(bytes)?;
-    if ElemType::of::<T>() != Some(header.elem) {
-        return Err(Error::CheckpointElement {
-            expected: T::NAME,
-            got: header.elem.name(),
-        });
-    }
-    if header.layers.len() != layers.len() {
-        return Err(Error::CheckpointDepth {
-            expected: layers.len(),
-            got: header.layers.len(),
-        });
-    }
+    check_target::<T>(header.elem, layers.len(), header.layers.len())?;
     if let Some(index) = (0..layers.len()).find(|&k| header.layers[k] != layers[k]) {
         return Err(Error::CheckpointLayer { index });
     }
     copy_weights(header.elem, &bytes[header.weights_at()..], weights);
     Ok(header.progress)
+}
+
+/// Checks a checked checkpoint (element type `elem`, `depth` layers) against a target of
+/// element type `T` and `expected` layers.
+fn check_target<T: Element>(elem: ElemType, expected: usize, depth: usize) -> Result<(), Error> {
+    if ElemType::of::<T>() != Some(elem) {
+        return Err(Error::CheckpointElement {
+            expected: T::NAME,
+            got: elem.name(),
+        });
+    }
+    if depth != expected {
+        return Err(Error::CheckpointDepth {
+            expected,
+            got: depth,
+        });
+    }
+    Ok(())
 }
 
 /// Copies `weights.len()` little-endian values of type `elem` from the start of `data`.

@@ -43,6 +43,7 @@ pub mod conv;
 #[cfg(feature = "defmt")]
 mod defmt_impl;
 mod error;
+mod flat;
 pub mod init;
 pub mod layout;
 pub mod loss;

@@ -8,8 +8,9 @@ use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
 
 use crate::agd::{Agd, StepReport};
 use crate::error::Error;
+use crate::flat::{FlatNet, check_len};
 use crate::layout::{Layout, act_count, delta_count};
-use crate::loss::{Loss, argmax, loss_and_grad};
+use crate::loss::Loss;
 
 /// `sqrt(2)`: the hidden activation is `h = sqrt(2)·relu(z)`, which keeps `E||h||² = E||z||²`.
 pub(crate) fn sqrt2<T: Element>() -> T {
@@ -60,18 +61,6 @@ pub struct TrainReport<T> {
     pub correct: usize,
     /// The AGD step's report.
     pub step: StepReport<T>,
-}
-
-fn check_len(buffer: &'static str, expected: usize, got: usize) -> Result<(), Error> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(Error::BufferSize {
-            buffer,
-            expected,
-            got,
-        })
-    }
 }
 
 impl<'a, T: Element> NetMut<'a, T> {
@@ -149,56 +138,30 @@ impl<'a, T: Element> NetMut<'a, T> {
         }
     }
 
-    fn check_batch(&self, batch: usize) -> Result<(), Error> {
-        if batch == 0 {
-            Err(Error::EmptyBatch)
-        } else if batch > self.capacity {
-            Err(Error::BatchTooLarge {
-                batch,
-                capacity: self.capacity,
-            })
-        } else {
-            Ok(())
-        }
-    }
-
     /// The first `batch` rows of the input block, to fill in place (no copy of the data).
     pub fn input_mut(&mut self, batch: usize) -> Result<&mut [T], Error> {
-        self.check_batch(batch)?;
-        Ok(&mut self.acts[..batch * self.layout.inputs()])
+        FlatNet::input_mut(self, batch)
     }
 
     /// Copies a batch of samples (`batch x d_0`, row-major) into the input block and returns
     /// the batch size.
     pub fn set_input(&mut self, samples: &[T]) -> Result<usize, Error> {
-        let d0 = self.layout.inputs();
-        if samples.is_empty() || !samples.len().is_multiple_of(d0) {
-            return Err(Error::BufferSize {
-                buffer: "input",
-                expected: d0,
-                got: samples.len(),
-            });
-        }
-        let batch = samples.len() / d0;
-        self.input_mut(batch)?.copy_from_slice(samples);
-        Ok(batch)
+        FlatNet::set_input(self, samples)
     }
 
     /// Block `k` of the activations for `batch` samples (0 = input, `L` = outputs).
     pub fn activations(&self, k: usize, batch: usize) -> &[T] {
-        let off = self.layout.act_offset(k, self.capacity);
-        &self.acts[off..off + batch * self.layout.widths()[k]]
+        FlatNet::activations(self, k, batch)
     }
 
     /// Layer `k`'s back-propagated error `∂loss/∂z_k` for `batch` samples.
     pub fn deltas(&self, k: usize, batch: usize) -> &[T] {
-        let off = self.layout.delta_offset(k, self.capacity);
-        &self.deltas[off..off + batch * self.layout.widths()[k + 1]]
+        FlatNet::deltas(self, k, batch)
     }
 
     /// The network outputs (`batch x d_L`) from the last forward pass.
     pub fn outputs(&self, batch: usize) -> &[T] {
-        self.activations(self.layout.depth(), batch)
+        FlatNet::outputs(self, batch)
     }
 
     /// Forward pass over the first `batch` samples of the input block: `z = W_k h`, then
@@ -250,15 +213,7 @@ impl<'a, T: Element> NetMut<'a, T> {
     /// Loss of the last forward pass against `targets` (one label per sample); writes
     /// `∂loss/∂out` into the last error block.
     pub fn loss_grad(&mut self, loss: Loss, targets: &[usize]) -> Result<T, Error> {
-        let batch = targets.len();
-        self.check_batch(batch)?;
-        let depth = self.layout.depth();
-        let classes = self.layout.outputs();
-        let off = self.layout.act_offset(depth, self.capacity);
-        let out = &self.acts[off..off + batch * classes];
-        let doff = self.layout.delta_offset(depth - 1, self.capacity);
-        let grad = &mut self.deltas[doff..doff + batch * classes];
-        loss_and_grad(loss, out, targets, classes, grad)
+        FlatNet::loss_grad(self, loss, targets)
     }
 
     /// Back-propagates the last error block through every layer, so that every layer's error
@@ -303,22 +258,12 @@ impl<'a, T: Element> NetMut<'a, T> {
     /// Forward, loss and full backward for a batch already in the input block: leaves the
     /// gradients in the gradient buffer and returns `(loss, correct)`.
     pub fn compute_grads(&mut self, loss: Loss, targets: &[usize]) -> Result<(T, usize), Error> {
-        let batch = targets.len();
-        self.forward(batch)?;
-        let value = self.loss_grad(loss, targets)?;
-        let correct = self.count_correct(targets);
-        self.backward(batch)?;
-        Ok((value, correct))
+        FlatNet::compute_grads(self, loss, targets)
     }
 
     /// Correct predictions of the last forward pass.
     pub fn count_correct(&self, targets: &[usize]) -> usize {
-        let classes = self.layout.outputs();
-        self.outputs(targets.len())
-            .chunks_exact(classes)
-            .zip(targets)
-            .filter(|&(row, &y)| argmax(row) == y)
-            .count()
+        FlatNet::count_correct(self, targets)
     }
 
     /// One training step with the standard (gradient-buffer) AGD step on a batch already in
@@ -381,6 +326,27 @@ impl<'a, T: Element> NetMut<'a, T> {
     /// Orthogonal initialisation of every layer (see [`crate::init::orthogonal`]).
     pub fn init_orthogonal<R: rand_core::Rng + ?Sized>(&mut self, rng: &mut R) {
         crate::init::orthogonal(self.layout, self.weights, rng);
+    }
+}
+
+impl<'a, T: Element> FlatNet<T> for NetMut<'a, T> {
+    type Layout = Layout<'a>;
+    fn blocks(&self) -> (Layout<'a>, usize, &[T], &[T]) {
+        (self.layout, self.capacity, &*self.acts, &*self.deltas)
+    }
+    fn blocks_mut(&mut self) -> (Layout<'a>, usize, &mut [T], &mut [T]) {
+        (
+            self.layout,
+            self.capacity,
+            &mut *self.acts,
+            &mut *self.deltas,
+        )
+    }
+    fn forward_pass(&mut self, batch: usize) -> Result<(), Error> {
+        self.forward(batch).map(|_| ())
+    }
+    fn backward_pass(&mut self, batch: usize) -> Result<(), Error> {
+        self.backward(batch)
     }
 }
 

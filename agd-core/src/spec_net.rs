@@ -8,7 +8,8 @@ use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
 
 use crate::agd::{Agd, StepReport};
 use crate::error::Error;
-use crate::loss::{Loss, argmax, loss_and_grad};
+use crate::flat::{FlatNet, check_len};
+use crate::loss::Loss;
 use crate::net::{TrainReport, activate, activate_backward};
 use crate::spec::{self, LayerSpec, SpecLayout};
 
@@ -39,18 +40,6 @@ pub struct ConvNetMut<'a, T> {
     layout: SpecLayout<'a>,
     capacity: usize,
     b: ConvBuffers<'a, T>,
-}
-
-fn check_len(buffer: &'static str, expected: usize, got: usize) -> Result<(), Error> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(Error::BufferSize {
-            buffer,
-            expected,
-            got,
-        })
-    }
 }
 
 impl<'a, T: Element> ConvNetMut<'a, T> {
@@ -142,56 +131,30 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
         &self.b.norms[self.layout.norm_range(k)]
     }
 
-    fn check_batch(&self, batch: usize) -> Result<(), Error> {
-        if batch == 0 {
-            Err(Error::EmptyBatch)
-        } else if batch > self.capacity {
-            Err(Error::BatchTooLarge {
-                batch,
-                capacity: self.capacity,
-            })
-        } else {
-            Ok(())
-        }
-    }
-
     /// The first `batch` samples of the input block (`batch x f_0`, each sample NCHW), to fill
     /// in place.
     pub fn input_mut(&mut self, batch: usize) -> Result<&mut [T], Error> {
-        self.check_batch(batch)?;
-        Ok(&mut self.b.acts[..batch * self.layout.inputs()])
+        FlatNet::input_mut(self, batch)
     }
 
     /// Copies a batch of samples into the input block and returns the batch size.
     pub fn set_input(&mut self, samples: &[T]) -> Result<usize, Error> {
-        let f0 = self.layout.inputs();
-        if samples.is_empty() || !samples.len().is_multiple_of(f0) {
-            return Err(Error::BufferSize {
-                buffer: "input",
-                expected: f0,
-                got: samples.len(),
-            });
-        }
-        let batch = samples.len() / f0;
-        self.input_mut(batch)?.copy_from_slice(samples);
-        Ok(batch)
+        FlatNet::set_input(self, samples)
     }
 
     /// Block `k` of the activations for `batch` samples (0 = input, `L` = outputs).
     pub fn activations(&self, k: usize, batch: usize) -> &[T] {
-        let off = self.layout.act_offset(k, self.capacity);
-        &self.b.acts[off..off + batch * self.layout.features(k)]
+        FlatNet::activations(self, k, batch)
     }
 
     /// Layer `k`'s back-propagated error `∂loss/∂z_k` for `batch` samples.
     pub fn deltas(&self, k: usize, batch: usize) -> &[T] {
-        let off = self.layout.delta_offset(k, self.capacity);
-        &self.b.deltas[off..off + batch * self.layout.features(k + 1)]
+        FlatNet::deltas(self, k, batch)
     }
 
     /// The network outputs (`batch x f_L`) from the last forward pass.
     pub fn outputs(&self, batch: usize) -> &[T] {
-        self.activations(self.layout.depth(), batch)
+        FlatNet::outputs(self, batch)
     }
 
     /// Forward pass over the first `batch` samples of the input block, `sqrt(2)·relu` after
@@ -224,15 +187,7 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
     /// Loss of the last forward pass against `targets`; writes `∂loss/∂out` into the last
     /// error block.
     pub fn loss_grad(&mut self, loss: Loss, targets: &[usize]) -> Result<T, Error> {
-        let batch = targets.len();
-        self.check_batch(batch)?;
-        let depth = self.layout.depth();
-        let classes = self.layout.outputs();
-        let off = self.layout.act_offset(depth, self.capacity);
-        let out = &self.b.acts[off..off + batch * classes];
-        let doff = self.layout.delta_offset(depth - 1, self.capacity);
-        let grad = &mut self.b.deltas[doff..doff + batch * classes];
-        loss_and_grad(loss, out, targets, classes, grad)
+        FlatNet::loss_grad(self, loss, targets)
     }
 
     /// Full backward pass: every error block, and every layer's weight gradient into the
@@ -282,23 +237,13 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
 
     /// Correct predictions of the last forward pass.
     pub fn count_correct(&self, targets: &[usize]) -> usize {
-        let classes = self.layout.outputs();
-        self.outputs(targets.len())
-            .chunks_exact(classes)
-            .zip(targets)
-            .filter(|&(row, &y)| argmax(row) == y)
-            .count()
+        FlatNet::count_correct(self, targets)
     }
 
     /// Forward, loss and backward for a batch already in the input block: leaves the
     /// gradients in the gradient buffer and returns `(loss, correct)`.
     pub fn compute_grads(&mut self, loss: Loss, targets: &[usize]) -> Result<(T, usize), Error> {
-        let batch = targets.len();
-        self.forward(batch)?;
-        let value = self.loss_grad(loss, targets)?;
-        let correct = self.count_correct(targets);
-        self.backward(batch)?;
-        Ok((value, correct))
+        FlatNet::compute_grads(self, loss, targets)
     }
 
     /// The AGD step ([`Agd::step_spec`]) on the gradients of the last backward pass; the
@@ -327,6 +272,27 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
     /// Orthogonal initialisation of every layer (see [`crate::init::orthogonal_spec`]).
     pub fn init_orthogonal<R: rand_core::Rng + ?Sized>(&mut self, rng: &mut R) {
         crate::init::orthogonal_spec(self.layout, self.b.weights, rng);
+    }
+}
+
+impl<'a, T: Element> FlatNet<T> for ConvNetMut<'a, T> {
+    type Layout = SpecLayout<'a>;
+    fn blocks(&self) -> (SpecLayout<'a>, usize, &[T], &[T]) {
+        (self.layout, self.capacity, &*self.b.acts, &*self.b.deltas)
+    }
+    fn blocks_mut(&mut self) -> (SpecLayout<'a>, usize, &mut [T], &mut [T]) {
+        (
+            self.layout,
+            self.capacity,
+            &mut *self.b.acts,
+            &mut *self.b.deltas,
+        )
+    }
+    fn forward_pass(&mut self, batch: usize) -> Result<(), Error> {
+        self.forward(batch).map(|_| ())
+    }
+    fn backward_pass(&mut self, batch: usize) -> Result<(), Error> {
+        self.backward(batch)
     }
 }
 

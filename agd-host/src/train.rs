@@ -243,103 +243,72 @@ pub trait TrainNet<T: Element> {
     -> Result<usize, agd_core::Error>;
 }
 
-impl<T: Element> TrainNet<T> for HostNet<T> {
-    fn capacity(&self) -> usize {
-        HostNet::capacity(self)
-    }
-    fn inputs(&self) -> usize {
-        self.widths()[0]
-    }
-    fn param_count(&self) -> usize {
-        self.weights().len()
-    }
-    fn init_orthogonal(&mut self, rng: &mut SplitMix64) {
-        self.view().init_orthogonal(rng);
-    }
-    fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
-        HostNet::input_mut(self, batch)
-    }
-    fn agd_step(
-        &mut self,
-        agd: &Agd<T>,
-        loss: Loss,
-        targets: &[usize],
-    ) -> Result<(T, usize, T), agd_core::Error> {
-        let r = self.view().train_step(agd, loss, targets)?;
-        Ok((r.loss, r.correct, r.step.eta))
-    }
-    fn grad_step(
-        &mut self,
-        loss: Loss,
-        targets: &[usize],
-        update: &mut Update<'_, T>,
-    ) -> Result<(T, usize), agd_core::Error> {
-        let mut view = self.view();
-        let (l, c) = view.compute_grads(loss, targets)?;
-        let (_, w, g) = view.step_parts();
-        update(w, g)?;
-        Ok((l, c))
-    }
-    fn count_correct(
-        &mut self,
-        samples: &[T],
-        targets: &[usize],
-    ) -> Result<usize, agd_core::Error> {
-        let mut view = self.view();
-        view.set_input(samples)?;
-        view.forward(targets.len())?;
-        Ok(view.count_correct(targets))
-    }
+/// The one [`TrainNet`] implementation of a host network whose steps run through its
+/// agd-core view ([`agd_core::NetMut`] or [`agd_core::ConvNetMut`], whose methods of the same
+/// names do the same). The views are distinct types with inherent methods, hence a macro
+/// rather than a generic impl. `$inputs` gives the input features of `$net_ref`, `$split`
+/// splits `$view` into its weights (mutable) and gradients.
+macro_rules! train_net_through_view {
+    ($net:ident, |$net_ref:ident| $inputs:expr, |$view:ident| $split:expr) => {
+        impl<T: Element> TrainNet<T> for $net<T> {
+            fn capacity(&self) -> usize {
+                $net::capacity(self)
+            }
+            fn inputs(&self) -> usize {
+                let $net_ref = self;
+                $inputs
+            }
+            fn param_count(&self) -> usize {
+                self.weights().len()
+            }
+            fn init_orthogonal(&mut self, rng: &mut SplitMix64) {
+                self.view().init_orthogonal(rng);
+            }
+            fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
+                $net::input_mut(self, batch)
+            }
+            fn agd_step(
+                &mut self,
+                agd: &Agd<T>,
+                loss: Loss,
+                targets: &[usize],
+            ) -> Result<(T, usize, T), agd_core::Error> {
+                let r = self.view().train_step(agd, loss, targets)?;
+                Ok((r.loss, r.correct, r.step.eta))
+            }
+            fn grad_step(
+                &mut self,
+                loss: Loss,
+                targets: &[usize],
+                update: &mut Update<'_, T>,
+            ) -> Result<(T, usize), agd_core::Error> {
+                let mut $view = self.view();
+                let (l, c) = $view.compute_grads(loss, targets)?;
+                let (w, g) = $split;
+                update(w, g)?;
+                Ok((l, c))
+            }
+            fn count_correct(
+                &mut self,
+                samples: &[T],
+                targets: &[usize],
+            ) -> Result<usize, agd_core::Error> {
+                let mut view = self.view();
+                view.set_input(samples)?;
+                view.forward(targets.len())?;
+                Ok(view.count_correct(targets))
+            }
+        }
+    };
 }
 
-impl<T: Element> TrainNet<T> for HostConvNet<T> {
-    fn capacity(&self) -> usize {
-        HostConvNet::capacity(self)
-    }
-    fn inputs(&self) -> usize {
-        self.layers()[0].in_features()
-    }
-    fn param_count(&self) -> usize {
-        self.weights().len()
-    }
-    fn init_orthogonal(&mut self, rng: &mut SplitMix64) {
-        self.view().init_orthogonal(rng);
-    }
-    fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
-        HostConvNet::input_mut(self, batch)
-    }
-    fn agd_step(
-        &mut self,
-        agd: &Agd<T>,
-        loss: Loss,
-        targets: &[usize],
-    ) -> Result<(T, usize, T), agd_core::Error> {
-        let r = self.view().train_step(agd, loss, targets)?;
-        Ok((r.loss, r.correct, r.step.eta))
-    }
-    fn grad_step(
-        &mut self,
-        loss: Loss,
-        targets: &[usize],
-        update: &mut Update<'_, T>,
-    ) -> Result<(T, usize), agd_core::Error> {
-        let mut view = self.view();
-        let (l, c) = view.compute_grads(loss, targets)?;
-        let (w, g) = view.weights_and_grads();
-        update(w, g)?;
-        Ok((l, c))
-    }
-    fn count_correct(
-        &mut self,
-        samples: &[T],
-        targets: &[usize],
-    ) -> Result<usize, agd_core::Error> {
-        let mut view = self.view();
-        view.set_input(samples)?;
-        view.forward(targets.len())?;
-        Ok(view.count_correct(targets))
-    }
-}
+train_net_through_view!(HostNet, |net| net.widths()[0], |view| {
+    let (_, w, g) = view.step_parts();
+    (w, g)
+});
+train_net_through_view!(HostConvNet, |net| net.layers()[0].in_features(), |view| {
+    view.weights_and_grads()
+});
 
 /// Forward passes over `x` in batches of the network's capacity; returns the fraction of
 /// `y` predicted correctly.

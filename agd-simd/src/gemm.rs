@@ -511,28 +511,32 @@ mod tests {
         }
     }
 
+    /// Every layout against the naive loops over `dims x dims x depths`.
+    fn sweep_all<T: Element>(dims: &[usize], depths: &[usize]) {
+        let ops: [(&str, Op<T>, Op<T>); 3] = [
+            (
+                "nt",
+                |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_nt,
+            ),
+            (
+                "nn",
+                |m, n, k, al, a, b, be, c| matmul_nn(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_nn,
+            ),
+            (
+                "tn",
+                |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_tn,
+            ),
+        ];
+        for (name, ours, reference) in ops {
+            sweep::<T>(name, ours, reference, dims, depths);
+        }
+    }
+
     fn all_ops<T: Element>() {
-        sweep::<T>(
-            "nt",
-            |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
-            naive::matmul_nt,
-            DIMS,
-            DEPTHS,
-        );
-        sweep::<T>(
-            "nn",
-            |m, n, k, al, a, b, be, c| matmul_nn(m, n, k, al, a, b, be, c).unwrap(),
-            naive::matmul_nn,
-            DIMS,
-            DEPTHS,
-        );
-        sweep::<T>(
-            "tn",
-            |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
-            naive::matmul_tn,
-            DIMS,
-            DEPTHS,
-        );
+        sweep_all::<T>(DIMS, DEPTHS);
     }
 
     #[test]
@@ -550,26 +554,7 @@ mod tests {
     /// small enough for Miri.
     #[test]
     fn depth_blocks_match_naive() {
-        let ops: [(&str, Op<f32>, Op<f32>); 3] = [
-            (
-                "nt",
-                |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
-                naive::matmul_nt,
-            ),
-            (
-                "nn",
-                |m, n, k, al, a, b, be, c| matmul_nn(m, n, k, al, a, b, be, c).unwrap(),
-                naive::matmul_nn,
-            ),
-            (
-                "tn",
-                |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
-                naive::matmul_tn,
-            ),
-        ];
-        for (name, ours, reference) in ops {
-            sweep::<f32>(name, ours, reference, &[9], &[260]);
-        }
+        sweep_all::<f32>(&[9], &[260]);
     }
 
     /// Every panel width the kernels tell apart: one to four vectors (16 to 64 `f32`
@@ -582,26 +567,7 @@ mod tests {
     fn panel_widths_match_naive() {
         let dims: &[usize] = &[5, 11, 24, 32, 40, 48, 64, 80, 96, 112];
         let depths: &[usize] = &[1, 64, 129, 300];
-        let ops: [(&str, Op<f32>, Op<f32>); 3] = [
-            (
-                "nt",
-                |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
-                naive::matmul_nt,
-            ),
-            (
-                "nn",
-                |m, n, k, al, a, b, be, c| matmul_nn(m, n, k, al, a, b, be, c).unwrap(),
-                naive::matmul_nn,
-            ),
-            (
-                "tn",
-                |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
-                naive::matmul_tn,
-            ),
-        ];
-        for (name, ours, reference) in ops {
-            sweep::<f32>(name, ours, reference, dims, depths);
-        }
+        sweep_all::<f32>(dims, depths);
         sweep::<f64>(
             "nt f64",
             |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),

@@ -264,6 +264,7 @@ pub fn draw_chart<DB: DrawingBackend>(
                 .x_label_formatter(&|x| format!("{x:.0}"))
                 .y_label_formatter(&|y| significant(*y))
                 .max_light_lines(4)
+                .y_labels(6)
                 .y_desc(y_label)
                 .label_style((FAMILY, 15))
                 .axis_desc_style((FAMILY, 16))

@@ -4,9 +4,10 @@
 //! first times each conv layer's unfolding and folding back (ns per unfolded entry); with
 //! `GEMMS=1`, the matrix products the conv layers run (GFLOP/s and µs per call).
 
-use agd_core::spec::{chain, conv, dense};
 use agd_core::{Agd, ConvNetwork, Loss, SplitMix64};
+use agd_host::layers::MNIST_CNN;
 use agd_host::net::HostConvNet;
+use agd_host::timing::thread_cpu as cpu;
 use rand_core::Rng;
 
 fn main() {
@@ -18,15 +19,7 @@ fn main() {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(128);
-    let layers = chain(
-        [1, 28, 28],
-        [
-            conv(16, 3, 1, 1),
-            conv(32, 3, 2, 1),
-            conv(32, 3, 2, 1),
-            dense(10),
-        ],
-    );
+    let layers = MNIST_CNN;
     let mut net = HostConvNet::<f32>::new(&layers, batch).expect("layers");
     let mut rng = SplitMix64::new(7);
     net.view().init_orthogonal(&mut rng);
@@ -106,15 +99,4 @@ fn main() {
     }
     t.sort_by(f64::total_cmp);
     println!("median {:.1} µs CPU per step", t[t.len() / 2] * 1e6);
-}
-
-/// The calling thread's CPU time in seconds.
-fn cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }

@@ -6,17 +6,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use agd_host::timing::thread_cpu;
 use agd_simd::Element;
-
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec; CLOCK_THREAD_CPUTIME_ID is supported on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
 
 /// `matrixmultiply::sgemm` or `dgemm`.
 type MmGemm<T> = unsafe fn(

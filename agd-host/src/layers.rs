@@ -19,9 +19,22 @@
 //! ```
 
 use agd_core::conv::Conv2d;
-use agd_core::spec::{LayerSpec, conv, dense};
+use agd_core::spec::{LayerSpec, chain, conv, dense};
 
 use crate::HostError;
+
+/// The issue's MNIST CNN, `conv16k3p1,conv32k3s2p1,conv32k3s2p1,dense10`: conv 1→16 3x3 p1 →
+/// conv 16→32 3x3 s2 p1 → conv 32→32 3x3 s2 p1 → flatten 1568 → dense 10 (what `agd bench`
+/// times and the README trains).
+pub const MNIST_CNN: [LayerSpec; 4] = chain(
+    [1, 28, 28],
+    [
+        conv(16, 3, 1, 1),
+        conv(32, 3, 2, 1),
+        conv(32, 3, 2, 1),
+        dense(10),
+    ],
+);
 
 fn usage(msg: String) -> HostError {
     HostError::Usage(msg)

@@ -16,6 +16,7 @@ pub mod layers;
 pub mod net;
 pub mod parallel;
 pub mod report;
+pub mod timing;
 pub mod train;
 
 /// Everything the host tool can refuse. The CLI prints it on one line and exits with code 2.

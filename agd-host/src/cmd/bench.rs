@@ -8,11 +8,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use agd_core::spec::{LayerSpec, chain, conv, dense};
 use agd_core::{Agd, ConvNetwork, Loss, Network, SplitMix64};
 use agd_host::HostError;
+use agd_host::layers::MNIST_CNN;
 use agd_host::net::{HostConvNet, HostNet};
 use agd_host::parallel::DataParallel;
+use agd_host::timing::thread_cpu;
 use rand_core::Rng;
 use serde::Serialize;
 
@@ -92,18 +93,6 @@ pub struct StepRow {
     pub threaded_speedup: Option<f64>,
 }
 
-/// The MNIST CNN: conv 1→16 3x3 p1 → conv 16→32 3x3 s2 p1 → conv 32→32 3x3 s2 p1 →
-/// flatten 1568 → dense 10.
-const MNIST_CNN: [LayerSpec; 4] = chain(
-    [1, 28, 28],
-    [
-        conv(16, 3, 1, 1),
-        conv(32, 3, 2, 1),
-        conv(32, 3, 2, 1),
-        dense(10),
-    ],
-);
-
 /// Training steps per MNIST epoch at batch 128 (60,000 / 128, the last one partial).
 const MNIST_STEPS_PER_EPOCH: usize = 469;
 
@@ -169,21 +158,6 @@ struct Budget {
 struct Timing {
     cpu_median: f64,
     wall_best: f64,
-}
-
-/// The calling thread's CPU time in seconds.
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec; CLOCK_THREAD_CPUTIME_ID is supported on Linux.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if r == 0 {
-        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-    } else {
-        0.0
-    }
 }
 
 /// Times several contenders in interleaved rounds.

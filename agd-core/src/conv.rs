@@ -150,7 +150,7 @@ fn copy_runs<T: Element>(
     }
 }
 
-/// `dst += src`, the adjoint of [`copy_run`].
+/// `dst += src`, the adjoint of one of [`copy_runs`]'s copies.
 #[inline(always)]
 fn add_run<T: Element>(dst: &mut [T], src: &[T]) {
     for (d, &s) in dst.iter_mut().zip(src) {

@@ -6,11 +6,11 @@
 //! over (channel, row, column) — exactly torch's `flatten` — so "flatten" needs no layer and a
 //! dense layer after a convolution just reads its `c·h·w` outputs. Between two convolutions the
 //! activations and errors are channels-last (`h x w x c` per sample, [`conv_io`]), which makes
-//! the convolutions' unfolding a run of copies; only the values' order differs, not the maths. The buffers
-//! follow [`crate::layout`] with the widths `[f_0, …, f_L]` of the features between layers:
-//! activation block `k` (0 = input) is `capacity x f_k`, error block `k` is layer `k`'s output
-//! error `capacity x f_{k+1}`. Weights follow each other, conv `[c_out, c_in, kh, kw]` and
-//! dense `[d_out, d_in]`, row-major. Gradient norms: one per dense layer, `kh·kw` per conv.
+//! the convolutions' unfolding a run of copies; only the values' order differs, not the maths.
+//! The buffers follow [`crate::layout`] with the widths `[f_0, …, f_L]` of the features
+//! between layers: activation block `k` (0 = input) is `capacity x f_k`, error block `k` is
+//! layer `k`'s output error `capacity x f_{k+1}`. Weights follow each other, conv `[c_out,
+//! c_in, kh, kw]` and dense `[d_out, d_in]`, row-major. Gradient norms: one per dense layer, `kh·kw` per conv.
 //!
 //! ```
 //! use agd_core::spec::{chain, conv, dense, LayerSpec, SpecLayout};

@@ -84,6 +84,8 @@ fn quick_bench_reports_every_figure_as_json() {
         "{cnn}"
     );
     assert!(cnn["vs_dense_step"].as_f64().unwrap() > 0.0);
+    assert_eq!(cnn["threads"].as_u64(), Some(2));
+    assert!(cnn["threaded_best_wall_us"].as_f64().unwrap() > 0.0);
     let p = v["power_iteration_us"].as_f64().unwrap();
     assert!(p.is_finite() && p > 0.0);
 }

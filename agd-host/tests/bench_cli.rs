@@ -69,6 +69,8 @@ fn quick_bench_reports_every_figure_as_json() {
         assert!(us.is_finite() && us > 0.0, "{s}");
     }
     assert_eq!(steps[0]["threads"].as_u64(), Some(2));
+    // Batch 1 cannot be split over threads.
+    assert!(steps[2]["threads"].is_null(), "{}", steps[2]);
     assert!(steps[0]["threaded_best_wall_us"].as_f64().unwrap() > 0.0);
     let cnn = &v["cnn_step"];
     assert_eq!(

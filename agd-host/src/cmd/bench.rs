@@ -347,6 +347,8 @@ fn step_row(
         sample: Duration::from_micros(if quick { 300 } else { 500 }),
     };
     let mut par = DataParallel::<f32>::new(widths, batch, threads)?;
+    // A batch of one cannot be split: no threaded figure then.
+    let threads = par.threads();
     par.net()
         .view()
         .weights_mut()
@@ -405,6 +407,7 @@ fn cnn_step_row(
     let y: Vec<usize> = (0..batch).map(|_| rng.next_u32() as usize % 10).collect();
     let agd = Agd::new();
     let mut par = DataParallel::new_conv(&MNIST_CNN, batch, threads)?;
+    let threads = par.threads();
     par.net().weights_mut().copy_from_slice(net.weights());
     par.sync();
     let (mut failure, mut par_failure) = (None, None);

@@ -18,7 +18,7 @@
 
 use agd_core::spec::LayerSpec;
 use agd_core::{Agd, ConvNetwork, Element, Loss, Network, SplitMix64, StepReport, TrainReport};
-use agd_simd::{axpy, scale};
+use agd_simd::axpy;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::net::{HostConvNet, HostNet};
@@ -322,10 +322,22 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
             })
             .collect();
         Self::run(self.pool.as_ref(), jobs, |_, (dst, parts)| {
-            // g = Σ_t (b_t/B) g_t
-            dst.copy_from_slice(parts[0]);
-            scale(w[0], dst);
-            for (&w_t, src) in w[1..].iter().zip(&parts[1..]) {
+            // g = Σ_t (b_t/B) g_t, the first two terms in one pass (the sum is memory-bound:
+            // copy, scale and add took 5 passes over `g` where this takes 3).
+            match parts[..] {
+                [g0, g1, ..] => {
+                    for ((d, &a), &b) in dst.iter_mut().zip(g0).zip(g1) {
+                        *d = w[0] * a + w[1] * b;
+                    }
+                }
+                [g0] => {
+                    for (d, &a) in dst.iter_mut().zip(g0) {
+                        *d = w[0] * a;
+                    }
+                }
+                [] => {}
+            }
+            for (&w_t, src) in w.iter().zip(&parts).skip(2) {
                 axpy(w_t, src, dst);
             }
         });

@@ -176,11 +176,19 @@ impl<T: Element> SumSq<T> {
 /// sum). Only then is the scaled path taken: a pass for the largest magnitude, and a pass
 /// scaled by it.
 pub fn sum_sq_scaled<T: Element>(x: &[T]) -> SumSq<T> {
-    let s = dot(x, x);
-    if s.is_finite() && s >= T::MIN_POSITIVE / T::EPSILON {
+    sum_sq_checked(dot(x, x), x)
+}
+
+/// [`sum_sq_scaled`] of `x` given `plain`, a plain sum of its squares formed elsewhere (for
+/// instance by [`crate::matmul_tn_sum_sq`] as it wrote `x`): `plain` is kept when it is in
+/// range (finite and at least `MIN_POSITIVE / EPSILON`), else the scaled path runs over `x`.
+/// As safe as [`sum_sq_scaled`] for any `plain` that is `Σ x_i²` in working-precision
+/// arithmetic, in any order.
+pub fn sum_sq_checked<T: Element>(plain: T, x: &[T]) -> SumSq<T> {
+    if plain.is_finite() && plain >= T::MIN_POSITIVE / T::EPSILON {
         return SumSq {
             scale: T::ONE,
-            ssq: s,
+            ssq: plain,
         };
     }
     sum_sq_by_amax(x)

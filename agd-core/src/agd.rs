@@ -369,6 +369,38 @@ impl<T: Element> Agd<T> {
         grads: &[T],
         norms: &mut [T],
     ) -> Result<StepReport<T>, Error> {
+        self.step_spec_impl(layout, weights, grads, norms, None)
+    }
+
+    /// [`Agd::step_spec`] given, for every layer with a single norm (dense layers, `1 x 1`
+    /// convolutions), the plain `Σ g²` of its gradient formed with it (entries of other layers
+    /// are not read), as [`Agd::step_with_sums`] (crate-private for the same reason).
+    pub(crate) fn step_spec_with_sums(
+        &self,
+        layout: SpecLayout<'_>,
+        weights: &mut [T],
+        grads: &[T],
+        norms: &mut [T],
+        sums: &[T],
+    ) -> Result<StepReport<T>, Error> {
+        if sums.len() != layout.depth() {
+            return Err(Error::BufferSize {
+                buffer: "sums",
+                expected: layout.depth(),
+                got: sums.len(),
+            });
+        }
+        self.step_spec_impl(layout, weights, grads, norms, Some(sums))
+    }
+
+    fn step_spec_impl(
+        &self,
+        layout: SpecLayout<'_>,
+        weights: &mut [T],
+        grads: &[T],
+        norms: &mut [T],
+        plain: Option<&[T]>,
+    ) -> Result<StepReport<T>, Error> {
         let params = layout.param_count();
         if grads.is_empty() {
             return Err(Error::NoGradientBuffer);
@@ -393,7 +425,11 @@ impl<T: Element> Agd<T> {
             let nk = &mut norms[layout.norm_range(k)];
             let mut sum = T::ZERO;
             if nk.len() == 1 {
-                nk[0] = sum_sq_scaled(g).norm();
+                nk[0] = match plain {
+                    Some(plain) => sum_sq_checked(plain[k], g),
+                    None => sum_sq_scaled(g),
+                }
+                .norm();
                 sum = nk[0];
             } else {
                 for (p, n) in nk.iter_mut().enumerate() {
@@ -465,9 +501,7 @@ mod tests {
         let layout = Layout::new(&[5, 7, 6, 3]).unwrap();
         let n = layout.param_count();
         let w = (0..n).map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.1).collect();
-        let g = (0..n)
-            .map(|i| ((i * 53 % 17) as f64 - 8.0) * mag)
-            .collect();
+        let g = (0..n).map(|i| ((i * 53 % 17) as f64 - 8.0) * mag).collect();
         (layout, w, g)
     }
 

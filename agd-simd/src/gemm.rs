@@ -436,7 +436,18 @@ pub fn matmul_nt<T: Element>(
     check("a", m, k, a.len())?;
     check("b", n, k, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(m, n, k, alpha, OpA::Rows(a, k), OpB::Cols(b, k), beta, c, n, None);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, k),
+        OpB::Cols(b, k),
+        beta,
+        c,
+        n,
+        None,
+    );
     Ok(())
 }
 
@@ -464,7 +475,18 @@ pub fn matmul_nn<T: Element>(
     check("a", m, k, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(m, n, k, alpha, OpA::Rows(a, k), OpB::Rows(b, n), beta, c, n, None);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, k),
+        OpB::Rows(b, n),
+        beta,
+        c,
+        n,
+        None,
+    );
     Ok(())
 }
 
@@ -493,7 +515,18 @@ pub fn matmul_tn<T: Element>(
     check("a", k, m, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(m, n, k, alpha, OpA::Cols(a, m), OpB::Rows(b, n), beta, c, n, None);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Cols(a, m),
+        OpB::Rows(b, n),
+        beta,
+        c,
+        n,
+        None,
+    );
     Ok(())
 }
 
@@ -722,7 +755,18 @@ mod tests {
         sweep::<T>(
             "blocked nt",
             |m, n, k, al, a, b, be, c| {
-                blocked::<T, K>(m, n, k, al, OpA::Rows(a, k), OpB::Cols(b, k), be, c, n, None)
+                blocked::<T, K>(
+                    m,
+                    n,
+                    k,
+                    al,
+                    OpA::Rows(a, k),
+                    OpB::Cols(b, k),
+                    be,
+                    c,
+                    n,
+                    None,
+                )
             },
             |m, n, k, al, a, b, be, c| naive::matmul_nt(m, n, k, al, a, b, be, c),
             dims,
@@ -731,7 +775,18 @@ mod tests {
         sweep::<T>(
             "blocked nn",
             |m, n, k, al, a, b, be, c| {
-                blocked::<T, K>(m, n, k, al, OpA::Rows(a, k), OpB::Rows(b, n), be, c, n, None)
+                blocked::<T, K>(
+                    m,
+                    n,
+                    k,
+                    al,
+                    OpA::Rows(a, k),
+                    OpB::Rows(b, n),
+                    be,
+                    c,
+                    n,
+                    None,
+                )
             },
             |m, n, k, al, a, b, be, c| naive::matmul_nn(m, n, k, al, a, b, be, c),
             dims,

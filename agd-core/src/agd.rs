@@ -8,7 +8,7 @@
 //!
 //! No state is kept between steps: no momentum, no schedule, no decay.
 
-use agd_simd::{Element, axpy, sum_sq_scaled};
+use agd_simd::{Element, axpy, sum_sq_checked, sum_sq_scaled};
 use heapless::Vec;
 
 use crate::error::Error;
@@ -203,29 +203,58 @@ impl<T: Element> Agd<T> {
         weights: &mut [T],
         grads: &[T],
     ) -> Result<StepReport<T>, Error> {
-        let params = layout.param_count();
-        if grads.is_empty() {
-            return Err(Error::NoGradientBuffer);
-        }
-        if weights.len() != params {
-            return Err(Error::BufferSize {
-                buffer: "weights",
-                expected: params,
-                got: weights.len(),
-            });
-        }
-        if grads.len() != params {
-            return Err(Error::BufferSize {
-                buffer: "grads",
-                expected: params,
-                got: grads.len(),
-            });
-        }
+        check_step_buffers(layout, weights, grads)?;
         let mut norms: Vec<T, MAX_DEPTH> = Vec::new();
         for k in 0..layout.depth() {
             // Layout::new guarantees depth <= MAX_DEPTH, so the push cannot fail.
             let _ = norms.push(sum_sq_scaled(&grads[layout.weight_range(k)]).norm());
         }
+        self.update(layout, weights, grads, norms)
+    }
+
+    /// [`Agd::step`] with each layer's plain sum of squared gradients already formed, as
+    /// [`agd_simd::matmul_tn_sum_sq`] returns it with the gradient ([`crate::NetMut`]'s
+    /// training step): saves the step its pass over the gradients for the norms. Each sum goes
+    /// through [`agd_simd::sum_sq_checked`], so a sum that overflowed, underflowed or is NaN
+    /// (as it is for a gradient with a NaN or an infinity) is redone safely from the gradient,
+    /// and every check of [`Agd::step`] holds.
+    ///
+    /// Crate-private: a sum that is not `Σ g²` of its layer would give a wrong step (a finite
+    /// sum for a NaN gradient would even let the NaN through), so only code that formed the
+    /// sums with the gradients calls this. `sums` holds one value per layer.
+    pub(crate) fn step_with_sums(
+        &self,
+        layout: Layout<'_>,
+        weights: &mut [T],
+        grads: &[T],
+        sums: &[T],
+    ) -> Result<StepReport<T>, Error> {
+        check_step_buffers(layout, weights, grads)?;
+        if sums.len() != layout.depth() {
+            return Err(Error::BufferSize {
+                buffer: "sums",
+                expected: layout.depth(),
+                got: sums.len(),
+            });
+        }
+        let mut norms: Vec<T, MAX_DEPTH> = Vec::new();
+        for (k, &s) in sums.iter().enumerate() {
+            let g = &grads[layout.weight_range(k)];
+            // Layout::new guarantees depth <= MAX_DEPTH, so the push cannot fail.
+            let _ = norms.push(sum_sq_checked(s, g).norm());
+        }
+        self.update(layout, weights, grads, norms)
+    }
+
+    /// The step from the per-layer gradient norms: G, η, the overflow checks, then the
+    /// update of every layer (the buffers are checked by the caller).
+    fn update(
+        &self,
+        layout: Layout<'_>,
+        weights: &mut [T],
+        grads: &[T],
+        norms: Vec<T, MAX_DEPTH>,
+    ) -> Result<StepReport<T>, Error> {
         let (g, eta) = summarize(layout, &norms)?;
         // s_k once per layer: on an FPU-less or f32-only core its f64 sqrt is not free.
         let mut scales: Vec<T, MAX_DEPTH> = Vec::new();
@@ -256,6 +285,29 @@ impl<T: Element> Agd<T> {
             grad_norms: norms,
         })
     }
+}
+
+/// The weight and gradient buffers of [`Agd::step`] against the layout.
+fn check_step_buffers<T>(layout: Layout<'_>, weights: &[T], grads: &[T]) -> Result<(), Error> {
+    let params = layout.param_count();
+    if grads.is_empty() {
+        return Err(Error::NoGradientBuffer);
+    }
+    if weights.len() != params {
+        return Err(Error::BufferSize {
+            buffer: "weights",
+            expected: params,
+            got: weights.len(),
+        });
+    }
+    if grads.len() != params {
+        return Err(Error::BufferSize {
+            buffer: "grads",
+            expected: params,
+            got: grads.len(),
+        });
+    }
+    Ok(())
 }
 
 /// `sqrt(Σ_j x[first + j·stride]²)` without overflow or underflow: the Frobenius norm of one
@@ -317,6 +369,38 @@ impl<T: Element> Agd<T> {
         grads: &[T],
         norms: &mut [T],
     ) -> Result<StepReport<T>, Error> {
+        self.step_spec_impl(layout, weights, grads, norms, None)
+    }
+
+    /// [`Agd::step_spec`] given, for every layer with a single norm (dense layers, `1 x 1`
+    /// convolutions), the plain `Σ g²` of its gradient formed with it (entries of other layers
+    /// are not read), as [`Agd::step_with_sums`] (crate-private for the same reason).
+    pub(crate) fn step_spec_with_sums(
+        &self,
+        layout: SpecLayout<'_>,
+        weights: &mut [T],
+        grads: &[T],
+        norms: &mut [T],
+        sums: &[T],
+    ) -> Result<StepReport<T>, Error> {
+        if sums.len() != layout.depth() {
+            return Err(Error::BufferSize {
+                buffer: "sums",
+                expected: layout.depth(),
+                got: sums.len(),
+            });
+        }
+        self.step_spec_impl(layout, weights, grads, norms, Some(sums))
+    }
+
+    fn step_spec_impl(
+        &self,
+        layout: SpecLayout<'_>,
+        weights: &mut [T],
+        grads: &[T],
+        norms: &mut [T],
+        plain: Option<&[T]>,
+    ) -> Result<StepReport<T>, Error> {
         let params = layout.param_count();
         if grads.is_empty() {
             return Err(Error::NoGradientBuffer);
@@ -341,7 +425,11 @@ impl<T: Element> Agd<T> {
             let nk = &mut norms[layout.norm_range(k)];
             let mut sum = T::ZERO;
             if nk.len() == 1 {
-                nk[0] = sum_sq_scaled(g).norm();
+                nk[0] = match plain {
+                    Some(plain) => sum_sq_checked(plain[k], g),
+                    None => sum_sq_scaled(g),
+                }
+                .norm();
                 sum = nk[0];
             } else {
                 for (p, n) in nk.iter_mut().enumerate() {
@@ -398,5 +486,103 @@ impl<T: Element> Agd<T> {
             eta,
             grad_norms: sums,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use agd_simd::dot;
+    use std::vec::Vec as StdVec;
+
+    /// A 3-layer layout's weights and gradients (entries of about `mag`).
+    fn case(mag: f64) -> (Layout<'static>, StdVec<f64>, StdVec<f64>) {
+        let layout = Layout::new(&[5, 7, 6, 3]).unwrap();
+        let n = layout.param_count();
+        let w = (0..n).map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.1).collect();
+        let g = (0..n).map(|i| ((i * 53 % 17) as f64 - 8.0) * mag).collect();
+        (layout, w, g)
+    }
+
+    fn plain_sums(layout: Layout<'_>, g: &[f64]) -> StdVec<f64> {
+        (0..layout.depth())
+            .map(|k| {
+                let gk = &g[layout.weight_range(k)];
+                dot(gk, gk)
+            })
+            .collect()
+    }
+
+    /// With the sums [`Agd::step`] forms itself (`dot(g, g)`), the two steps agree bit for
+    /// bit.
+    #[test]
+    fn step_with_sums_is_step_given_the_same_sums() {
+        let (layout, w0, g) = case(1e-2);
+        let (mut w1, mut w2) = (w0.clone(), w0.clone());
+        let r1 = Agd::new().step(layout, &mut w1, &g).unwrap();
+        let sums = plain_sums(layout, &g);
+        let r2 = Agd::new()
+            .step_with_sums(layout, &mut w2, &g, &sums)
+            .unwrap();
+        assert_eq!(r1, r2);
+        assert_eq!(w1, w2);
+        assert_ne!(w1, w0);
+    }
+
+    /// Sums out of the fast path's range (overflowed, NaN, zero from underflow) are redone
+    /// from the gradients by the scaled path: the step is the same up to rounding.
+    #[test]
+    fn out_of_range_sums_are_redone_from_the_gradients() {
+        let (layout, w0, g) = case(1e-2);
+        let mut want = w0.clone();
+        let r = Agd::new().step(layout, &mut want, &g).unwrap();
+        for bad in [f64::INFINITY, f64::NAN, 0.0, 1e-300] {
+            let mut w = w0.clone();
+            let got = Agd::new()
+                .step_with_sums(layout, &mut w, &g, &[bad; 3])
+                .unwrap();
+            for (a, b) in got.grad_norms.iter().zip(&r.grad_norms) {
+                assert!((a - b).abs() <= 1e-14 * b, "sum {bad}: {a} vs {b}");
+            }
+            for (a, b) in w.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-14 * (1.0 + b.abs()), "sum {bad}");
+            }
+        }
+    }
+
+    /// A NaN or infinite gradient makes its plain sum NaN or infinite: the scaled path finds
+    /// it, the step is refused and no weight moves.
+    #[test]
+    fn a_non_finite_gradient_is_refused_with_its_sum() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let (layout, w0, mut g) = case(1e-2);
+            g[layout.weight_range(1).start + 4] = bad;
+            let sums = plain_sums(layout, &g);
+            let mut w = w0.clone();
+            assert_eq!(
+                Agd::new()
+                    .step_with_sums(layout, &mut w, &g, &sums)
+                    .unwrap_err(),
+                Error::NonFiniteGradient { layer: 1 }
+            );
+            assert_eq!(w, w0);
+        }
+    }
+
+    /// One sum per layer, or a typed error.
+    #[test]
+    fn a_sum_per_layer() {
+        let (layout, mut w, g) = case(1e-2);
+        assert_eq!(
+            Agd::new()
+                .step_with_sums(layout, &mut w, &g, &[1.0; 2])
+                .unwrap_err(),
+            Error::BufferSize {
+                buffer: "sums",
+                expected: 3,
+                got: 2
+            }
+        );
     }
 }

@@ -4,12 +4,12 @@
 //! network declared with [`crate::dense_network!`] (arrays fixed at compile time) or a host
 //! network sized at run time (`Vec`s) — hands them to a `NetMut` and gets the same code path.
 
-use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
+use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn_sum_sq};
 
 use crate::agd::{Agd, StepReport};
 use crate::error::Error;
 use crate::flat::{FlatNet, check_len};
-use crate::layout::{Layout, act_count, delta_count};
+use crate::layout::{Layout, MAX_DEPTH, act_count, delta_count};
 use crate::loss::Loss;
 
 /// `sqrt(2)`: the hidden activation is `h = sqrt(2)·relu(z)`, which keeps `E||h||² = E||z||²`.
@@ -220,21 +220,29 @@ impl<'a, T: Element> NetMut<'a, T> {
     /// block holds `∂loss/∂z_k` (computed with the current weights). No weight gradient is
     /// formed: this is all the buffer-free step needs.
     pub fn backprop_errors(&mut self, batch: usize) -> Result<(), Error> {
-        self.backward_impl(batch, false)
+        self.backward_impl(batch, false).map(|_| ())
     }
 
     /// Full backward pass: every error block, and every layer's weight gradient
     /// `g_k = Σ_n δ_n h_nᵀ` into the gradient buffer.
     pub fn backward(&mut self, batch: usize) -> Result<(), Error> {
+        self.backward_sums(batch).map(|_| ())
+    }
+
+    /// [`NetMut::backward`] that also returns every layer's plain `Σ g²` (forward order, the
+    /// first `depth` entries), formed as the gradient is written
+    /// ([`agd_simd::matmul_tn_sum_sq`]), for [`Agd::step_with_sums`].
+    fn backward_sums(&mut self, batch: usize) -> Result<[T; MAX_DEPTH], Error> {
         if self.grads.is_empty() {
             return Err(Error::NoGradientBuffer);
         }
         self.backward_impl(batch, true)
     }
 
-    fn backward_impl(&mut self, batch: usize, grads: bool) -> Result<(), Error> {
+    fn backward_impl(&mut self, batch: usize, grads: bool) -> Result<[T; MAX_DEPTH], Error> {
         self.check_batch(batch)?;
         let cap = self.capacity;
+        let mut sums = [T::ZERO; MAX_DEPTH];
         for k in (0..self.layout.depth()).rev() {
             let (d_out, d_in) = self.layout.shape(k);
             let h = &self.acts[self.layout.act_offset(k, cap)..][..batch * d_in];
@@ -243,7 +251,7 @@ impl<'a, T: Element> NetMut<'a, T> {
             let delta = &after[..batch * d_out];
             if grads {
                 let g = &mut self.grads[self.layout.weight_range(k)];
-                matmul_tn(d_out, d_in, batch, T::ONE, delta, h, T::ZERO, g)?;
+                sums[k] = matmul_tn_sum_sq(d_out, d_in, batch, T::ONE, delta, h, T::ZERO, g)?;
             }
             if k > 0 {
                 let prev = &mut before[self.layout.delta_offset(k - 1, cap)..][..batch * d_in];
@@ -252,7 +260,7 @@ impl<'a, T: Element> NetMut<'a, T> {
                 activate_backward(prev, h);
             }
         }
-        Ok(())
+        Ok(sums)
     }
 
     /// Forward, loss and full backward for a batch already in the input block: leaves the
@@ -274,8 +282,14 @@ impl<'a, T: Element> NetMut<'a, T> {
         loss: Loss,
         targets: &[usize],
     ) -> Result<TrainReport<T>, Error> {
-        let (value, correct) = self.compute_grads(loss, targets)?;
-        let step = agd.step(self.layout, self.weights, self.grads)?;
+        // compute_grads, with the gradients' sums of squares taken as they are formed.
+        let batch = targets.len();
+        self.forward(batch)?;
+        let value = self.loss_grad(loss, targets)?;
+        let correct = self.count_correct(targets);
+        let sums = self.backward_sums(batch)?;
+        let depth = self.layout.depth();
+        let step = agd.step_with_sums(self.layout, self.weights, self.grads, &sums[..depth])?;
         Ok(TrainReport {
             loss: value,
             correct,

@@ -4,11 +4,12 @@
 //! Dense layers run the very kernels [`crate::NetMut`] runs; conv layers run
 //! [`crate::conv::Conv2d`]; `sqrt(2)·relu` sits between every two layers.
 
-use agd_simd::{Element, matmul_nn, matmul_nt, matmul_tn};
+use agd_simd::{Element, dot, matmul_nn, matmul_nt, matmul_tn_sum_sq};
 
 use crate::agd::{Agd, StepReport};
 use crate::error::Error;
 use crate::flat::{FlatNet, check_len};
+use crate::layout::MAX_DEPTH;
 use crate::loss::Loss;
 use crate::net::{TrainReport, activate, activate_backward};
 use crate::spec::{self, LayerSpec, SpecLayout};
@@ -193,8 +194,16 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
     /// Full backward pass: every error block, and every layer's weight gradient into the
     /// gradient buffer.
     pub fn backward(&mut self, batch: usize) -> Result<(), Error> {
+        self.backward_sums(batch).map(|_| ())
+    }
+
+    /// [`ConvNetMut::backward`] that also returns, for every layer with a single norm, the
+    /// plain `Σ g²` of its gradient (forward order, the first `depth` entries; a dense layer's
+    /// is formed as the gradient is written), for [`Agd::step_spec_with_sums`].
+    fn backward_sums(&mut self, batch: usize) -> Result<[T; MAX_DEPTH], Error> {
         self.check_batch(batch)?;
         let (layout, cap) = (self.layout, self.capacity);
+        let mut sums = [T::ZERO; MAX_DEPTH];
         for k in (0..layout.depth()).rev() {
             let (f_in, f_out) = (layout.features(k), layout.features(k + 1));
             let h = &self.b.acts[layout.act_offset(k, cap)..][..batch * f_in];
@@ -210,21 +219,27 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
             match layout.layer(k) {
                 LayerSpec::Dense { .. } => {
                     // g_k = Σ_n δ_n h_nᵀ, δ_prev = Wᵀ δ
-                    matmul_tn(f_out, f_in, batch, T::ONE, delta, h, T::ZERO, g)?;
+                    sums[k] = matmul_tn_sum_sq(f_out, f_in, batch, T::ONE, delta, h, T::ZERO, g)?;
                     if let Some(prev) = prev.as_deref_mut() {
                         matmul_nn(batch, f_in, f_out, T::ONE, delta, w, T::ZERO, prev)?;
                     }
                 }
-                LayerSpec::Conv(c) => c.backward_with(
-                    batch,
-                    w,
-                    h,
-                    delta,
-                    Some(g),
-                    prev.as_deref_mut(),
-                    self.b.scratch,
-                    layout.conv_io(k),
-                )?,
+                LayerSpec::Conv(c) => {
+                    c.backward_with(
+                        batch,
+                        w,
+                        h,
+                        delta,
+                        Some(&mut *g),
+                        prev.as_deref_mut(),
+                        self.b.scratch,
+                        layout.conv_io(k),
+                    )?;
+                    if c.kernel_positions() == 1 {
+                        // A 1 x 1 kernel: one norm over the whole gradient.
+                        sums[k] = dot(g, g);
+                    }
+                }
             }
             if let Some(prev) = prev
                 && matches!(layout.layer(k), LayerSpec::Dense { .. })
@@ -232,7 +247,7 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
                 activate_backward(prev, h);
             }
         }
-        Ok(())
+        Ok(sums)
     }
 
     /// Correct predictions of the last forward pass.
@@ -260,8 +275,20 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
         loss: Loss,
         targets: &[usize],
     ) -> Result<TrainReport<T>, Error> {
-        let (value, correct) = self.compute_grads(loss, targets)?;
-        let step = self.step(agd)?;
+        // compute_grads and step, with the single-norm layers' sums of squares taken with
+        // their gradients.
+        let batch = targets.len();
+        self.forward(batch)?;
+        let value = self.loss_grad(loss, targets)?;
+        let correct = self.count_correct(targets);
+        let sums = self.backward_sums(batch)?;
+        let step = agd.step_spec_with_sums(
+            self.layout,
+            self.b.weights,
+            self.b.grads,
+            self.b.norms,
+            &sums[..self.layout.depth()],
+        )?;
         Ok(TrainReport {
             loss: value,
             correct,

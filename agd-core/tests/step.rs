@@ -249,3 +249,42 @@ fn eta_stays_accurate_for_tiny_g_in_f32() {
         );
     }
 }
+
+/// `train_step` takes the gradient norms from sums of squares formed with the gradients
+/// (`matmul_tn_sum_sq`); `compute_grads` then `Agd::step` forms them in a pass of their own.
+/// Both must give the same step up to rounding, on the blocked and the unpacked products
+/// (one- and two-row or one-column gradients, a batch of one).
+#[test]
+fn train_step_agrees_with_compute_grads_then_step() {
+    let mut rng = SplitMix64::new(11);
+    for (widths, batch) in [
+        (vec![6, 9, 4], 4),
+        (vec![1, 2, 1, 3], 3),
+        (vec![20, 33, 17, 5], 16),
+        (vec![7, 5, 3], 1),
+    ] {
+        let mut fused = Net::new(&widths, batch, 3);
+        let mut plain = Net::new(&widths, batch, 3);
+        for _ in 0..3 {
+            let (x, y) = random_batch(&mut rng, batch, widths[0], *widths.last().unwrap());
+            let mut v = fused.view();
+            v.set_input(&x).unwrap();
+            let r1 = v.train_step(&Agd::new(), Loss::Xent, &y).unwrap();
+            let mut v = plain.view();
+            v.set_input(&x).unwrap();
+            let (loss, _) = v.compute_grads(Loss::Xent, &y).unwrap();
+            let (layout, w, g) = v.step_parts();
+            let r2 = Agd::new().step(layout, w, g).unwrap();
+            assert_eq!(r1.loss.to_bits(), loss.to_bits(), "{widths:?}");
+            for (a, b) in r1.step.grad_norms.iter().zip(&r2.grad_norms) {
+                assert!((a - b).abs() <= 1e-14 * b, "{widths:?}: norm {a} vs {b}");
+            }
+            assert!((r1.step.eta - r2.eta).abs() <= 1e-14 * r2.eta);
+            for (a, b) in fused.w.iter().zip(&plain.w) {
+                assert!((a - b).abs() <= 1e-13, "{widths:?}: weight {a} vs {b}");
+            }
+            // Carry on from the same weights.
+            plain.w.copy_from_slice(&fused.w);
+        }
+    }
+}

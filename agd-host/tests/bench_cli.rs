@@ -67,6 +67,8 @@ fn quick_bench_reports_every_figure_as_json() {
         assert!(s["batch"].as_u64().unwrap() >= 1);
         let us = s["median_us"].as_f64().unwrap();
         assert!(us.is_finite() && us > 0.0, "{s}");
+        let separate = s["separate_norms_median_us"].as_f64().unwrap();
+        assert!(separate.is_finite() && separate > 0.0, "{s}");
     }
     assert_eq!(steps[0]["threads"].as_u64(), Some(2));
     // Batch 1 cannot be split over threads.

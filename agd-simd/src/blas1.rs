@@ -70,35 +70,24 @@ pub fn scale<T: Element>(alpha: T, x: &mut [T]) {
 /// `max_i |x_i|`: 0 for an empty slice, NaN if any entry is NaN.
 #[inline]
 pub fn amax<T: Element>(x: &[T]) -> T {
-    amax_and_sum_sq(x).0
-}
-
-/// One pass: the largest magnitude (NaN-propagating) and the plain sum of squares.
-fn amax_and_sum_sq<T: Element>(x: &[T]) -> (T, T) {
     let l = T::LANES;
     let zero = T::V::splat(T::ZERO);
+    // Two accumulators: a NaN-propagating max is four dependent operations per vector.
     let (mut m0, mut m1) = (zero, zero);
-    let (mut s0, mut s1) = (zero, zero);
     let mut c = x.chunks_exact(2 * l);
     for xs in &mut c {
-        let a = T::V::load(&xs[..l]);
-        let b = T::V::load(&xs[l..]);
-        m0 = m0.max_nan(a.abs());
-        m1 = m1.max_nan(b.abs());
-        s0 = a.mul_add(a, s0);
-        s1 = b.mul_add(b, s1);
+        m0 = m0.max_nan(T::V::load(&xs[..l]).abs());
+        m1 = m1.max_nan(T::V::load(&xs[l..]).abs());
     }
     let mut m = m0.max_nan(m1).reduce_max();
-    let mut s = (s0 + s1).reduce_add();
     for &v in c.remainder() {
         let a = v.abs();
         // Once `m` is NaN, `a > m` is false, so a NaN sticks.
         if a.partial_cmp(&a).is_none() || a > m {
             m = a;
         }
-        s += v * v;
     }
-    (m, s)
+    m
 }
 
 /// A sum of squares kept as `scale² · ssq`, so it neither overflows nor underflows
@@ -179,11 +168,38 @@ impl<T: Element> SumSq<T> {
 /// smallest subnormal to the largest finite number. NaN or infinite entries give a NaN or
 /// infinite [`SumSq::norm`].
 ///
-/// Fast path: one SIMD pass of plain squares. Only when that sum left the range where it is
-/// exact to rounding (overflow, or so small that squares underflowed) is a second pass made,
-/// scaled by the largest magnitude.
+/// Fast path: one pass of plain squares ([`dot`]`(x, x)`, a multiply-add per entry). Its
+/// result is exact to rounding unless it left the range where that holds: an overflow (or a
+/// NaN or infinite entry) makes it infinite or NaN, and squares that underflowed can only
+/// matter if the sum is below `MIN_POSITIVE / EPSILON` (a square that underflowed is off by
+/// less than the subnormal spacing `MIN_POSITIVE · EPSILON`, at most `EPSILON²` of such a
+/// sum). Only then is the scaled path taken: a pass for the largest magnitude, and a pass
+/// scaled by it.
 pub fn sum_sq_scaled<T: Element>(x: &[T]) -> SumSq<T> {
-    let (m, s) = amax_and_sum_sq(x);
+    sum_sq_checked(dot(x, x), x)
+}
+
+/// [`sum_sq_scaled`] of `x` given `plain`, a plain sum of its squares formed elsewhere (for
+/// instance by [`crate::matmul_tn_sum_sq`] as it wrote `x`): `plain` is kept when it is in
+/// range (finite and at least `MIN_POSITIVE / EPSILON`), else the scaled path runs over `x`.
+/// As safe as [`sum_sq_scaled`] for any `plain` that is `Σ x_i²` in working-precision
+/// arithmetic, in any order.
+pub fn sum_sq_checked<T: Element>(plain: T, x: &[T]) -> SumSq<T> {
+    if plain.is_finite() && plain >= T::MIN_POSITIVE / T::EPSILON {
+        return SumSq {
+            scale: T::ONE,
+            ssq: plain,
+        };
+    }
+    sum_sq_by_amax(x)
+}
+
+/// The scaled path of [`sum_sq_scaled`]: `Σ (x_i / m)²` with `m = max_i |x_i|`, kept as
+/// `m² · Σ (x_i / m)²`. Out of line: training gradients never take it.
+#[cold]
+#[inline(never)]
+fn sum_sq_by_amax<T: Element>(x: &[T]) -> SumSq<T> {
+    let m = amax(x);
     if m == T::ZERO {
         return SumSq::zero();
     }
@@ -192,12 +208,6 @@ pub fn sum_sq_scaled<T: Element>(x: &[T]) -> SumSq<T> {
         return SumSq {
             scale: m,
             ssq: T::ONE,
-        };
-    }
-    if s.is_finite() && s >= T::MIN_POSITIVE / T::EPSILON {
-        return SumSq {
-            scale: T::ONE,
-            ssq: s,
         };
     }
     let inv = T::ONE / m;

@@ -17,7 +17,7 @@
 //! `small`. Where the vector is a single scalar (`Element::LANES == 1`: M-profile Arm,
 //! RISC-V) the register-tiled loops of `gemm_scalar` run instead.
 
-use crate::blas1::scale;
+use crate::blas1::{dot, scale};
 use crate::element::Element;
 use crate::error::{Error, check};
 use crate::gemm_scalar;
@@ -56,6 +56,10 @@ enum OpB<'a, T> {
 /// `C (m x n, row stride ldc) ← α · op(A) · op(B) + β · C` with every operand's bounds
 /// already checked: the matrix-vector shapes and tiny batches go to the unpacked kernels,
 /// everything else through the blocked loop.
+///
+/// With `sum_sq`, also adds the plain `Σ_ij C_ij²` of the result to it: the blocked loop
+/// reads each finished tile back while it is still in L1; the other paths, cheap or rare,
+/// make a pass over `C` afterwards.
 #[allow(clippy::too_many_arguments)]
 fn gemm<T: Element>(
     m: usize,
@@ -67,10 +71,39 @@ fn gemm<T: Element>(
     beta: T,
     c: &mut [T],
     ldc: usize,
+    sum_sq: Option<&mut T>,
 ) {
     if m == 0 || n == 0 {
         return;
     }
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    if k > 0 && m >= SMALL_M && n > 1 {
+        blocked::<T, T::Kernel>(m, n, k, alpha, a, b, beta, c, ldc, sum_sq);
+        return;
+    }
+    unblocked(m, n, k, alpha, a, b, beta, c, ldc);
+    if let Some(s) = sum_sq {
+        for row in c.chunks_mut(ldc).take(m) {
+            let row = &row[..n];
+            *s += dot(row, row);
+        }
+    }
+}
+
+/// The products [`gemm`] does not send through the blocked loop: `k = 0`, the scalar loops
+/// of targets without vectors, and the unpacked kernels.
+#[allow(clippy::too_many_arguments)]
+fn unblocked<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: OpA<'_, T>,
+    b: OpB<'_, T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
     if k == 0 {
         for i in 0..m {
             apply_beta(beta, &mut c[i * ldc..i * ldc + n]);
@@ -94,11 +127,6 @@ fn gemm<T: Element>(
             }
             _ => {}
         }
-    }
-    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-    if m >= SMALL_M && n > 1 {
-        blocked::<T, T::Kernel>(m, n, k, alpha, a, b, beta, c, ldc);
-        return;
     }
     unpacked(m, n, k, alpha, a, b, beta, c, ldc);
 }
@@ -185,6 +213,7 @@ fn blocked<T: Element, K: Microkernel<T>>(
     beta: T,
     c: &mut [T],
     ldc: usize,
+    mut sum_sq: Option<&mut T>,
 ) {
     let w = <K::V as Lanes<T>>::N;
     // A short `A` (more rows than a full-width tile takes, few enough for one taller tile)
@@ -284,6 +313,12 @@ fn blocked<T: Element, K: Microkernel<T>>(
                             c_tile, ldc,
                         );
                     }
+                    // The tile is final after the last depth block: its squares now, from L1.
+                    if let Some(s) = sum_sq.as_deref_mut()
+                        && p0 + kc == k
+                    {
+                        *s += tile_sum_sq::<T, K::V>(c_tile, rows, cols, ldc);
+                    }
                 }
                 i0 += rows;
             }
@@ -291,6 +326,43 @@ fn blocked<T: Element, K: Microkernel<T>>(
         }
         j0 += cols;
     }
+}
+
+/// `Σ c²` over the `rows x cols` block of `C` at `c` (row stride `ldc`): one accumulator per
+/// vector of a row (at most four), so consecutive FMAs do not wait on each other.
+///
+/// # Safety
+/// `c` readable at `i·ldc + j` for `i < rows`, `j < cols`; `cols <= 4 · V::N`.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(always)]
+unsafe fn tile_sum_sq<T: Element, V: Lanes<T>>(
+    c: *const T,
+    rows: usize,
+    cols: usize,
+    ldc: usize,
+) -> T {
+    let mut acc = [V::zero(); 4];
+    for i in 0..rows {
+        let mut col = 0;
+        for a in &mut acc {
+            if col >= cols {
+                break;
+            }
+            let n = (cols - col).min(V::N);
+            // SAFETY: `n` values of row `i` from column `col` (caller).
+            let v = unsafe {
+                let p = c.add(i * ldc + col);
+                if n == V::N {
+                    V::load(p)
+                } else {
+                    V::load_partial(p, n)
+                }
+            };
+            *a = v.fmadd(v, *a);
+            col += V::N;
+        }
+    }
+    acc[0].add(acc[1]).add(acc[2].add(acc[3])).reduce_add()
 }
 
 /// Packs `kc x cols` of a row-major `op(B)` (stride `ldb`) into `kc` rows of `nr`, zeroing
@@ -364,7 +436,18 @@ pub fn matmul_nt<T: Element>(
     check("a", m, k, a.len())?;
     check("b", n, k, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(m, n, k, alpha, OpA::Rows(a, k), OpB::Cols(b, k), beta, c, n);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, k),
+        OpB::Cols(b, k),
+        beta,
+        c,
+        n,
+        None,
+    );
     Ok(())
 }
 
@@ -392,7 +475,18 @@ pub fn matmul_nn<T: Element>(
     check("a", m, k, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(m, n, k, alpha, OpA::Rows(a, k), OpB::Rows(b, n), beta, c, n);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, k),
+        OpB::Rows(b, n),
+        beta,
+        c,
+        n,
+        None,
+    );
     Ok(())
 }
 
@@ -421,8 +515,60 @@ pub fn matmul_tn<T: Element>(
     check("a", k, m, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(m, n, k, alpha, OpA::Cols(a, m), OpB::Rows(b, n), beta, c, n);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Cols(a, m),
+        OpB::Rows(b, n),
+        beta,
+        c,
+        n,
+        None,
+    );
     Ok(())
+}
+
+/// [`matmul_tn`] that also returns the plain sum of squares of the result, `Σ_ij C_ij²`:
+/// the weight gradient and the square of its Frobenius norm, which the AGD step needs, in one
+/// pass. The squares are added tile by tile while each tile of `C` is still in L1, which
+/// saves the step a pass over the whole gradient.
+///
+/// The sum is plain arithmetic: it is `+∞` if it overflows (or `C` holds an infinity), NaN if
+/// `C` holds a NaN, and inexact if squares underflowed. [`sum_sq_checked`] turns it into a
+/// safe [`SumSq`] (falling back to the scaled sum over `C` when it is out of range).
+///
+/// [`sum_sq_checked`]: crate::sum_sq_checked
+/// [`SumSq`]: crate::SumSq
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tn_sum_sq<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+) -> Result<T, Error> {
+    check("a", k, m, a.len())?;
+    check("b", k, n, b.len())?;
+    check("c", m, n, c.len())?;
+    let mut s = T::ZERO;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Cols(a, m),
+        OpB::Rows(b, n),
+        beta,
+        c,
+        n,
+        Some(&mut s),
+    );
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -511,9 +657,23 @@ mod tests {
         }
     }
 
-    /// Every layout against the naive loops over `dims x dims x depths`.
+    /// The sum [`matmul_tn_sum_sq`] returned against `Σ c²` of the `C` it wrote, in `f64`:
+    /// within `n` roundings of the working precision for `n` entries.
+    fn check_sum_sq<T: Element>(what: &str, got: T, c: &[T]) {
+        let want: f64 = c.iter().map(|v| v.to_f64() * v.to_f64()).sum();
+        let tol = T::EPSILON.to_f64() * (c.len() as f64 + 2.0);
+        let got = got.to_f64();
+        assert!(
+            (got - want).abs() <= tol * want,
+            "{what}: sum of squares {got:e} vs {want:e} over {} entries",
+            c.len()
+        );
+    }
+
+    /// Every layout against the naive loops over `dims x dims x depths`, and the sum of
+    /// squares of `matmul_tn_sum_sq` against its own result.
     fn sweep_all<T: Element>(dims: &[usize], depths: &[usize]) {
-        let ops: [(&str, Op<T>, Op<T>); 3] = [
+        let ops: [(&str, Op<T>, Op<T>); 4] = [
             (
                 "nt",
                 |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
@@ -527,6 +687,14 @@ mod tests {
             (
                 "tn",
                 |m, n, k, al, a, b, be, c| matmul_tn(m, n, k, al, a, b, be, c).unwrap(),
+                naive::matmul_tn,
+            ),
+            (
+                "tn_sum_sq",
+                |m, n, k, al, a, b, be, c| {
+                    let s = matmul_tn_sum_sq(m, n, k, al, a, b, be, c).unwrap();
+                    check_sum_sq(&format!("tn_sum_sq {m}x{n}x{k}"), s, c);
+                },
                 naive::matmul_tn,
             ),
         ];
@@ -587,7 +755,18 @@ mod tests {
         sweep::<T>(
             "blocked nt",
             |m, n, k, al, a, b, be, c| {
-                blocked::<T, K>(m, n, k, al, OpA::Rows(a, k), OpB::Cols(b, k), be, c, n)
+                blocked::<T, K>(
+                    m,
+                    n,
+                    k,
+                    al,
+                    OpA::Rows(a, k),
+                    OpB::Cols(b, k),
+                    be,
+                    c,
+                    n,
+                    None,
+                )
             },
             |m, n, k, al, a, b, be, c| naive::matmul_nt(m, n, k, al, a, b, be, c),
             dims,
@@ -596,7 +775,18 @@ mod tests {
         sweep::<T>(
             "blocked nn",
             |m, n, k, al, a, b, be, c| {
-                blocked::<T, K>(m, n, k, al, OpA::Rows(a, k), OpB::Rows(b, n), be, c, n)
+                blocked::<T, K>(
+                    m,
+                    n,
+                    k,
+                    al,
+                    OpA::Rows(a, k),
+                    OpB::Rows(b, n),
+                    be,
+                    c,
+                    n,
+                    None,
+                )
             },
             |m, n, k, al, a, b, be, c| naive::matmul_nn(m, n, k, al, a, b, be, c),
             dims,
@@ -605,7 +795,10 @@ mod tests {
         sweep::<T>(
             "blocked tn",
             |m, n, k, al, a, b, be, c| {
-                blocked::<T, K>(m, n, k, al, OpA::Cols(a, m), OpB::Rows(b, n), be, c, n)
+                let mut s = T::ZERO;
+                let (a, b) = (OpA::Cols(a, m), OpB::Rows(b, n));
+                blocked::<T, K>(m, n, k, al, a, b, be, c, n, Some(&mut s));
+                check_sum_sq(&format!("blocked tn {m}x{n}x{k}"), s, c);
             },
             |m, n, k, al, a, b, be, c| naive::matmul_tn(m, n, k, al, a, b, be, c),
             dims,

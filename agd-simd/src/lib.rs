@@ -4,9 +4,10 @@
 //! [`Element`] trait so `f32` and `f64` share every loop:
 //!
 //! * matrix products in the three layouts a dense layer needs
-//!   ([`matmul_nt`] forward, [`matmul_nn`] back-propagation, [`matmul_tn`] weight gradient);
+//!   ([`matmul_nt`] forward, [`matmul_nn`] back-propagation, [`matmul_tn`] weight gradient,
+//!   and [`matmul_tn_sum_sq`], which also sums the gradient's squares as it writes it);
 //! * level-1 kernels: [`dot`], [`axpy`], [`scale`], [`amax`], and an overflow-safe
-//!   Frobenius norm [`nrm2`] / [`sum_sq_scaled`];
+//!   Frobenius norm [`nrm2`] / [`sum_sq_scaled`] / [`sum_sq_checked`];
 //! * [`power_iteration`] for the top singular value with a caller-kept warm-start vector.
 //!
 //! Vectors come from the `wide` crate on the host and are plain scalars on M-profile ARM and
@@ -38,8 +39,8 @@ pub mod naive;
 mod power;
 mod small;
 
-pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_scaled};
+pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_checked, sum_sq_scaled};
 pub use element::{Element, Vector};
 pub use error::Error;
-pub use gemm::{matmul_nn, matmul_nt, matmul_tn};
+pub use gemm::{matmul_nn, matmul_nt, matmul_tn, matmul_tn_sum_sq};
 pub use power::power_iteration;

@@ -322,3 +322,92 @@ fn single_entries_f64() {
         5.0e-324,
     ]);
 }
+
+/// Asserts `got` is within the norm tolerance of the reference norm of `x`.
+fn assert_close<T: Element>(what: &str, x: &[T], got: T) {
+    let want = ref_norm(&widen(x));
+    let got = got.to_f64();
+    assert!(
+        (got - want).abs() <= rel_tol::<T>() * want + denorm_min::<T>(),
+        "{} {what} of {} entries: {got:e}, reference {want:e}",
+        T::NAME,
+        x.len()
+    );
+}
+
+/// The fast path's lower bound: a plain sum of squares is kept as it is (`scale` 1) when it
+/// is at least `MIN_POSITIVE / EPSILON`, and below that the scaled path (`scale` = the
+/// largest magnitude) takes over; the norm is right on both sides.
+fn fast_path_lower_bound<T: Element>() {
+    let bound = (T::MIN_POSITIVE / T::EPSILON).to_f64();
+    for &n in &SHAPES {
+        // n equal entries of magnitude e: Σ x² = n e² = factor · bound (up to roundings far
+        // smaller than the factors' distance from 1).
+        for (factor, fast) in [(1.001, true), (0.999, false), (4.0, true), (0.25, false)] {
+            let e = (bound * factor / n as f64).sqrt();
+            let x: Vec<T> = (0..n)
+                .map(|i| T::from_f64(if i % 2 == 0 { e } else { -e }))
+                .collect();
+            let s = sum_sq_scaled(&x);
+            assert_eq!(
+                s.scale == T::ONE,
+                fast,
+                "{} n={n}, sum {factor} x the bound: {s:?}",
+                T::NAME
+            );
+            assert_close("norm near the lower bound", &x, s.norm());
+            assert_close("nrm2 near the lower bound", &x, nrm2(&x));
+        }
+    }
+}
+
+#[test]
+fn fast_path_lower_bound_f32() {
+    fast_path_lower_bound::<f32>();
+}
+#[test]
+fn fast_path_lower_bound_f64() {
+    fast_path_lower_bound::<f64>();
+}
+
+/// Every square finite but their sum not: the plain sum overflows only as it is added up
+/// (in one accumulator, or only when the accumulators are combined), and the scaled path must
+/// give the finite norm. A sum that stays below `MAX` keeps the fast path.
+fn overflow_while_adding<T: Element>() {
+    // Each square is a fortieth of MAX: 38 of them fit (40 may round past MAX), 42 do not.
+    let e = (T::MAX.to_f64() / 40.0).sqrt();
+    for (n, fast) in [
+        (30, true),
+        (38, true),
+        (42, false),
+        (64, false),
+        (130, false),
+    ] {
+        let x: Vec<T> = (0..n)
+            .map(|i| T::from_f64(if i % 3 == 0 { -e } else { e }))
+            .collect();
+        let s = sum_sq_scaled(&x);
+        assert_eq!(s.scale == T::ONE, fast, "{} n={n}: {s:?}", T::NAME);
+        assert!(s.ssq.is_finite(), "{} n={n}: {s:?}", T::NAME);
+        assert_close("norm of huge entries", &x, s.norm());
+        assert_close("nrm2 of huge entries", &x, nrm2(&x));
+    }
+    // Past 10⁴ entries (one accumulator lane alone overflows): still finite and right.
+    let x = vec![T::from_f64(e); 10_000];
+    assert_close("norm of 10⁴ huge entries", &x, nrm2(&x));
+    // A NaN or an infinity among such entries still wins.
+    let mut y = vec![T::from_f64(e); 64];
+    y[17] = T::from_f64(f64::INFINITY);
+    assert_eq!(nrm2(&y).to_f64(), f64::INFINITY);
+    y[50] = T::from_f64(f64::NAN);
+    assert!(is_nan(nrm2(&y)));
+}
+
+#[test]
+fn overflow_while_adding_f32() {
+    overflow_while_adding::<f32>();
+}
+#[test]
+fn overflow_while_adding_f64() {
+    overflow_while_adding::<f64>();
+}

@@ -83,6 +83,10 @@ pub struct StepRow {
     pub median_us: f64,
     /// The fastest step by the wall clock, µs.
     pub best_wall_us: f64,
+    /// Median time of the same step with the gradient norms taken in a pass of their own
+    /// (`compute_grads`, then `Agd::step`) instead of with the gradient product
+    /// (`train_step`), µs of thread CPU time, timed in the same interleaved rounds.
+    pub separate_norms_median_us: f64,
     /// The target from the performance issue, µs.
     pub target_us: f64,
     /// Threads of the batch-parallel run (absent with `--threads 1`).
@@ -354,6 +358,26 @@ fn step_row(
         .weights_mut()
         .copy_from_slice(net.weights());
     par.sync();
+    // The same step with the norms in a pass of their own, on a copy of the network.
+    let mut separate_net = HostNet::<f32>::new(widths, batch, true)?;
+    separate_net
+        .view()
+        .weights_mut()
+        .copy_from_slice(net.weights());
+    let mut separate_failure = None;
+    let mut separate = || {
+        let mut view = separate_net.view();
+        let r = view
+            .set_input(&x)
+            .and_then(|_| view.compute_grads(Loss::Xent, &y))
+            .and_then(|_| {
+                let (layout, w, g) = view.step_parts();
+                agd.step(layout, w, g)
+            });
+        if let Err(e) = r {
+            separate_failure = Some(e);
+        }
+    };
     let mut par_failure = None;
     let mut single = || {
         let mut view = net.view();
@@ -370,21 +394,22 @@ fn step_row(
         }
     };
     let t = if threads > 1 {
-        race(&budget, &mut [&mut single, &mut parallel])
+        race(&budget, &mut [&mut single, &mut separate, &mut parallel])
     } else {
-        race(&budget, &mut [&mut single])
+        race(&budget, &mut [&mut single, &mut separate])
     };
-    if let Some(e) = failure.or(par_failure) {
+    if let Some(e) = failure.or(separate_failure).or(par_failure) {
         return Err(e.into());
     }
     // Worker threads' CPU time is not the caller's: the two-thread comparison is by the
     // fastest wall-clock sample of each.
-    let threaded = t.get(1).map(|s| s.wall_best * 1e6);
+    let threaded = t.get(2).map(|s| s.wall_best * 1e6);
     Ok(StepRow {
         widths: widths.to_vec(),
         batch,
         median_us: t[0].cpu_median * 1e6,
         best_wall_us: t[0].wall_best * 1e6,
+        separate_norms_median_us: t[1].cpu_median * 1e6,
         target_us,
         threads: threaded.map(|_| threads),
         threaded_best_wall_us: threaded,
@@ -526,22 +551,34 @@ fn print_tables(r: &Report) {
     );
     println!("AGD training step (forward, loss, backward, update), f32, one thread");
     println!(
-        "  {:<28} {:>5} {:>10} {:>10} {:>12} {:>22}",
-        "widths", "batch", "median µs", "target µs", "best wall µs", "N threads: best µs (x)"
+        "  {:<28} {:>5} {:>10} {:>10} {:>12} {:>22} {:>22}",
+        "widths",
+        "batch",
+        "median µs",
+        "target µs",
+        "best wall µs",
+        "N threads: best µs (x)",
+        "separate norms µs (x)"
     );
     for s in &r.step {
         let par = match (s.threads, s.threaded_best_wall_us, s.threaded_speedup) {
             (Some(n), Some(us), Some(x)) => format!("{n}: {us:.1} ({x:.2}x)"),
             _ => "-".to_string(),
         };
+        let separate = format!(
+            "{:.1} ({:.3}x)",
+            s.separate_norms_median_us,
+            s.median_us / s.separate_norms_median_us
+        );
         println!(
-            "  {:<28} {:>5} {:>10.1} {:>10.0} {:>12.1} {:>22}",
+            "  {:<28} {:>5} {:>10.1} {:>10.0} {:>12.1} {:>22} {:>22}",
             format!("{:?}", s.widths),
             s.batch,
             s.median_us,
             s.target_us,
             s.best_wall_us,
-            par
+            par,
+            separate
         );
     }
     let c = &r.cnn_step;

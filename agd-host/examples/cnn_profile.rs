@@ -60,6 +60,8 @@ fn main() {
         let shapes = [
             ("nt", 3136, 16, 9),
             ("tn", 9, 16, 3136),
+            ("tn", 3136, 16, 9),
+            ("nn", 9, 16, 3136),
             ("nt", 196, 32, 144),
             ("tn", 144, 32, 196),
             ("nn", 196, 144, 32),
@@ -84,6 +86,38 @@ fn main() {
             let dt = (cpu() - t0) / reps as f64;
             println!(
                 "{kind} ({m},{n},{k}): {:.1} GFLOP/s, {:.0} µs",
+                2.0 * (m * n * k) as f64 / dt * 1e-9,
+                dt * 1e6
+            );
+        }
+        // (kind, m, n, k, row stride of A): the strided products reading a padded image in
+        // place, one kernel row per call.
+        let strided = [
+            ("nt", 210, 32, 48, 32),
+            ("tn", 48, 32, 210, 32),
+            ("nt", 56, 32, 96, 64),
+            ("tn", 96, 32, 56, 64),
+        ];
+        for (kind, m, n, k, lda) in strided {
+            let rows = if kind == "nt" { m } else { k };
+            let a = vec![0.5f32; rows * lda + 2 * k * lda];
+            let b = vec![0.25f32; n * k * 3];
+            let mut c = vec![0.0f32; m * n];
+            let reps = (2e8 / (2.0 * (m * n * k) as f64)).ceil() as usize;
+            let t0 = cpu();
+            for _ in 0..reps {
+                if kind == "nt" {
+                    let ld = agd_simd::Strides { lda, ldb: 3 * k, ldc: n };
+                    agd_simd::matmul_nt_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld)
+                } else {
+                    let ld = agd_simd::Strides { lda, ldb: n, ldc: n };
+                    agd_simd::matmul_tn_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld)
+                }
+                .unwrap();
+            }
+            let dt = (cpu() - t0) / reps as f64;
+            println!(
+                "{kind}_ld ({m},{n},{k}; lda {lda}): {:.1} GFLOP/s, {:.2} µs",
                 2.0 * (m * n * k) as f64 / dt * 1e-9,
                 dt * 1e6
             );

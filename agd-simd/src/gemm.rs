@@ -425,6 +425,115 @@ pub fn matmul_tn<T: Element>(
     Ok(())
 }
 
+/// The row strides of the operands of a strided product ([`matmul_nt_ld`], [`matmul_tn_ld`]):
+/// how far apart, in elements, consecutive rows of `A`, `B` and `C` as stored start.
+///
+/// The rows of `A` and `B` may overlap (a stride shorter than a row): a convolution reads its
+/// inputs in place this way, each output position's window starting a stride after the
+/// previous one's. `C`'s may not: `ldc` is at least its row length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strides {
+    /// Between rows of `A` as stored.
+    pub lda: usize,
+    /// Between rows of `B` as stored.
+    pub ldb: usize,
+    /// Between rows of `C`.
+    pub ldc: usize,
+}
+
+/// Checks that `rows` stored rows of `len` values, `ld` apart, lie inside a slice of `got`.
+fn check_ld(operand: &'static str, rows: usize, len: usize, ld: usize, got: usize) -> Result<(), Error> {
+    if rows == 0 || len == 0 {
+        return Ok(());
+    }
+    let needed = (rows - 1)
+        .checked_mul(ld)
+        .and_then(|x| x.checked_add(len))
+        .ok_or(Error::DimensionOverflow)?;
+    if got < needed {
+        return Err(Error::ShortSlice {
+            operand,
+            needed,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// `C ← α · C`'s rows `ldc` apart: rejects an `ldc` shorter than a row (rows would overlap).
+fn check_c(m: usize, n: usize, ldc: usize, got: usize) -> Result<(), Error> {
+    if m > 1 && ldc < n {
+        return Err(Error::ShortSlice {
+            operand: "ldc",
+            needed: n,
+            got: ldc,
+        });
+    }
+    check_ld("c", m, n, ldc, got)
+}
+
+/// [`matmul_nt`] over strided operands: `C (m x n) ← α · A · Bᵀ + β · C` with entry `(i, p)`
+/// of `A` at `a[i·lda + p]`, entry `(j, p)` of `B` at `b[j·ldb + p]` and entry `(i, j)` of
+/// `C` at `c[i·ldc + j]`. Same kernels, same arithmetic order as [`matmul_nt`].
+///
+/// ```
+/// // The three windows of 2 in [1, 2, 3, 4], one step apart, dotted with [1, 1].
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut c = [0.0f32; 3];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 2, ldc: 1 };
+/// agd_simd::matmul_nt_ld(3, 1, 2, 1.0, &x, &[1.0, 1.0], 0.0, &mut c, ld).unwrap();
+/// assert_eq!(c, [3.0, 5.0, 7.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt_ld<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+) -> Result<(), Error> {
+    check_ld("a", m, k, ld.lda, a.len())?;
+    check_ld("b", n, k, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(m, n, k, alpha, OpA::Rows(a, ld.lda), OpB::Cols(b, ld.ldb), beta, c, ld.ldc);
+    Ok(())
+}
+
+/// [`matmul_tn`] over strided operands: `C (m x n) ← α · Aᵀ · B + β · C` with entry `(p, i)`
+/// of the stored `A` (`k x m`) at `a[p·lda + i]`, entry `(p, j)` of `B` at `b[p·ldb + j]` and
+/// `(i, j)` of `C` at `c[i·ldc + j]`. Same kernels, same arithmetic order as [`matmul_tn`].
+///
+/// ```
+/// // Σ_p window_p · b_p over the windows of 2 in [1, 2, 3, 4], one step apart.
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut c = [0.0f32; 2];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 1, ldc: 1 };
+/// agd_simd::matmul_tn_ld(2, 1, 3, 1.0, &x, &[1.0, 0.0, 1.0], 0.0, &mut c, ld).unwrap();
+/// assert_eq!(c, [4.0, 6.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tn_ld<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+) -> Result<(), Error> {
+    check_ld("a", k, m, ld.lda, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(m, n, k, alpha, OpA::Cols(a, ld.lda), OpB::Rows(b, ld.ldb), beta, c, ld.ldc);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     //! Every shape class the dispatcher distinguishes (vectors, tiny batches, tile and panel

@@ -52,6 +52,25 @@ fn main() {
                 }
                 let ns2 = (cpu() - t0) * 1e9 / (reps * b * len) as f64;
                 println!("layer {li}: im2col {ns:.3} ns/elem, col2im {ns2:.3} ns/elem");
+                // The input-gradient pass alone (product, fold back and the activation's
+                // derivative), per sample, as the network runs it.
+                let io = agd_core::spec::conv_io(&layers, li);
+                if io.activated_input {
+                    let mut scratch = vec![0.0f32; agd_core::spec::scratch_count(&layers)];
+                    let w = vec![0.01f32; cv.param_count()];
+                    let d = vec![0.5f32; cv.out_features()];
+                    let xin: Vec<f32> = (0..cv.in_features())
+                        .map(|i| if i % 3 == 0 { 0.0 } else { 1.0 })
+                        .collect();
+                    let mut dx = vec![0.0f32; cv.in_features()];
+                    let t0 = cpu();
+                    for _ in 0..reps {
+                        cv.backward_with(1, &w, &xin, &d, None, Some(&mut dx), &mut scratch, io)
+                            .unwrap();
+                    }
+                    let us = (cpu() - t0) * 1e6 / reps as f64;
+                    println!("layer {li}: input gradient {us:.2} µs per sample");
+                }
             }
         }
     }

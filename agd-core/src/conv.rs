@@ -39,7 +39,9 @@
 //! the arithmetic. With the same layers, the host and the device chunk alike and agree to the
 //! bit.
 
-use agd_simd::{Element, Strides, Vector, matmul_nn, matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld};
+use agd_simd::{
+    Element, Strides, Vector, matmul_nn, matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld,
+};
 
 use crate::error::Error;
 use crate::net::{activate, activate_backward};
@@ -156,6 +158,17 @@ fn add_run<T: Element>(dst: &mut [T], src: &[T]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d += s;
     }
+}
+
+/// Which part of a batch a [`Conv2d::backward_part`] call runs (a network runs its conv layers
+/// a few samples at a time, all layers per part, so that a part's activations and errors stay
+/// in cache between the layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// The batch's first part: the weight gradient is overwritten, not added to.
+    pub first: bool,
+    /// The batch's last part: the weight gradient is put back in weight order after it.
+    pub last: bool,
 }
 
 /// A layer's input read in place instead of unfolded, on the host: one sample zero-padded
@@ -899,9 +912,34 @@ impl Conv2d {
         h: &[T],
         delta: &[T],
         grads: Option<&mut [T]>,
+        prev: Option<&mut [T]>,
+        scratch: &mut [T],
+        io: Io,
+    ) -> Result<(), Error> {
+        let whole = Part {
+            first: true,
+            last: true,
+        };
+        self.backward_part(batch, weights, h, delta, grads, prev, scratch, io, whole)
+    }
+
+    /// [`Conv2d::backward_with`] over one part of a batch: the weight gradient of the `first`
+    /// part overwrites `grads`, later parts add to it, and it is kept transposed in tap-major
+    /// order (`K x c_out`) until the `last` part puts it in `[c_out, c_in, kh, kw]` order.
+    /// The parts' sums are the whole batch's, in the same order (sample after sample, or
+    /// chunk after chunk when each part is a whole number of chunks).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward_part<T: Element>(
+        &self,
+        batch: usize,
+        weights: &[T],
+        h: &[T],
+        delta: &[T],
+        grads: Option<&mut [T]>,
         mut prev: Option<&mut [T]>,
         scratch: &mut [T],
         io: Io,
+        part: Part,
     ) -> Result<(), Error> {
         let (fi, fo, p, k) = (
             self.in_features(),
@@ -958,7 +996,11 @@ impl Conv2d {
                         valid.copy_from_slice(&d[(t * p + oy * ow) * c_out..][..ow * c_out]);
                         extra.fill(T::ZERO);
                     }
-                    let beta = if n + t == 0 { T::ZERO } else { T::ONE };
+                    let beta = if part.first && n + t == 0 {
+                        T::ZERO
+                    } else {
+                        T::ONE
+                    };
                     for ki in 0..self.kh {
                         let ld = Strides {
                             lda: self.stride * self.c_in,
@@ -972,7 +1014,11 @@ impl Conv2d {
                 }
             } else if let Some(g) = grads.as_deref_mut() {
                 let hc = &h[n * fi..][..m * fi];
-                let beta = if n == 0 { T::ZERO } else { T::ONE };
+                let beta = if part.first && n == 0 {
+                    T::ZERO
+                } else {
+                    T::ONE
+                };
                 if self.unfolds_transposed(io.input) {
                     // gᵀ (K x c_out, tap-major) += colsT (K x m·P) · Δ (m·P x c_out)
                     self.unfold_t(m, hc, cols)?;
@@ -995,7 +1041,9 @@ impl Conv2d {
             }
             n += m;
         }
-        if let Some(g) = grads {
+        if let Some(g) = grads
+            && part.last
+        {
             // Back to `[c_out, c_in, kh, kw]`, through the unfolding's room (≥ c_out·K).
             let tmp = &mut cols[..taps];
             tmp.copy_from_slice(g);

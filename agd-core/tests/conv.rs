@@ -3,7 +3,9 @@
 
 use agd_core::conv::{Conv2d, Io, Order};
 use agd_core::spec::{self, LayerSpec, SpecLayout, chain, conv, dense};
-use agd_core::{Agd, ConvBuffers, ConvNetMut, ConvNetwork, Error, Loss, NetMut, SplitMix64, init};
+use agd_core::{
+    Agd, CONV_PART, ConvBuffers, ConvNetMut, ConvNetwork, Error, Loss, NetMut, SplitMix64, init,
+};
 use rand_core::Rng;
 
 fn gaussian(rng: &mut SplitMix64, n: usize) -> Vec<f64> {
@@ -378,6 +380,43 @@ fn network_gradients_match_finite_differences() {
         worst = worst.max((fd - grads[i]).abs() / scale);
     }
     assert!(worst < 1e-6, "finite differences differ by {worst:e}");
+}
+
+/// A batch larger than a part runs the leading conv layers part by part (the last part
+/// short): the outputs and the gradient are those of the samples one at a time (the mean of
+/// their gradients, the loss being a mean).
+#[test]
+fn a_batch_run_in_parts_matches_its_samples_one_at_a_time() {
+    let batch = 2 * CONV_PART + 5;
+    let mut net = Net::new(&CNN, batch, 8);
+    let mut one = Net::new(&CNN, 1, 8);
+    let mut rng = SplitMix64::new(9);
+    let f0 = 2 * 7 * 6;
+    let x = gaussian(&mut rng, batch * f0);
+    let y: Vec<usize> = (0..batch).map(|_| (rng.next_u64() % 3) as usize).collect();
+    let mut v = net.view();
+    v.set_input(&x).unwrap();
+    v.compute_grads(Loss::Xent, &y).unwrap();
+    let (out, grads) = (v.outputs(batch).to_vec(), v.weights_and_grads().1.to_vec());
+    let mut want = vec![0.0; grads.len()];
+    for n in 0..batch {
+        let mut o = one.view();
+        o.set_input(&x[n * f0..][..f0]).unwrap();
+        o.compute_grads(Loss::Xent, &y[n..n + 1]).unwrap();
+        for (a, b) in out[n * 3..][..3].iter().zip(o.outputs(1)) {
+            assert!(
+                (a - b).abs() <= 1e-13 * (1.0 + b.abs()),
+                "sample {n} output"
+            );
+        }
+        for (w, g) in want.iter_mut().zip(o.weights_and_grads().1) {
+            *w += g / batch as f64;
+        }
+    }
+    let scale = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    for (i, (g, w)) in grads.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-12 * scale, "weight {i}: {g} vs {w}");
+    }
 }
 
 #[test]

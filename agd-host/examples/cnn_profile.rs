@@ -126,10 +126,18 @@ fn main() {
             let t0 = cpu();
             for _ in 0..reps {
                 if kind == "nt" {
-                    let ld = agd_simd::Strides { lda, ldb: 3 * k, ldc: n };
+                    let ld = agd_simd::Strides {
+                        lda,
+                        ldb: 3 * k,
+                        ldc: n,
+                    };
                     agd_simd::matmul_nt_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld)
                 } else {
-                    let ld = agd_simd::Strides { lda, ldb: n, ldc: n };
+                    let ld = agd_simd::Strides {
+                        lda,
+                        ldb: n,
+                        ldc: n,
+                    };
                     agd_simd::matmul_tn_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld)
                 }
                 .unwrap();
@@ -151,5 +159,10 @@ fn main() {
         t.push(cpu() - c0);
     }
     t.sort_by(f64::total_cmp);
-    println!("median {:.1} µs CPU per step", t[t.len() / 2] * 1e6);
+    println!(
+        "median {:.1} µs CPU per step (fastest {:.1}, 10th percentile {:.1})",
+        t[t.len() / 2] * 1e6,
+        t[0] * 1e6,
+        t[t.len() / 10] * 1e6
+    );
 }

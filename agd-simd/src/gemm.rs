@@ -442,7 +442,13 @@ pub struct Strides {
 }
 
 /// Checks that `rows` stored rows of `len` values, `ld` apart, lie inside a slice of `got`.
-fn check_ld(operand: &'static str, rows: usize, len: usize, ld: usize, got: usize) -> Result<(), Error> {
+fn check_ld(
+    operand: &'static str,
+    rows: usize,
+    len: usize,
+    ld: usize,
+    got: usize,
+) -> Result<(), Error> {
     if rows == 0 || len == 0 {
         return Ok(());
     }
@@ -499,7 +505,17 @@ pub fn matmul_nt_ld<T: Element>(
     check_ld("a", m, k, ld.lda, a.len())?;
     check_ld("b", n, k, ld.ldb, b.len())?;
     check_c(m, n, ld.ldc, c.len())?;
-    gemm(m, n, k, alpha, OpA::Rows(a, ld.lda), OpB::Cols(b, ld.ldb), beta, c, ld.ldc);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, ld.lda),
+        OpB::Cols(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+    );
     Ok(())
 }
 
@@ -530,7 +546,17 @@ pub fn matmul_tn_ld<T: Element>(
     check_ld("a", k, m, ld.lda, a.len())?;
     check_ld("b", k, n, ld.ldb, b.len())?;
     check_c(m, n, ld.ldc, c.len())?;
-    gemm(m, n, k, alpha, OpA::Cols(a, ld.lda), OpB::Rows(b, ld.ldb), beta, c, ld.ldc);
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Cols(a, ld.lda),
+        OpB::Rows(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+    );
     Ok(())
 }
 

@@ -40,7 +40,7 @@
 //! bit.
 
 use agd_simd::{
-    Element, Strides, Vector, matmul_nn, matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld,
+    Element, Strides, Vector, matmul_nn, matmul_nn_ld, matmul_nt, matmul_tn, matmul_tn_ld,
 };
 
 use crate::error::Error;
@@ -806,13 +806,14 @@ impl Conv2d {
         }
         let (wp, cols, out) = self.split(scratch, s);
         let by_row = self.unfolds_transposed(io.input);
-        if by_row {
+        let win = self.windows::<T>(io.input, p * k);
+        if by_row || win.is_some() {
             self.weights_by_tap_t(&weights[..self.param_count()], wp);
         } else {
             self.weights_by_tap(&weights[..self.param_count()], wp);
         }
         let transposes = self.transposes(io.output);
-        if let Some(win) = self.windows::<T>(io.input, p * k) {
+        if let Some(win) = win {
             let (xp, zp) = cols.split_at_mut(win.image);
             let zp = &mut zp[..win.r * self.c_out];
             let run = self.kw * self.c_in;
@@ -822,16 +823,19 @@ impl Conv2d {
                 .zip(z[..batch * fo].chunks_exact_mut(fo))
             {
                 self.pad_input(&win, hn, xp);
-                // Z (R x c_out) = Σ_ki windows_ki (R x kw·c_in) · wp[:, ki·kw·c_in..]ᵀ
+                // Z (R x c_out) = Σ_ki windows_ki (R x kw·c_in) · wt[ki·kw·c_in.., :] (the
+                // weights transposed, `K x c_out`: a `c_out`-wide `B` is read in place, not
+                // packed per call)
                 for ki in 0..self.kh {
                     let ld = Strides {
                         lda: self.stride * self.c_in,
-                        ldb: k,
+                        ldb: co,
                         ldc: co,
                     };
                     let beta = if ki == 0 { T::ZERO } else { T::ONE };
                     let a = &xp[self.window_base(&win, ki)..];
-                    matmul_nt_ld(win.r, co, run, T::ONE, a, &wp[ki * run..], beta, zp, ld)?;
+                    let b = &wp[ki * run * co..];
+                    matmul_nn_ld(win.r, co, run, T::ONE, a, b, beta, zp, ld)?;
                 }
                 // The output positions' rows, without the extra windows.
                 for oy in 0..self.out_h() {

@@ -239,12 +239,13 @@ fn blocked<T: Element, K: Microkernel<T>>(
             // The panel the tiles read and its row stride. A row-major `op(B)` read by a
             // single tile is used in place (its rows are already the vectors the tile wants,
             // and a copy would only be read once); a whole panel is needed for that, the
-            // tile loads every vector of a row.
+            // tile loads every vector of a row. So is one whose rows are exactly a panel's
+            // (`ldb = nr`: the packed copy would be the same values in the same places).
             // SAFETY: the public entry points checked that op(B) holds every (p, j),
             // p < k, j < n; the buffer holds KC·NV·w >= kc·nv·w = kc·nr values.
             let (panel, ld_panel) = unsafe {
                 match b {
-                    OpB::Rows(s, ldb) if tiles == 1 && cols == nr => {
+                    OpB::Rows(s, ldb) if cols == nr && (tiles == 1 || ldb == nr) => {
                         (s.as_ptr().add(p0 * ldb + j0), ldb)
                     }
                     OpB::Rows(s, ldb) => {
@@ -512,6 +513,47 @@ pub fn matmul_nt_ld<T: Element>(
         alpha,
         OpA::Rows(a, ld.lda),
         OpB::Cols(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+    );
+    Ok(())
+}
+
+/// [`matmul_nn`] over strided operands: `C (m x n) ← α · A · B + β · C` with entry `(i, p)`
+/// of `A` at `a[i·lda + p]`, entry `(p, j)` of `B` at `b[p·ldb + j]` and `(i, j)` of `C` at
+/// `c[i·ldc + j]`. Same kernels, same arithmetic order as [`matmul_nn`].
+///
+/// ```
+/// // The three windows of 2 in [1, 2, 3, 4], one step apart, times [1, 1]ᵀ.
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut c = [0.0f32; 3];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 1, ldc: 1 };
+/// agd_simd::matmul_nn_ld(3, 1, 2, 1.0, &x, &[1.0, 1.0], 0.0, &mut c, ld).unwrap();
+/// assert_eq!(c, [3.0, 5.0, 7.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_ld<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+) -> Result<(), Error> {
+    check_ld("a", m, k, ld.lda, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, ld.lda),
+        OpB::Rows(b, ld.ldb),
         beta,
         c,
         ld.ldc,

@@ -41,5 +41,7 @@ mod small;
 pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_scaled};
 pub use element::{Element, Vector};
 pub use error::Error;
-pub use gemm::{Strides, matmul_nn, matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld};
+pub use gemm::{
+    Strides, matmul_nn, matmul_nn_ld, matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld,
+};
 pub use power::power_iteration;

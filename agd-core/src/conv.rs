@@ -38,6 +38,22 @@
 //! weight gradient sums over the chunk's positions in one product, so the chunk is part of
 //! the arithmetic. With the same layers, the host and the device chunk alike and agree to the
 //! bit.
+//!
+//! Two inputs skip the row-major unfolding (the input gradient always unfolds back through
+//! `dcols` and [`Conv2d::fold`]):
+//!
+//! * A planar or one-channel input (the grey first layer) is unfolded transposed
+//!   ([`Conv2d::unfold_t`], `K x S·P`): each row is a run along an input row (28 values, not
+//!   runs of 3), and the forward and weight-gradient products become `Z = colsTᵀ · wt`
+//!   (`matmul_tn`) and `gᵀ = colsT · Δ` (`matmul_nn`), with `wt` the tap-major weights
+//!   transposed (`K x c_out`).
+//! * On a host (vector kernels), a channels-last input with several channels is not unfolded
+//!   at all when the unfolding's room holds its padded image: one copy of the sample, padded
+//!   and dealt into row-parity planes (`Windows`), is read in place by one strided product
+//!   per kernel row (`matmul_nn_ld` forward, `matmul_tn_ld` weight gradient), whose `A` rows
+//!   are the overlapping windows. A microcontroller (scalar kernels, which take only
+//!   contiguous operands) keeps the unfolding; its scratch is the same size either way. The
+//!   weight gradient still sums sample after sample, position after position.
 
 use agd_simd::{
     Element, Strides, Vector, matmul_nn, matmul_nn_ld, matmul_nt, matmul_tn, matmul_tn_ld,

@@ -16,8 +16,10 @@ use crate::spec::{self, LayerSpec, SpecLayout};
 
 /// Samples per part when a network runs its leading conv layers part by part
 /// ([`ConvNetMut::forward`]): few enough that a part's activations and errors between those
-/// layers stay in cache from one layer to the next (about 170 KB per sample on the MNIST CNN).
-pub const CONV_PART: usize = 16;
+/// layers are still in cache when the next layer reads them (about 170 KB per sample on the
+/// issue's MNIST CNN). On that CNN (batch 128, one thread) parts of 8, 16 and 32 were each
+/// faster than the whole batch, 32 by a little the fastest (`BENCHMARKS.md`).
+pub const CONV_PART: usize = 32;
 
 /// The buffers of a [`ConvNetMut`], each sized by the `const fn` of [`crate::spec`] named
 /// after it.

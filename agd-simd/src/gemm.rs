@@ -609,7 +609,7 @@ mod tests {
     //! against the naive triple loop.
     use super::*;
     use crate::naive;
-    use std::{format, vec::Vec};
+    use std::{format, vec, vec::Vec};
 
     #[cfg(not(miri))]
     const DIMS: &[usize] = &[1, 2, 3, 4, 7, 12, 13, 16, 17, 33, 63, 130];
@@ -752,6 +752,104 @@ mod tests {
             dims,
             depths,
         );
+    }
+
+    /// The strided entry points against a triple loop over the stored layouts: rows of `A`
+    /// overlapping (`lda < k`, a convolution's windows) or spread out, `B` in place or packed,
+    /// `C` with gaps between its rows, both `β` cases; a short `ldc` or slice is refused.
+    #[test]
+    fn strided_products_match_a_direct_sum() {
+        let dims: &[(usize, usize, usize)] = if cfg!(miri) {
+            &[(13, 5, 7)]
+        } else {
+            &[
+                (1, 1, 1),
+                (5, 3, 2),
+                (13, 16, 48),
+                (37, 32, 9),
+                (210, 32, 48),
+                (48, 32, 70),
+            ]
+        };
+        for &(m, n, k) in dims {
+            for (lda, ldb, ldc) in [(2, n + 1, n), (k + 3, n, n + 2), (1, n, n + 5)] {
+                for beta in [0.0f64, 0.5] {
+                    let ld = Strides { lda, ldb, ldc };
+                    let what = format!("{m}x{n}x{k} {ld:?} beta {beta}");
+                    let c0 = fill::<f64>((m - 1) * ldc + n, 9);
+                    // nt: A(i, p) = a[i·lda + p], B(j, p) = b[j·ldb + p] (ldb ≥ k here).
+                    let (a, b) = (
+                        fill::<f64>((m - 1) * lda + k, 1),
+                        fill::<f64>(n * (ldb + k), 2),
+                    );
+                    let bt = |j: usize, p: usize| b[j * (ldb + k) + p];
+                    let ldt = Strides { ldb: ldb + k, ..ld };
+                    let mut got = c0.clone();
+                    matmul_nt_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ldt).unwrap();
+                    let want = direct(m, n, k, &c0, ldc, beta, |i, p| a[i * lda + p], bt);
+                    close(&format!("nt_ld {what}"), &got, &want, k);
+                    // nn: B(p, j) = b[p·ldb + j].
+                    let b = fill::<f64>((k - 1) * ldb + n, 3);
+                    let mut got = c0.clone();
+                    matmul_nn_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ld).unwrap();
+                    let want = direct(
+                        m,
+                        n,
+                        k,
+                        &c0,
+                        ldc,
+                        beta,
+                        |i, p| a[i * lda + p],
+                        |j, p| b[p * ldb + j],
+                    );
+                    close(&format!("nn_ld {what}"), &got, &want, k);
+                    // tn: A(i, p) = a[p·lda + i].
+                    let a = fill::<f64>((k - 1) * lda + m, 4);
+                    let mut got = c0.clone();
+                    matmul_tn_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ld).unwrap();
+                    let want = direct(
+                        m,
+                        n,
+                        k,
+                        &c0,
+                        ldc,
+                        beta,
+                        |i, p| a[p * lda + i],
+                        |j, p| b[p * ldb + j],
+                    );
+                    close(&format!("tn_ld {what}"), &got, &want, k);
+                    if m > 1 && n > 1 {
+                        let short = Strides { ldc: n - 1, ..ld };
+                        assert!(matmul_nn_ld(m, n, k, 1.0, &a, &b, 0.0, &mut got, short).is_err());
+                        let mut c = vec![0.0; (m - 1) * ldc + n - 1];
+                        assert!(matmul_tn_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld).is_err());
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C ← 1.5 · Σ_p A(i, p) B(j, p) + β · C` entry by entry, rows of `C` `ldc` apart (the
+    /// gaps between them kept).
+    #[allow(clippy::too_many_arguments)]
+    fn direct(
+        m: usize,
+        n: usize,
+        k: usize,
+        c0: &[f64],
+        ldc: usize,
+        beta: f64,
+        a: impl Fn(usize, usize) -> f64,
+        b: impl Fn(usize, usize) -> f64,
+    ) -> Vec<f64> {
+        let mut c = c0.to_vec();
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|p| a(i, p) * b(j, p)).sum();
+                c[i * ldc + j] = 1.5 * s + beta * c0[i * ldc + j];
+            }
+        }
+        c
     }
 
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]

@@ -81,9 +81,14 @@ impl<T: Element> HostNet<T> {
         input_block(&mut self.acts, batch, self.capacity, self.widths[0])
     }
 
-    /// The gradient buffer, for combining the gradients of several networks.
-    pub(crate) fn grads_mut(&mut self) -> &mut [T] {
-        &mut self.grads
+    /// All weights, to change (e.g. copied from another network).
+    pub fn weights_mut(&mut self) -> &mut [T] {
+        &mut self.weights
+    }
+
+    /// The gradient buffer as the last backward pass left it (empty without one).
+    pub fn grads(&self) -> &[T] {
+        &self.grads
     }
 
     /// Bytes held by the network and its training buffers.
@@ -152,6 +157,28 @@ impl<T: Element> HostConvNet<T> {
     /// All weights, layer after layer.
     pub fn weights(&self) -> &[T] {
         &self.weights
+    }
+
+    /// All weights, to change (e.g. copied from another network).
+    pub fn weights_mut(&mut self) -> &mut [T] {
+        &mut self.weights
+    }
+
+    /// The gradient buffer as the last backward pass left it.
+    pub fn grads(&self) -> &[T] {
+        &self.grads
+    }
+
+    /// What an AGD step by an outside gradient needs: the layout, the weights and the
+    /// per-kernel-position norm buffer.
+    pub(crate) fn step_buffers(
+        &mut self,
+    ) -> Result<(SpecLayout<'_>, &mut [T], &mut [T]), agd_core::Error> {
+        Ok((
+            SpecLayout::new(&self.layers)?,
+            &mut self.weights,
+            &mut self.norms,
+        ))
     }
 
     /// The first `batch` samples of the input block (`batch x f_0`), to fill in place.

@@ -1,41 +1,177 @@
-//! Batch-parallel training on several threads (`--threads N`): the batch is cut into one
-//! slice per thread, every thread runs the core's forward and backward pass on its slice in
-//! its own buffers, the per-slice gradients are combined into the batch gradient, and one
-//! AGD step updates the weights, which are then copied to every thread's network.
+//! Batch-parallel training on several threads (`--threads N`), for dense and conv networks:
+//! the batch is cut into one slice per thread, every thread runs the core's forward and
+//! backward pass on its slice in its own copy of the network, the per-slice gradients are
+//! combined into the batch gradient, and the update is applied to every copy.
 //!
 //! The loss is a batch mean, so slice `t` of `b_t` samples contributes `(b_t/B)·g_t` to the
 //! batch gradient `g = Σ_t (b_t/B) g_t`. The result equals the single-threaded step up to
 //! the rounding of that sum.
+//!
+//! The threads are a persistent [`rayon`] pool owned by the [`DataParallel`] (the calling
+//! thread runs copy 0, the pool's `N - 1` threads the others), so a step costs no thread
+//! start: starting threads every step measured slower than one thread on this VM (its page
+//! table changes interrupt the other core). The gradient sum is cut by weight range across
+//! the threads too. An AGD step then runs on every copy at once from the summed gradient —
+//! the same arithmetic on the same inputs, so the copies stay bit-identical without copying
+//! weights; a baseline's update (which keeps state, such as Adam's moments) runs on copy 0
+//! and its weights are copied to the others.
 
-use agd_core::{Agd, Element, Layout, Loss, Network, SplitMix64, TrainReport};
-use agd_simd::{axpy, scale};
+use agd_core::spec::LayerSpec;
+use agd_core::{Agd, ConvNetwork, Element, Loss, Network, SplitMix64, StepReport, TrainReport};
+use agd_simd::axpy;
+use rayon::{ThreadPool, ThreadPoolBuilder};
 
-use crate::net::HostNet;
+use crate::net::{HostConvNet, HostNet};
 use crate::train::{TrainNet, Update};
 
-/// One network per thread, all with the same weights; thread 0's is the one that steps.
+/// A network [`DataParallel`] runs one copy of per thread.
+pub trait Replica<T: Element>: TrainNet<T> + Send + Sized {
+    /// An all-zero network with the same layers, holding `capacity` samples.
+    fn replica(&self, capacity: usize) -> Result<Self, agd_core::Error>;
+    /// Forward, loss and backward on `samples` (`targets.len()` of them): the slice's mean
+    /// loss and correct count; the slice's gradient is left in the gradient buffer.
+    fn slice_grads(
+        &mut self,
+        loss: Loss,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<(T, usize), agd_core::Error>;
+    /// All weights.
+    fn weights(&self) -> &[T];
+    /// All weights, to change.
+    fn weights_mut(&mut self) -> &mut [T];
+    /// The gradient buffer, as the last [`Replica::slice_grads`] left it.
+    fn grads(&self) -> &[T];
+    /// The AGD step of these weights by `grads` (a gradient of this network's shape, not
+    /// its own buffer's); refused with every weight left as it was.
+    fn agd_update(&mut self, agd: &Agd<T>, grads: &[T]) -> Result<StepReport<T>, agd_core::Error>;
+}
+
+impl<T: Element> Replica<T> for HostNet<T> {
+    fn replica(&self, capacity: usize) -> Result<Self, agd_core::Error> {
+        HostNet::new(self.widths(), capacity, true)
+    }
+    fn slice_grads(
+        &mut self,
+        loss: Loss,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<(T, usize), agd_core::Error> {
+        let mut v = self.view();
+        v.set_input(samples)?;
+        v.compute_grads(loss, targets)
+    }
+    fn weights(&self) -> &[T] {
+        HostNet::weights(self)
+    }
+    fn weights_mut(&mut self) -> &mut [T] {
+        HostNet::weights_mut(self)
+    }
+    fn grads(&self) -> &[T] {
+        HostNet::grads(self)
+    }
+    fn agd_update(&mut self, agd: &Agd<T>, grads: &[T]) -> Result<StepReport<T>, agd_core::Error> {
+        let mut v = self.view();
+        let (layout, w, _) = v.step_parts();
+        agd.step(layout, w, grads)
+    }
+}
+
+impl<T: Element> Replica<T> for HostConvNet<T> {
+    fn replica(&self, capacity: usize) -> Result<Self, agd_core::Error> {
+        HostConvNet::new(self.layers(), capacity)
+    }
+    fn slice_grads(
+        &mut self,
+        loss: Loss,
+        samples: &[T],
+        targets: &[usize],
+    ) -> Result<(T, usize), agd_core::Error> {
+        let mut v = self.view();
+        v.set_input(samples)?;
+        v.compute_grads(loss, targets)
+    }
+    fn weights(&self) -> &[T] {
+        HostConvNet::weights(self)
+    }
+    fn weights_mut(&mut self) -> &mut [T] {
+        HostConvNet::weights_mut(self)
+    }
+    fn grads(&self) -> &[T] {
+        HostConvNet::grads(self)
+    }
+    fn agd_update(&mut self, agd: &Agd<T>, grads: &[T]) -> Result<StepReport<T>, agd_core::Error> {
+        let (layout, w, norms) = self.step_buffers()?;
+        agd.step_spec(layout, w, grads, norms)
+    }
+}
+
+/// One network per thread, all with the same weights; copy 0 (the calling thread's) is the
+/// one [`DataParallel::net`] shows.
 #[derive(Debug)]
-pub struct DataParallel<T> {
-    nets: Vec<HostNet<T>>,
+pub struct DataParallel<T, N = HostNet<T>> {
+    nets: Vec<N>,
     /// Most samples per batch, over all threads.
     capacity: usize,
     /// A whole batch's inputs, filled through [`TrainNet::input_mut`] and cut into slices.
     staging: Vec<T>,
+    /// The batch gradient `Σ_t (b_t/B) g_t` of the last step.
+    grads: Vec<T>,
+    /// Runs copies `1..` (absent with one copy).
+    pool: Option<ThreadPool>,
 }
 
-impl<T: Element> DataParallel<T> {
-    /// `threads` copies of a zero network; each holds up to `capacity / threads` (rounded
-    /// up) samples.
+impl<T: Element> DataParallel<T, HostNet<T>> {
+    /// `threads` copies of a zero dense network; each holds up to `capacity / threads`
+    /// (rounded up) samples.
     pub fn new(widths: &[usize], capacity: usize, threads: usize) -> Result<Self, agd_core::Error> {
-        let threads = threads.clamp(1, capacity.max(1));
+        Self::from_net(&HostNet::new(widths, 1, true)?, capacity, threads)
+    }
+}
+
+impl<T: Element> DataParallel<T, HostConvNet<T>> {
+    /// `threads` copies of a zero conv network ([`agd_core::spec`] layers); each holds up to
+    /// `capacity / threads` (rounded up) samples.
+    pub fn new_conv(
+        layers: &[LayerSpec],
+        capacity: usize,
+        threads: usize,
+    ) -> Result<Self, agd_core::Error> {
+        Self::from_net(&HostConvNet::new(layers, 1)?, capacity, threads)
+    }
+}
+
+/// The pool's job results, in copy order.
+type Results<R> = Vec<R>;
+
+impl<T: Element, N: Replica<T>> DataParallel<T, N> {
+    /// `threads` zero copies of `net`'s layers (its weights are not copied), each holding up
+    /// to `capacity / threads` (rounded up) samples.
+    pub fn from_net(net: &N, capacity: usize, threads: usize) -> Result<Self, agd_core::Error> {
+        if capacity == 0 {
+            return Err(agd_core::Error::EmptyBatch);
+        }
+        let threads = threads.clamp(1, capacity);
         let per = capacity.div_ceil(threads);
         let nets = (0..threads)
-            .map(|_| HostNet::new(widths, per, true))
+            .map(|_| net.replica(per))
             .collect::<Result<Vec<_>, _>>()?;
+        // A pool that cannot start runs every copy on the calling thread (same results).
+        let pool = (threads > 1)
+            .then(|| {
+                ThreadPoolBuilder::new()
+                    .num_threads(threads - 1)
+                    .thread_name(|i| format!("agd-worker-{}", i + 1))
+                    .build()
+                    .ok()
+            })
+            .flatten();
         Ok(DataParallel {
+            grads: vec![T::ZERO; net.param_count()],
             nets,
             capacity,
             staging: Vec::new(),
+            pool,
         })
     }
 
@@ -44,22 +180,28 @@ impl<T: Element> DataParallel<T> {
         self.nets.len()
     }
 
-    /// The stepping network (thread 0's), giving up the others.
-    pub fn into_net(self) -> HostNet<T> {
+    /// Every copy, copy 0 first.
+    pub fn copies(&self) -> &[N] {
+        &self.nets
+    }
+
+    /// Copy 0, giving up the others.
+    pub fn into_net(self) -> N {
         self.nets.into_iter().next().expect("at least one network")
     }
 
-    /// The network that steps (thread 0's); after [`DataParallel::sync`] every copy equals it.
-    pub fn net(&mut self) -> &mut HostNet<T> {
+    /// Copy 0; after changing its weights by hand (e.g. an initialisation), call
+    /// [`DataParallel::sync`].
+    pub fn net(&mut self) -> &mut N {
         &mut self.nets[0]
     }
 
-    /// Copies thread 0's weights into every other thread's network (after changing them by
-    /// hand, e.g. an initialisation).
+    /// Copies copy 0's weights into every other copy.
     pub fn sync(&mut self) {
         let (first, rest) = self.nets.split_at_mut(1);
+        let src = first[0].weights();
         for net in rest {
-            net.view().weights_mut().copy_from_slice(first[0].weights());
+            net.weights_mut().copy_from_slice(src);
         }
     }
 
@@ -72,7 +214,7 @@ impl<T: Element> DataParallel<T> {
         targets: &[usize],
     ) -> Result<TrainReport<T>, agd_core::Error> {
         let (loss, correct) = self.batch_grads(loss, samples, targets)?;
-        let step = self.update_all(|layout, w, g| agd.step(layout, w, g))?;
+        let step = self.agd_all(agd)?;
         Ok(TrainReport {
             loss,
             correct,
@@ -80,9 +222,39 @@ impl<T: Element> DataParallel<T> {
         })
     }
 
+    /// Runs `job(t, item t)` for every item, item 0 on this thread and the others on the
+    /// pool (or all here without one).
+    fn run<I: Send, R: Send>(
+        pool: Option<&ThreadPool>,
+        items: Vec<I>,
+        job: impl Fn(usize, I) -> R + Sync,
+    ) -> Results<R> {
+        let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+        let job = &job;
+        match pool {
+            Some(pool) if items.len() > 1 => {
+                let (mine, theirs) = out.split_at_mut(1);
+                let mut items = items.into_iter();
+                let first = items.next().expect("two items");
+                pool.in_place_scope(|s| {
+                    for (t, (item, slot)) in items.zip(theirs.iter_mut()).enumerate() {
+                        s.spawn(move |_| *slot = Some(job(t + 1, item)));
+                    }
+                    mine[0] = Some(job(0, first));
+                });
+            }
+            _ => {
+                for (t, (item, slot)) in items.into_iter().zip(out.iter_mut()).enumerate() {
+                    *slot = Some(job(t, item));
+                }
+            }
+        }
+        out.into_iter().map(|r| r.expect("every job ran")).collect()
+    }
+
     /// Forward and backward of every slice on its own thread; leaves the batch gradient
-    /// `g = Σ_t (b_t/B)·g_t` in thread 0's gradient buffer and returns the batch's mean loss
-    /// and correct count. No weight changes.
+    /// `g = Σ_t (b_t/B)·g_t` in `self.grads` and returns the batch's mean loss and correct
+    /// count. No weight changes.
     fn batch_grads(
         &mut self,
         loss: Loss,
@@ -93,7 +265,13 @@ impl<T: Element> DataParallel<T> {
         if batch == 0 {
             return Err(agd_core::Error::EmptyBatch);
         }
-        let d0 = self.nets[0].widths()[0];
+        if batch > self.capacity {
+            return Err(agd_core::Error::BatchTooLarge {
+                batch,
+                capacity: self.capacity,
+            });
+        }
+        let d0 = self.nets[0].inputs();
         if samples.len() != batch * d0 {
             return Err(agd_core::Error::BufferSize {
                 buffer: "input",
@@ -103,66 +281,89 @@ impl<T: Element> DataParallel<T> {
         }
         let per = batch.div_ceil(self.nets.len());
         let used = batch.div_ceil(per);
-        let results: Vec<Result<(T, usize), agd_core::Error>> = std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            let mut mine = None;
-            for (t, net) in self.nets.iter_mut().take(used).enumerate() {
-                let (lo, hi) = (t * per, ((t + 1) * per).min(batch));
-                let x = &samples[lo * d0..hi * d0];
-                let y = &targets[lo..hi];
-                let work = move || {
-                    let mut v = net.view();
-                    v.set_input(x)?;
-                    v.compute_grads(loss, y)
-                };
-                if t == 0 {
-                    mine = Some(work);
-                } else {
-                    handles.push(s.spawn(work));
-                }
-            }
-            let mut out = vec![mine.expect("at least one slice")()];
-            out.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("worker thread")),
-            );
-            out
+        let nets: Vec<&mut N> = self.nets[..used].iter_mut().collect();
+        let results = Self::run(self.pool.as_ref(), nets, |t, net| {
+            let (lo, hi) = (t * per, ((t + 1) * per).min(batch));
+            net.slice_grads(loss, &samples[lo * d0..hi * d0], &targets[lo..hi])
         });
         let mut total = T::ZERO;
         let mut correct = 0;
+        let mut w = Vec::with_capacity(used);
         let inv_b = T::ONE / T::from_f64(batch as f64);
-        let (first, rest) = self.nets.split_at_mut(1);
-        let main = &mut first[0];
         for (t, r) in results.into_iter().enumerate() {
             let (l, c) = r?;
-            let w = T::from_f64(((t + 1) * per).min(batch).saturating_sub(t * per) as f64) * inv_b;
-            total += w * l;
+            let b_t = ((t + 1) * per).min(batch) - t * per;
+            let w_t = T::from_f64(b_t as f64) * inv_b;
+            total += w_t * l;
             correct += c;
-            // g = Σ_t (b_t/B) g_t
-            if t == 0 {
-                scale(w, main.grads_mut());
-            } else {
-                axpy(w, rest[t - 1].grads_mut(), main.grads_mut());
-            }
+            w.push(w_t);
         }
+        self.sum_grads(&w);
         Ok((total, correct))
     }
 
-    /// Runs `update(layout, weights, gradients)` on thread 0's network and, when it succeeds,
-    /// copies the new weights to every other thread; a refused update changes no weight on
-    /// any thread.
-    fn update_all<R>(
-        &mut self,
-        update: impl FnOnce(Layout<'_>, &mut [T], &[T]) -> Result<R, agd_core::Error>,
-    ) -> Result<R, agd_core::Error> {
-        let r = {
-            let mut v = self.nets[0].view();
-            let (layout, weights, grads) = v.step_parts();
-            update(layout, weights, grads)?
-        };
+    /// `self.grads ← Σ_t w_t g_t` over the first `w.len()` copies, the weight range cut into
+    /// one part per thread.
+    fn sum_grads(&mut self, w: &[T]) {
+        let part = self.grads.len().div_ceil(self.nets.len()).max(1);
+        let mut srcs: Vec<_> = self.nets[..w.len()]
+            .iter()
+            .map(|n| n.grads().chunks(part))
+            .collect();
+        let jobs: Vec<(&mut [T], Vec<&[T]>)> = self
+            .grads
+            .chunks_mut(part)
+            .map(|dst| {
+                let parts = srcs
+                    .iter_mut()
+                    .map(|c| c.next().expect("same length"))
+                    .collect();
+                (dst, parts)
+            })
+            .collect();
+        Self::run(self.pool.as_ref(), jobs, |_, (dst, parts)| {
+            // g = Σ_t (b_t/B) g_t, the first two terms in one pass (the sum is memory-bound:
+            // copy, scale and add took 5 passes over `g` where this takes 3).
+            match parts[..] {
+                [g0, g1, ..] => {
+                    for ((d, &a), &b) in dst.iter_mut().zip(g0).zip(g1) {
+                        *d = w[0] * a + w[1] * b;
+                    }
+                }
+                [g0] => {
+                    for (d, &a) in dst.iter_mut().zip(g0) {
+                        *d = w[0] * a;
+                    }
+                }
+                [] => {}
+            }
+            for (&w_t, src) in w.iter().zip(&parts).skip(2) {
+                axpy(w_t, src, dst);
+            }
+        });
+    }
+
+    /// The AGD step of every copy by the batch gradient, all copies at once: they do the
+    /// same arithmetic on the same inputs, so they stay bit-identical, and a step one refuses
+    /// (before changing any weight) every one refuses.
+    fn agd_all(&mut self, agd: &Agd<T>) -> Result<StepReport<T>, agd_core::Error> {
+        let grads = &self.grads;
+        let nets: Vec<&mut N> = self.nets.iter_mut().collect();
+        let mut results = Self::run(self.pool.as_ref(), nets, |_, net| {
+            net.agd_update(agd, grads)
+        })
+        .into_iter();
+        let first = results.next().expect("at least one copy");
+        debug_assert!(results.all(|r| r.is_ok() == first.is_ok()));
+        first
+    }
+
+    /// Runs `update(weights, batch gradient)` on copy 0 and, when it succeeds, copies the
+    /// new weights to every other copy; a refused update changes no weight on any copy.
+    fn update_first(&mut self, update: &mut Update<'_, T>) -> Result<(), agd_core::Error> {
+        update(self.nets[0].weights_mut(), &self.grads)?;
         self.sync();
-        Ok(r)
+        Ok(())
     }
 
     /// [`Self::batch_grads`] on the staged inputs.
@@ -172,8 +373,9 @@ impl<T: Element> DataParallel<T> {
         targets: &[usize],
     ) -> Result<(T, usize), agd_core::Error> {
         let staging = std::mem::take(&mut self.staging);
-        let d0 = self.nets[0].widths()[0];
-        let r = self.batch_grads(loss, &staging[..targets.len() * d0], targets);
+        let d0 = self.nets[0].inputs();
+        let n = (targets.len() * d0).min(staging.len());
+        let r = self.batch_grads(loss, &staging[..n], targets);
         self.staging = staging;
         r
     }
@@ -181,20 +383,20 @@ impl<T: Element> DataParallel<T> {
 
 /// The training loop drives a `DataParallel` like any network (`agd train --threads N`):
 /// inputs are staged for the whole batch, gradients computed on every thread, and the
-/// update (AGD or a baseline's) applied once to thread 0's weights, then copied to the
-/// others. A refused step changes no weight on any thread.
-impl<T: Element> TrainNet<T> for DataParallel<T> {
+/// update (AGD or a baseline's) applied to every copy. A refused step changes no weight on
+/// any copy.
+impl<T: Element, N: Replica<T>> TrainNet<T> for DataParallel<T, N> {
     fn capacity(&self) -> usize {
         self.capacity
     }
     fn inputs(&self) -> usize {
-        self.nets[0].widths()[0]
+        self.nets[0].inputs()
     }
     fn param_count(&self) -> usize {
-        self.nets[0].weights().len()
+        self.nets[0].param_count()
     }
     fn init_orthogonal(&mut self, rng: &mut SplitMix64) {
-        self.nets[0].view().init_orthogonal(rng);
+        self.nets[0].init_orthogonal(rng);
         self.sync();
     }
     fn input_mut(&mut self, batch: usize) -> Result<&mut [T], agd_core::Error> {
@@ -207,7 +409,7 @@ impl<T: Element> TrainNet<T> for DataParallel<T> {
                 capacity: self.capacity,
             });
         }
-        let d0 = self.nets[0].widths()[0];
+        let d0 = self.nets[0].inputs();
         self.staging.resize(self.capacity * d0, T::ZERO);
         Ok(&mut self.staging[..batch * d0])
     }
@@ -218,7 +420,7 @@ impl<T: Element> TrainNet<T> for DataParallel<T> {
         targets: &[usize],
     ) -> Result<(T, usize, T), agd_core::Error> {
         let (l, c) = self.staged_grads(loss, targets)?;
-        let step = self.update_all(|layout, w, g| agd.step(layout, w, g))?;
+        let step = self.agd_all(agd)?;
         Ok((l, c, step.eta))
     }
     fn grad_step(
@@ -228,7 +430,7 @@ impl<T: Element> TrainNet<T> for DataParallel<T> {
         update: &mut Update<'_, T>,
     ) -> Result<(T, usize), agd_core::Error> {
         let (l, c) = self.staged_grads(loss, targets)?;
-        self.update_all(|_, w, g| update(w, g))?;
+        self.update_first(update)?;
         Ok((l, c))
     }
     fn count_correct(
@@ -236,12 +438,12 @@ impl<T: Element> TrainNet<T> for DataParallel<T> {
         samples: &[T],
         targets: &[usize],
     ) -> Result<usize, agd_core::Error> {
-        // Thread 0's network holds a slice of a batch: evaluate in slices of that size.
+        // Copy 0 holds a slice of a batch: evaluate in slices of that size.
         let net = &mut self.nets[0];
-        let (d0, cap) = (net.widths()[0], net.capacity());
+        let (d0, cap) = (net.inputs(), net.capacity());
         let mut correct = 0;
         for (xs, ys) in samples.chunks(cap * d0).zip(targets.chunks(cap)) {
-            correct += TrainNet::count_correct(net, xs, ys)?;
+            correct += net.count_correct(xs, ys)?;
         }
         Ok(correct)
     }

@@ -95,7 +95,7 @@ pub struct TrainConfig {
     /// Skip a batch whose step refuses because of a NaN or infinity (in its inputs, loss,
     /// gradient or update) instead of stopping the run; the weights are left as they were.
     pub skip_bad_batches: bool,
-    /// Threads for a dense network's forward and backward passes (batch-parallel, see
+    /// Threads for the forward and backward passes (batch-parallel, see
     /// [`crate::parallel::DataParallel`]); 1 runs the single-threaded core directly.
     pub threads: usize,
 }
@@ -427,18 +427,20 @@ pub fn train_net<T: Element>(
     if cfg.threads == 0 {
         return Err(HostError::Usage("--threads must be at least 1".into()));
     }
-    if cfg.threads > 1 && !cfg.layers.is_empty() {
-        return Err(HostError::Usage(
-            "--threads is for dense networks (--widths); a conv network trains on one thread"
-                .into(),
-        ));
-    }
     if cfg.layers.is_empty() && cfg.threads > 1 {
         let mut par = DataParallel::<T>::new(&cfg.widths, cfg.batch, cfg.threads)?;
         let (run, progress) = train_loop(&mut par, data, cfg, observer)?;
         Ok(Trained {
             run,
             net: TrainedNet::Dense(par.into_net()),
+            progress,
+        })
+    } else if cfg.threads > 1 {
+        let mut par = DataParallel::new_conv(&cfg.layers, cfg.batch, cfg.threads)?;
+        let (run, progress) = train_loop(&mut par, data, cfg, observer)?;
+        Ok(Trained {
+            run,
+            net: TrainedNet::Conv(par.into_net()),
             progress,
         })
     } else if cfg.layers.is_empty() {
@@ -635,26 +637,34 @@ mod tests {
 
     /// Batch-parallel training takes the same steps as one thread, up to the rounding of the
     /// gradient sum (f64 here, so that rounding stays near 1e-16 after 10 steps), for AGD
-    /// and for a baseline; three threads cut a batch of 64 into 22 + 22 + 20 and the last
+    /// and for a baseline, dense and conv; three threads cut a batch of 64 into 22 + 22 + 20 and the last
     /// batch of 44 into 15 + 15 + 14.
     #[test]
     fn threads_train_like_one_thread() {
         let mut data = load::<f64>(DatasetKind::Digits, None).unwrap();
         data.train_x.truncate(300 * 64);
         data.train_y.truncate(300);
-        for optimizer in [Optimizer::Agd { gain: 1.0 }, Optimizer::Adam { lr: 1e-3 }] {
-            let one = train(&data, &config(optimizer), &mut Silent).unwrap();
+        let conv = crate::layers::parse("conv3k3p1,conv4k3s2p1,dense10", [1, 8, 8], 10).unwrap();
+        for (optimizer, layers) in [
+            (Optimizer::Agd { gain: 1.0 }, Vec::new()),
+            (Optimizer::Adam { lr: 1e-3 }, Vec::new()),
+            (Optimizer::Agd { gain: 1.0 }, conv.clone()),
+            (Optimizer::Adam { lr: 1e-3 }, conv),
+        ] {
             let cfg = TrainConfig {
-                threads: 3,
+                layers,
                 ..config(optimizer)
             };
+            let one = train(&data, &cfg, &mut Silent).unwrap();
+            let cfg = TrainConfig { threads: 3, ..cfg };
             let three = train(&data, &cfg, &mut Silent).unwrap();
             assert!(one.failure.is_none() && three.failure.is_none());
             for (a, b) in one.epochs.iter().zip(&three.epochs) {
                 let rel = (a.train_loss - b.train_loss).abs() / a.train_loss;
                 assert!(
                     rel < 1e-9,
-                    "{optimizer:?}: loss {} vs {}",
+                    "{optimizer:?}, {:?}: loss {} vs {}",
+                    cfg.layers,
                     a.train_loss,
                     b.train_loss
                 );

@@ -69,6 +69,8 @@ fn quick_bench_reports_every_figure_as_json() {
         assert!(us.is_finite() && us > 0.0, "{s}");
     }
     assert_eq!(steps[0]["threads"].as_u64(), Some(2));
+    // Batch 1 cannot be split over threads.
+    assert!(steps[2]["threads"].is_null(), "{}", steps[2]);
     assert!(steps[0]["threaded_best_wall_us"].as_f64().unwrap() > 0.0);
     let cnn = &v["cnn_step"];
     assert_eq!(
@@ -84,6 +86,8 @@ fn quick_bench_reports_every_figure_as_json() {
         "{cnn}"
     );
     assert!(cnn["vs_dense_step"].as_f64().unwrap() > 0.0);
+    assert_eq!(cnn["threads"].as_u64(), Some(2));
+    assert!(cnn["threaded_best_wall_us"].as_f64().unwrap() > 0.0);
     let p = v["power_iteration_us"].as_f64().unwrap();
     assert!(p.is_finite() && p > 0.0);
 }

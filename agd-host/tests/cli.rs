@@ -207,10 +207,6 @@ fn bad_flags_are_refused() {
     refused(&["train", "--batch", "0"], "at least 1");
     refused(&["train", "--gain", "0"], "gain");
     refused(&["train", "--threads", "0"], "--threads");
-    refused(
-        &["train", "--threads", "2", "--layers", "conv4k3p1,dense10"],
-        "dense networks",
-    );
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! The batch-parallel step computes the same step as the single-threaded one, up to the
 //! rounding of the gradient sum.
 
-use agd_core::{Agd, Loss, Network, SplitMix64};
-use agd_host::net::HostNet;
-use agd_host::parallel::DataParallel;
+use agd_core::{Agd, ConvNetwork, Loss, Network, SplitMix64};
+use agd_host::net::{HostConvNet, HostNet};
+use agd_host::parallel::{DataParallel, Replica};
 use rand_core::Rng;
 
 #[test]
@@ -37,6 +37,59 @@ fn two_threads_train_like_one() {
     for (p, q) in single.weights().iter().zip(par.net().weights()) {
         assert!((p - q).abs() <= 1e-10, "{p} vs {q}");
     }
+    same_weights_everywhere(&par);
+}
+
+/// Every copy took the same steps: bit-identical weights.
+fn same_weights_everywhere<T: agd_core::Element + std::fmt::Debug, N: Replica<T>>(
+    par: &DataParallel<T, N>,
+) {
+    let copies = par.copies();
+    assert!(copies.len() > 1);
+    for c in &copies[1..] {
+        assert_eq!(c.weights(), copies[0].weights());
+    }
+}
+
+#[test]
+fn a_conv_network_on_three_threads_trains_like_one() {
+    // 6x6 grey input, a strided conv, then dense: three copies of 3 + 3 + 1 samples at the
+    // last step.
+    let layers = agd_host::layers::parse("conv3k3p1,conv4k3s2p1,dense5", [1, 6, 6], 5).unwrap();
+    let batch = 8;
+    let mut single = HostConvNet::<f64>::new(&layers, batch).unwrap();
+    single.view().init_orthogonal(&mut SplitMix64::new(3));
+    let mut par = DataParallel::<f64, HostConvNet<f64>>::new_conv(&layers, batch, 3).unwrap();
+    par.net().view().init_orthogonal(&mut SplitMix64::new(3));
+    par.sync();
+    assert_eq!(par.threads(), 3);
+    let mut rng = SplitMix64::new(9);
+    let agd = Agd::new();
+    for step in 0..6 {
+        let n = batch - step % 2;
+        let x: Vec<f64> = (0..n * 36)
+            .map(|_| rng.next_u32() as f64 / u32::MAX as f64)
+            .collect();
+        let y: Vec<usize> = (0..n).map(|_| rng.next_u32() as usize % 5).collect();
+        let mut v = single.view();
+        v.set_input(&x).unwrap();
+        let a = v.train_step(&agd, Loss::Xent, &y).unwrap();
+        let b = par.train_step(&agd, Loss::Xent, &x, &y).unwrap();
+        assert_eq!(a.correct, b.correct);
+        assert!((a.loss - b.loss).abs() <= 1e-12 * a.loss.abs().max(1.0));
+        assert!((a.step.eta - b.step.eta).abs() <= 1e-12, "step {step}");
+    }
+    for (p, q) in single.weights().iter().zip(par.net().weights()) {
+        assert!((p - q).abs() <= 1e-10, "{p} vs {q}");
+    }
+    same_weights_everywhere(&par);
+    // A NaN sample is refused, on every copy, with no weight changed.
+    let before = par.net().weights().to_vec();
+    let mut x = vec![0.5; batch * 36];
+    x[100] = f64::NAN;
+    assert!(par.train_step(&agd, Loss::Xent, &x, &[0; 8]).is_err());
+    assert_eq!(before, par.net().weights());
+    same_weights_everywhere(&par);
 }
 
 #[test]
@@ -59,4 +112,5 @@ fn a_bad_batch_is_refused_and_leaves_the_weights() {
             .is_err()
     );
     assert_eq!(before, par.net().weights());
+    same_weights_everywhere(&par);
 }

@@ -113,6 +113,12 @@ pub struct CnnStepRow {
     pub target_epoch_seconds: f64,
     /// `median_us` over the `[784, 256, 256, 10]` b128 step's median in the same run.
     pub vs_dense_step: f64,
+    /// Threads of the batch-parallel run (absent with `--threads 1`).
+    pub threads: Option<usize>,
+    /// The fastest step on `threads` threads by the wall clock, µs.
+    pub threaded_best_wall_us: Option<f64>,
+    /// `best_wall_us / threaded_best_wall_us`.
+    pub threaded_speedup: Option<f64>,
 }
 
 /// Everything `agd bench` measures.
@@ -341,6 +347,8 @@ fn step_row(
         sample: Duration::from_micros(if quick { 300 } else { 500 }),
     };
     let mut par = DataParallel::<f32>::new(widths, batch, threads)?;
+    // A batch of one cannot be split: no threaded figure then.
+    let threads = par.threads();
     par.net()
         .view()
         .weights_mut()
@@ -384,8 +392,13 @@ fn step_row(
     })
 }
 
-/// Median time of the CNN's training step (orthogonal start, uniform inputs).
-fn cnn_step_row(quick: bool, dense_median_us: f64) -> Result<CnnStepRow, HostError> {
+/// Median time of the CNN's training step (orthogonal start, uniform inputs), and with
+/// `threads > 1` its fastest batch-parallel step.
+fn cnn_step_row(
+    quick: bool,
+    dense_median_us: f64,
+    threads: usize,
+) -> Result<CnnStepRow, HostError> {
     let batch = 128;
     let mut net = HostConvNet::<f32>::new(&MNIST_CNN, batch)?;
     let mut rng = SplitMix64::new(7);
@@ -393,27 +406,39 @@ fn cnn_step_row(quick: bool, dense_median_us: f64) -> Result<CnnStepRow, HostErr
     let x = uniform(&mut rng, batch * 784);
     let y: Vec<usize> = (0..batch).map(|_| rng.next_u32() as usize % 10).collect();
     let agd = Agd::new();
-    let mut failure = None;
+    let mut par = DataParallel::new_conv(&MNIST_CNN, batch, threads)?;
+    let threads = par.threads();
+    par.net().weights_mut().copy_from_slice(net.weights());
+    par.sync();
+    let (mut failure, mut par_failure) = (None, None);
     let budget = Budget {
         rounds: if quick { 3 } else { 21 },
         sample: Duration::from_micros(1),
     };
-    let t = race(
-        &budget,
-        &mut [&mut || {
-            let mut view = net.view();
-            if let Err(e) = view
-                .set_input(&x)
-                .and_then(|_| view.train_step(&agd, Loss::Xent, &y))
-            {
-                failure = Some(e);
-            }
-        }],
-    );
-    if let Some(e) = failure {
+    let mut single = || {
+        let mut view = net.view();
+        if let Err(e) = view
+            .set_input(&x)
+            .and_then(|_| view.train_step(&agd, Loss::Xent, &y))
+        {
+            failure = Some(e);
+        }
+    };
+    let mut parallel = || {
+        if let Err(e) = par.train_step(&agd, Loss::Xent, &x, &y) {
+            par_failure = Some(e);
+        }
+    };
+    let t = if threads > 1 {
+        race(&budget, &mut [&mut single, &mut parallel])
+    } else {
+        race(&budget, &mut [&mut single])
+    };
+    if let Some(e) = failure.or(par_failure) {
         return Err(e.into());
     }
     let median_us = t[0].cpu_median * 1e6;
+    let threaded = t.get(1).map(|s| s.wall_best * 1e6);
     Ok(CnnStepRow {
         layers: agd_host::layers::layers_text(&MNIST_CNN),
         batch,
@@ -422,6 +447,9 @@ fn cnn_step_row(quick: bool, dense_median_us: f64) -> Result<CnnStepRow, HostErr
         epoch_seconds: median_us * 1e-6 * MNIST_STEPS_PER_EPOCH as f64,
         target_epoch_seconds: 6.0,
         vs_dense_step: median_us / dense_median_us,
+        threads: threaded.map(|_| threads),
+        threaded_best_wall_us: threaded,
+        threaded_speedup: threaded.map(|p| t[0].wall_best * 1e6 / p),
     })
 }
 
@@ -447,7 +475,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
     for (widths, batch, target) in STEPS {
         step.push(step_row(widths, batch, target, quick, threads)?);
     }
-    let cnn_step = cnn_step_row(quick, step[0].median_us)?;
+    let cnn_step = cnn_step_row(quick, step[0].median_us, threads)?;
     let (rows, cols) = (784, 256);
     let mut rng = SplitMix64::new(3);
     let a = uniform(&mut rng, rows * cols);
@@ -523,6 +551,12 @@ fn print_tables(r: &Report) {
          (target {:.0} s)",
         c.layers, c.batch, c.median_us, c.vs_dense_step, c.epoch_seconds, c.target_epoch_seconds
     );
+    if let (Some(n), Some(us), Some(x)) = (c.threads, c.threaded_best_wall_us, c.threaded_speedup) {
+        println!(
+            "  fastest step by the wall clock {:.0} µs; on {n} threads {us:.0} µs ({x:.2}x)",
+            c.best_wall_us
+        );
+    }
     println!(
         "power iteration, one round on 784 x 256: {:.2} µs",
         r.power_iteration_us

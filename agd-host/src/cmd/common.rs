@@ -75,7 +75,7 @@ pub struct RunArgs {
     /// stopping the run with exit code 2.
     #[arg(long)]
     pub skip_bad_batches: bool,
-    /// Threads for a dense network (batch-parallel: each thread runs the forward and backward
+    /// Threads, dense or conv network (batch-parallel: each thread runs the forward and backward
     /// pass of a slice of the batch, one update combines them). Results differ from one
     /// thread's by the rounding of the gradient sum.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]

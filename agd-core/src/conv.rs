@@ -648,9 +648,11 @@ impl Conv2d {
         matches!(order, Order::Planar) || self.c_in == 1
     }
 
-    /// [`Conv2d::unfold`] transposed, for a planar input (see [`Conv2d::unfolds_transposed`]):
-    /// `colsT` is `K x samples·P`, row `(i·kw + j)·c_in + c`, column `n·P + oy·out_w + ox`
-    /// holding `x_n[c, oy·stride + i − pad, ox·stride + j − pad]`, 0 in the padding.
+    /// [`Conv2d::unfold`] transposed, for samples `x` in the planar order (one channel is the
+    /// same in both orders): `colsT` is `K x samples·P`, row `(i·kw + j)·c_in + c`, column
+    /// `n·P + oy·out_w + ox` holding `x_n[c, oy·stride + i − pad, ox·stride + j − pad]`, 0 in
+    /// the padding. Each row is built a run along an input row at a time; the forward and
+    /// backward passes use it for planar inputs.
     pub fn unfold_t<T: Element>(
         &self,
         samples: usize,

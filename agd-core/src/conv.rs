@@ -38,8 +38,26 @@
 //! weight gradient sums over the chunk's positions in one product, so the chunk is part of
 //! the arithmetic. With the same layers, the host and the device chunk alike and agree to the
 //! bit.
+//!
+//! Two inputs skip the row-major unfolding (the input gradient always unfolds back through
+//! `dcols` and [`Conv2d::fold`]):
+//!
+//! * A planar or one-channel input (the grey first layer) is unfolded transposed
+//!   ([`Conv2d::unfold_t`], `K x S·P`): each row is a run along an input row (28 values, not
+//!   runs of 3), and the forward and weight-gradient products become `Z = colsTᵀ · wt`
+//!   (`matmul_tn`) and `gᵀ = colsT · Δ` (`matmul_nn`), with `wt` the tap-major weights
+//!   transposed (`K x c_out`).
+//! * On a host (vector kernels), a channels-last input with several channels is not unfolded
+//!   at all when the unfolding's room holds its padded image: one copy of the sample, padded
+//!   and dealt into row-parity planes (`Windows`), is read in place by one strided product
+//!   per kernel row (`matmul_nn_ld` forward, `matmul_tn_ld` weight gradient), whose `A` rows
+//!   are the overlapping windows. A microcontroller (scalar kernels, which take only
+//!   contiguous operands) keeps the unfolding; its scratch is the same size either way. The
+//!   weight gradient still sums sample after sample, position after position.
 
-use agd_simd::{Element, Vector, matmul_nn, matmul_nt, matmul_tn};
+use agd_simd::{
+    Element, Strides, Vector, matmul_nn, matmul_nn_ld, matmul_nt, matmul_tn, matmul_tn_ld,
+};
 
 use crate::error::Error;
 use crate::net::{activate, activate_backward};
@@ -156,6 +174,43 @@ fn add_run<T: Element>(dst: &mut [T], src: &[T]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d += s;
     }
+}
+
+/// Which part of a batch a [`Conv2d::backward_part`] call runs (a network runs its conv layers
+/// a few samples at a time, all layers per part, so that a part's activations and errors stay
+/// in cache between the layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// The batch's first part: the weight gradient is overwritten, not added to.
+    pub first: bool,
+    /// The batch's last part: the weight gradient is put back in weight order after it.
+    pub last: bool,
+}
+
+/// A layer's input read in place instead of unfolded, on the host: one sample zero-padded
+/// (`pad` on every side, the width rounded up to a multiple of the stride) and its rows dealt
+/// into `stride` planes by row parity, so that for every kernel row `ki` the `kw·c_in` inputs
+/// of output position `(oy, ox)` start `stride·c_in·(oy·grid + ox)` after that kernel row's
+/// base ([`Conv2d::window_base`]). Each kernel row is then one strided product over the `R =
+/// out_h·grid` windows (`matmul_nt_ld`, `matmul_tn_ld`, the rows of `A` overlapping), the
+/// `grid − out_w` extra windows per output row reading padding or the next row: their outputs
+/// are dropped, and their errors set to 0 so they add nothing to the weight gradient.
+///
+/// On the MNIST CNN (stride 2, 16 and 32 channels) the three depth-48 (or 96) products cost
+/// about what the one depth-144 (288) product over the unfolding does, and the unfolding
+/// (twice per layer and step, 0.2–0.25 ns per entry) is replaced by one copy of the image.
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    /// Padded row length in positions (a multiple of the stride).
+    width: usize,
+    /// Windows per output row, `width / stride` (at least `out_w`).
+    grid: usize,
+    /// Rows per plane: `out_h + (kh − 1) / stride`.
+    rows: usize,
+    /// Elements of the padded image, with room for the last windows' overrun.
+    image: usize,
+    /// Windows, `out_h·grid`.
+    r: usize,
 }
 
 /// `[lo, hi)`: the taps `t` of a kernel `k` wide, placed at `start` (may be negative, in the
@@ -522,6 +577,162 @@ impl Conv2d {
         Ok(())
     }
 
+    /// The padded-image layout of [`Conv2d::pad_input`], if this layer reads its input through
+    /// it (see [`Windows`]): a channels-last input with several channels, on a host (the
+    /// strided products are vector kernels there; a microcontroller keeps the unfolding), and
+    /// room in the unfolding's part of the scratch for one sample's padded image and its
+    /// `R x c_out` outputs or errors.
+    fn windows<T: Element>(&self, order: Order, room: usize) -> Option<Windows> {
+        if T::LANES == 1 || self.unfolds_transposed(order) || !self.in_adjacent(order) {
+            return None;
+        }
+        let (s, ci) = (self.stride, self.c_in);
+        let width = (self.w + 2 * self.pad).div_ceil(s) * s;
+        let grid = width / s;
+        let rows = self.out_h() + (self.kh - 1) / s;
+        // The last plane's last window reads `kw` columns from `s·(grid − 1)`, up to
+        // `kw − s` past its row.
+        let image = s * rows * width * ci + self.kw.saturating_sub(s) * ci;
+        let r = self.out_h() * grid;
+        let w = Windows {
+            width,
+            grid,
+            rows,
+            image,
+            r,
+        };
+        (image + r * self.c_out <= room).then_some(w)
+    }
+
+    /// Writes one channels-last sample `x` zero-padded into `xp` in the layout of [`Windows`]:
+    /// padded row `py` (input row `py − pad`) is row `py / s` of plane `py mod s`, each row
+    /// `width` positions of `c_in` values (input column `px − pad` at `px`).
+    fn pad_input<T: Element>(&self, win: &Windows, x: &[T], xp: &mut [T]) {
+        let (s, ci, pad) = (self.stride, self.c_in, self.pad);
+        let line = win.width * ci;
+        let xp = &mut xp[..win.image];
+        for q in 0..s {
+            for t in 0..win.rows {
+                let dst = &mut xp[(q * win.rows + t) * line..][..line];
+                let py = t * s + q;
+                if py < pad || py - pad >= self.h {
+                    dst.fill(T::ZERO);
+                    continue;
+                }
+                let y = py - pad;
+                let (left, rest) = dst.split_at_mut(pad * ci);
+                let (mid, right) = rest.split_at_mut(self.w * ci);
+                left.fill(T::ZERO);
+                mid.copy_from_slice(&x[y * self.w * ci..][..self.w * ci]);
+                right.fill(T::ZERO);
+            }
+        }
+        xp[s * win.rows * line..].fill(T::ZERO);
+    }
+
+    /// Where kernel row `ki`'s windows start in a padded image: row `ki / s` of plane
+    /// `ki mod s`. Window `r = oy·grid + ox` of that kernel row is the `kw·c_in` values from
+    /// `s·c_in·r` on.
+    fn window_base(&self, win: &Windows, ki: usize) -> usize {
+        let s = self.stride;
+        ((ki % s) * win.rows + ki / s) * win.width * self.c_in
+    }
+
+    /// Whether the unfolding is built transposed ([`Conv2d::unfold_t`], `K x S·P`): when the
+    /// input is planar (or has one channel), so that a row of the transposed unfolding is a
+    /// run along an input row. On the grey first layer of the MNIST CNN the row-major
+    /// unfolding copies runs of 3 (about 1 ns per entry); the transposed one copies runs of
+    /// 28, and the products turn into `matmul_tn` (forward) and `matmul_nn` (weight gradient),
+    /// which run these depth-9 shapes no slower.
+    const fn unfolds_transposed(&self, order: Order) -> bool {
+        matches!(order, Order::Planar) || self.c_in == 1
+    }
+
+    /// [`Conv2d::unfold`] transposed, for samples `x` in the planar order (one channel is the
+    /// same in both orders): `colsT` is `K x samples·P`, row `(i·kw + j)·c_in + c`, column
+    /// `n·P + oy·out_w + ox` holding `x_n[c, oy·stride + i − pad, ox·stride + j − pad]`, 0 in
+    /// the padding. Each row is built a run along an input row at a time; the forward and
+    /// backward passes use it for planar inputs.
+    pub fn unfold_t<T: Element>(
+        &self,
+        samples: usize,
+        x: &[T],
+        cols_t: &mut [T],
+    ) -> Result<(), Error> {
+        let [fi, pk, cs, ys, xs] = self.unfolding(
+            samples,
+            ("conv input", x.len()),
+            cols_t.len(),
+            Order::Planar,
+        )?;
+        let (ci, ow, s, pad) = (self.c_in, self.out_w(), self.stride, self.pad);
+        let (p, rl) = (self.positions(), samples * self.positions());
+        let cols_t = &mut cols_t[..samples * pk];
+        // Output columns whose tap `j` reads inside: lo ≤ ox < hi (ox·s + j − pad in [0, w)).
+        let range = |j: usize| -> (usize, usize) {
+            let lo = pad.saturating_sub(j).div_ceil(s).min(ow);
+            let hi = if self.w + pad > j {
+                ((self.w + pad - j - 1) / s + 1).clamp(lo, ow)
+            } else {
+                lo
+            };
+            (lo, hi)
+        };
+        for i in 0..self.kh {
+            for j in 0..self.kw {
+                let (lo, hi) = range(j);
+                for c in 0..ci {
+                    let row = &mut cols_t[((i * self.kw + j) * ci + c) * rl..][..rl];
+                    for (n, xn) in x.chunks_exact(fi).take(samples).enumerate() {
+                        let xc = &xn[c * cs..];
+                        for oy in 0..self.out_h() {
+                            let dst = &mut row[n * p + oy * ow..][..ow];
+                            let y = (oy * s + i) as isize - pad as isize;
+                            if y < 0 || y as usize >= self.h {
+                                zero(dst);
+                                continue;
+                            }
+                            zero(&mut dst[..lo]);
+                            zero(&mut dst[hi..]);
+                            if lo < hi {
+                                // x = ox·s + j − pad ≥ 0 for ox ≥ lo.
+                                let x0 = y as usize * ys + (lo * s + j - pad) * xs;
+                                let src = &xc[x0..];
+                                let dst = &mut dst[lo..hi];
+                                if s * xs == 1 {
+                                    copy_runs(dst, 0, src, 0, hi - lo, 1);
+                                } else {
+                                    for (t, d) in dst.iter_mut().enumerate() {
+                                        *d = src[t * s * xs];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `wt[(i·kw + j)·c_in + c][o] = w[o][(c·kh + i)·kw + j]`: the weights transposed, in the
+    /// row order of [`Conv2d::unfold_t`] (`K x c_out`).
+    fn weights_by_tap_t<T: Element>(&self, w: &[T], wt: &mut [T]) {
+        let (ci, co, taps, k) = (
+            self.c_in,
+            self.c_out,
+            self.kernel_positions(),
+            self.patch_len(),
+        );
+        for (o, src) in w.chunks_exact(k).enumerate() {
+            for (c, filter) in src.chunks_exact(taps).enumerate() {
+                for (t, &v) in filter.iter().enumerate() {
+                    wt[(t * ci + c) * co + o] = v;
+                }
+            }
+        }
+    }
+
     /// `wp[o][(i·kw + j)·c_in + c] = w[o][(c·kh + i)·kw + j]`: the weights in the column order
     /// of [`Conv2d::unfold`].
     fn weights_by_tap<T: Element>(&self, w: &[T], wp: &mut [T]) {
@@ -612,22 +823,77 @@ impl Conv2d {
             return Ok(());
         }
         let (wp, cols, out) = self.split(scratch, s);
-        self.weights_by_tap(&weights[..self.param_count()], wp);
+        let by_row = self.unfolds_transposed(io.input);
+        let win = self.windows::<T>(io.input, p * k);
+        if by_row || win.is_some() {
+            self.weights_by_tap_t(&weights[..self.param_count()], wp);
+        } else {
+            self.weights_by_tap(&weights[..self.param_count()], wp);
+        }
         let transposes = self.transposes(io.output);
+        if let Some(win) = win {
+            let (xp, zp) = cols.split_at_mut(win.image);
+            let zp = &mut zp[..win.r * self.c_out];
+            let run = self.kw * self.c_in;
+            let (co, ow) = (self.c_out, self.out_w());
+            for (hn, zn) in h[..batch * fi]
+                .chunks_exact(fi)
+                .zip(z[..batch * fo].chunks_exact_mut(fo))
+            {
+                self.pad_input(&win, hn, xp);
+                // Z (R x c_out) = Σ_ki windows_ki (R x kw·c_in) · wt[ki·kw·c_in.., :] (the
+                // weights transposed, `K x c_out`: a `c_out`-wide `B` is read in place, not
+                // packed per call)
+                for ki in 0..self.kh {
+                    let ld = Strides {
+                        lda: self.stride * self.c_in,
+                        ldb: co,
+                        ldc: co,
+                    };
+                    let beta = if ki == 0 { T::ZERO } else { T::ONE };
+                    let a = &xp[self.window_base(&win, ki)..];
+                    let b = &wp[ki * run * co..];
+                    matmul_nn_ld(win.r, co, run, T::ONE, a, b, beta, zp, ld)?;
+                }
+                // The output positions' rows, without the extra windows.
+                for oy in 0..self.out_h() {
+                    let src = &zp[oy * win.grid * co..][..ow * co];
+                    if transposes {
+                        for (ox, line) in src.chunks_exact(co).enumerate() {
+                            for (c, &v) in line.iter().enumerate() {
+                                zn[c * p + oy * ow + ox] = v;
+                            }
+                        }
+                    } else {
+                        zn[oy * ow * co..][..ow * co].copy_from_slice(src);
+                    }
+                }
+                if io.activate_output {
+                    activate(zn);
+                }
+            }
+            return Ok(());
+        }
         for (hc, zc) in h[..batch * fi]
             .chunks(s * fi)
             .zip(z[..batch * fo].chunks_mut(s * fo))
         {
             let m = hc.len() / fi;
             let cols = &mut cols[..m * p * k];
-            self.unfold(m, hc, io.input, cols)?;
-            // Z (m·P x c_out) = cols (m·P x K) · wpᵀ
             let zt = if transposes {
                 &mut out[..m * fo]
             } else {
                 &mut *zc
             };
-            matmul_nt(m * p, self.c_out, k, T::ONE, cols, wp, T::ZERO, zt)?;
+            if by_row {
+                // Z (m·P x c_out) = colsTᵀ (m·P x K) · wt (K x c_out)
+                self.unfold_t(m, hc, cols)?;
+                matmul_tn(m * p, self.c_out, k, T::ONE, cols, wp, T::ZERO, zt)?;
+            } else {
+                // Z (m·P x c_out) = cols (m·P x K) · wpᵀ
+                self.unfold(m, hc, io.input, cols)?;
+                matmul_nt(m * p, self.c_out, k, T::ONE, cols, wp, T::ZERO, zt)?;
+            }
             if transposes {
                 for (src, dst) in out[..m * fo].chunks_exact(fo).zip(zc.chunks_exact_mut(fo)) {
                     transpose(p, self.c_out, src, dst);
@@ -668,9 +934,34 @@ impl Conv2d {
         h: &[T],
         delta: &[T],
         grads: Option<&mut [T]>,
+        prev: Option<&mut [T]>,
+        scratch: &mut [T],
+        io: Io,
+    ) -> Result<(), Error> {
+        let whole = Part {
+            first: true,
+            last: true,
+        };
+        self.backward_part(batch, weights, h, delta, grads, prev, scratch, io, whole)
+    }
+
+    /// [`Conv2d::backward_with`] over one part of a batch: the weight gradient of the `first`
+    /// part overwrites `grads`, later parts add to it, and it is kept transposed in tap-major
+    /// order (`K x c_out`) until the `last` part puts it in `[c_out, c_in, kh, kw]` order.
+    /// The parts' sums are the whole batch's, in the same order (sample after sample, or
+    /// chunk after chunk when each part is a whole number of chunks).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward_part<T: Element>(
+        &self,
+        batch: usize,
+        weights: &[T],
+        h: &[T],
+        delta: &[T],
+        grads: Option<&mut [T]>,
         mut prev: Option<&mut [T]>,
         scratch: &mut [T],
         io: Io,
+        part: Part,
     ) -> Result<(), Error> {
         let (fi, fo, p, k) = (
             self.in_features(),
@@ -712,12 +1003,54 @@ impl Conv2d {
                 dc
             };
             let cols = &mut cols[..m * p * k];
-            if let Some(g) = grads.as_deref_mut() {
-                self.unfold(m, &h[n * fi..][..m * fi], io.input, cols)?;
-                // gᵀ (K x c_out, tap-major) += colsᵀ (K x m·P) · Δ (m·P x c_out): measured
-                // faster than `g = Δᵀ · cols`, the wide side being the rows.
-                let beta = if n == 0 { T::ZERO } else { T::ONE };
-                matmul_tn(k, c_out, m * p, T::ONE, cols, d, beta, g)?;
+            let win = self.windows::<T>(io.input, p * k);
+            if let (Some(g), Some(win)) = (grads.as_deref_mut(), win) {
+                // One sample at a time: gᵀ[ki·kw·c_in.., :] (kw·c_in x c_out) +=
+                // windows_kiᵀ (kw·c_in x R) · Δ (R x c_out), the extra windows' errors 0.
+                let (xp, dp) = cols.split_at_mut(win.image);
+                let dp = &mut dp[..win.r * c_out];
+                let (run, ow) = (self.kw * self.c_in, self.out_w());
+                for t in 0..m {
+                    self.pad_input(&win, &h[(n + t) * fi..][..fi], xp);
+                    for oy in 0..self.out_h() {
+                        let row = &mut dp[oy * win.grid * c_out..][..win.grid * c_out];
+                        let (valid, extra) = row.split_at_mut(ow * c_out);
+                        valid.copy_from_slice(&d[(t * p + oy * ow) * c_out..][..ow * c_out]);
+                        extra.fill(T::ZERO);
+                    }
+                    let beta = if part.first && n + t == 0 {
+                        T::ZERO
+                    } else {
+                        T::ONE
+                    };
+                    for ki in 0..self.kh {
+                        let ld = Strides {
+                            lda: self.stride * self.c_in,
+                            ldb: c_out,
+                            ldc: c_out,
+                        };
+                        let a = &xp[self.window_base(&win, ki)..];
+                        let gk = &mut g[ki * run * c_out..];
+                        matmul_tn_ld(run, c_out, win.r, T::ONE, a, dp, beta, gk, ld)?;
+                    }
+                }
+            } else if let Some(g) = grads.as_deref_mut() {
+                let hc = &h[n * fi..][..m * fi];
+                let beta = if part.first && n == 0 {
+                    T::ZERO
+                } else {
+                    T::ONE
+                };
+                if self.unfolds_transposed(io.input) {
+                    // gᵀ (K x c_out, tap-major) += colsT (K x m·P) · Δ (m·P x c_out)
+                    self.unfold_t(m, hc, cols)?;
+                    matmul_nn(k, c_out, m * p, T::ONE, cols, d, beta, g)?;
+                } else {
+                    // gᵀ (K x c_out, tap-major) += colsᵀ (K x m·P) · Δ (m·P x c_out): measured
+                    // faster than `g = Δᵀ · cols`, the wide side being the rows.
+                    self.unfold(m, hc, io.input, cols)?;
+                    matmul_tn(k, c_out, m * p, T::ONE, cols, d, beta, g)?;
+                }
             }
             if let Some(prev) = prev.as_deref_mut() {
                 // dcols (m·P x K) = Δ (m·P x c_out) · wp (c_out x K), folded back.
@@ -730,7 +1063,9 @@ impl Conv2d {
             }
             n += m;
         }
-        if let Some(g) = grads {
+        if let Some(g) = grads
+            && part.last
+        {
             // Back to `[c_out, c_in, kh, kw]`, through the unfolding's room (≥ c_out·K).
             let tmp = &mut cols[..taps];
             tmp.copy_from_slice(g);

@@ -62,4 +62,4 @@ pub use layout::{Layout, MAX_DEPTH, act_count, delta_count, param_count};
 pub use loss::Loss;
 pub use net::{NetMut, Network, TrainReport};
 pub use rng::SplitMix64;
-pub use spec_net::{ConvBuffers, ConvNetMut, ConvNetwork};
+pub use spec_net::{CONV_PART, ConvBuffers, ConvNetMut, ConvNetwork};

@@ -7,12 +7,20 @@
 use agd_simd::{Element, dot, matmul_nn, matmul_nt, matmul_tn_sum_sq};
 
 use crate::agd::{Agd, StepReport};
+use crate::conv::Part;
 use crate::error::Error;
 use crate::flat::{FlatNet, check_len};
 use crate::layout::MAX_DEPTH;
 use crate::loss::Loss;
 use crate::net::{TrainReport, activate, activate_backward};
 use crate::spec::{self, LayerSpec, SpecLayout};
+
+/// Samples per part when a network runs its leading conv layers part by part
+/// ([`ConvNetMut::forward`]): few enough that a part's activations and errors between those
+/// layers are still in cache when the next layer reads them (about 170 KB per sample on the
+/// issue's MNIST CNN). On that CNN (batch 128, one thread) parts of 8, 16 and 32 were each
+/// faster than the whole batch, 32 by a little the fastest (`BENCHMARKS.md`).
+pub const CONV_PART: usize = 32;
 
 /// The buffers of a [`ConvNetMut`], each sized by the `const fn` of [`crate::spec`] named
 /// after it.
@@ -160,29 +168,58 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
 
     /// Forward pass over the first `batch` samples of the input block, `sqrt(2)·relu` after
     /// every layer but the last. Returns the outputs.
+    ///
+    /// The leading conv layers run [`CONV_PART`] samples at a time, every one of them on a part
+    /// before the next part (the results are the same: each sample's outputs are its own).
     pub fn forward(&mut self, batch: usize) -> Result<&[T], Error> {
         self.check_batch(batch)?;
-        let (layout, cap) = (self.layout, self.capacity);
-        let depth = layout.depth();
-        for k in 0..depth {
-            let (f_in, f_out) = (layout.features(k), layout.features(k + 1));
-            let (before, after) = self.b.acts.split_at_mut(layout.act_offset(k + 1, cap));
-            let h = &before[layout.act_offset(k, cap)..][..batch * f_in];
-            let z = &mut after[..batch * f_out];
-            let w = &self.b.weights[layout.weight_range(k)];
-            match layout.layer(k) {
-                // z_n = W h_n for every sample: Z = H Wᵀ.
-                LayerSpec::Dense { .. } => matmul_nt(batch, f_out, f_in, T::ONE, h, w, T::ZERO, z)?,
-                LayerSpec::Conv(c) => {
-                    c.forward_with(batch, w, h, z, self.b.scratch, layout.conv_io(k))?
-                }
+        let split = self.split_layers(batch);
+        let mut b0 = 0;
+        while split > 0 && b0 < batch {
+            let n = CONV_PART.min(batch - b0);
+            for k in 0..split {
+                self.forward_layer(k, b0, n)?;
             }
-            // A convolution applies the activation itself, chunk by chunk ([`spec::conv_io`]).
-            if k + 1 < depth && matches!(layout.layer(k), LayerSpec::Dense { .. }) {
-                activate(z);
-            }
+            b0 += n;
+        }
+        for k in split..self.layout.depth() {
+            self.forward_layer(k, 0, batch)?;
         }
         Ok(self.outputs(batch))
+    }
+
+    /// How many leading layers run part by part: the leading conv layers, when the batch is
+    /// larger than a part.
+    fn split_layers(&self, batch: usize) -> usize {
+        if batch <= CONV_PART {
+            return 0;
+        }
+        self.layout
+            .layers()
+            .iter()
+            .take_while(|l| matches!(l, LayerSpec::Conv(_)))
+            .count()
+    }
+
+    /// Layer `k`'s forward pass over samples `b0 .. b0 + n`.
+    fn forward_layer(&mut self, k: usize, b0: usize, n: usize) -> Result<(), Error> {
+        let (layout, cap) = (self.layout, self.capacity);
+        let depth = layout.depth();
+        let (f_in, f_out) = (layout.features(k), layout.features(k + 1));
+        let (before, after) = self.b.acts.split_at_mut(layout.act_offset(k + 1, cap));
+        let h = &before[layout.act_offset(k, cap) + b0 * f_in..][..n * f_in];
+        let z = &mut after[b0 * f_out..][..n * f_out];
+        let w = &self.b.weights[layout.weight_range(k)];
+        match layout.layer(k) {
+            // z_n = W h_n for every sample: Z = H Wᵀ.
+            LayerSpec::Dense { .. } => matmul_nt(n, f_out, f_in, T::ONE, h, w, T::ZERO, z)?,
+            LayerSpec::Conv(c) => c.forward_with(n, w, h, z, self.b.scratch, layout.conv_io(k))?,
+        }
+        // A convolution applies the activation itself, chunk by chunk ([`spec::conv_io`]).
+        if k + 1 < depth && matches!(layout.layer(k), LayerSpec::Dense { .. }) {
+            activate(z);
+        }
+        Ok(())
     }
 
     /// Loss of the last forward pass against `targets`; writes `∂loss/∂out` into the last
@@ -193,6 +230,10 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
 
     /// Full backward pass: every error block, and every layer's weight gradient into the
     /// gradient buffer.
+    ///
+    /// The leading conv layers run part by part as in [`ConvNetMut::forward`], each layer's
+    /// weight gradient summed over the parts in order: sample after sample, as over the whole
+    /// batch.
     pub fn backward(&mut self, batch: usize) -> Result<(), Error> {
         self.backward_sums(batch).map(|_| ())
     }
@@ -202,52 +243,79 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
     /// is formed as the gradient is written), for [`Agd::step_spec_with_sums`].
     fn backward_sums(&mut self, batch: usize) -> Result<[T; MAX_DEPTH], Error> {
         self.check_batch(batch)?;
-        let (layout, cap) = (self.layout, self.capacity);
+        let split = self.split_layers(batch);
+        let whole = Part {
+            first: true,
+            last: true,
+        };
         let mut sums = [T::ZERO; MAX_DEPTH];
-        for k in (0..layout.depth()).rev() {
-            let (f_in, f_out) = (layout.features(k), layout.features(k + 1));
-            let h = &self.b.acts[layout.act_offset(k, cap)..][..batch * f_in];
-            let (before, after) = self.b.deltas.split_at_mut(layout.delta_offset(k, cap));
-            let delta = &after[..batch * f_out];
-            let w = &self.b.weights[layout.weight_range(k)];
-            let g = &mut self.b.grads[layout.weight_range(k)];
-            let mut prev = if k > 0 {
-                Some(&mut before[layout.delta_offset(k - 1, cap)..][..batch * f_in])
-            } else {
-                None
+        for k in (split..self.layout.depth()).rev() {
+            sums[k] = self.backward_layer(k, 0, batch, whole)?;
+        }
+        let mut b0 = 0;
+        while split > 0 && b0 < batch {
+            let n = CONV_PART.min(batch - b0);
+            let part = Part {
+                first: b0 == 0,
+                last: b0 + n == batch,
             };
-            match layout.layer(k) {
-                LayerSpec::Dense { .. } => {
-                    // g_k = Σ_n δ_n h_nᵀ, δ_prev = Wᵀ δ
-                    sums[k] = matmul_tn_sum_sq(f_out, f_in, batch, T::ONE, delta, h, T::ZERO, g)?;
-                    if let Some(prev) = prev.as_deref_mut() {
-                        matmul_nn(batch, f_in, f_out, T::ONE, delta, w, T::ZERO, prev)?;
-                    }
-                }
-                LayerSpec::Conv(c) => {
-                    c.backward_with(
-                        batch,
-                        w,
-                        h,
-                        delta,
-                        Some(&mut *g),
-                        prev.as_deref_mut(),
-                        self.b.scratch,
-                        layout.conv_io(k),
-                    )?;
-                    if c.kernel_positions() == 1 {
-                        // A 1 x 1 kernel: one norm over the whole gradient.
-                        sums[k] = dot(g, g);
-                    }
-                }
+            for k in (0..split).rev() {
+                self.backward_layer(k, b0, n, part)?;
             }
-            if let Some(prev) = prev
-                && matches!(layout.layer(k), LayerSpec::Dense { .. })
+            b0 += n;
+        }
+        for (k, sum) in sums.iter_mut().enumerate().take(self.layout.depth()) {
+            if let LayerSpec::Conv(c) = self.layout.layer(k)
+                && c.kernel_positions() == 1
             {
-                activate_backward(prev, h);
+                // A 1 x 1 kernel: one norm over the whole gradient, once every part is in.
+                let g = &self.b.grads[self.layout.weight_range(k)];
+                *sum = dot(g, g);
             }
         }
         Ok(sums)
+    }
+
+    /// Layer `k`'s backward pass over samples `b0 .. b0 + n` (a dense layer: the whole batch);
+    /// returns a dense layer's plain `Σ g²` (zero for a conv layer).
+    fn backward_layer(&mut self, k: usize, b0: usize, n: usize, part: Part) -> Result<T, Error> {
+        let (layout, cap) = (self.layout, self.capacity);
+        let (f_in, f_out) = (layout.features(k), layout.features(k + 1));
+        let h = &self.b.acts[layout.act_offset(k, cap) + b0 * f_in..][..n * f_in];
+        let (before, after) = self.b.deltas.split_at_mut(layout.delta_offset(k, cap));
+        let delta = &after[b0 * f_out..][..n * f_out];
+        let w = &self.b.weights[layout.weight_range(k)];
+        let g = &mut self.b.grads[layout.weight_range(k)];
+        let mut prev = if k > 0 {
+            Some(&mut before[layout.delta_offset(k - 1, cap) + b0 * f_in..][..n * f_in])
+        } else {
+            None
+        };
+        match layout.layer(k) {
+            LayerSpec::Dense { .. } => {
+                // g_k = Σ_n δ_n h_nᵀ, δ_prev = Wᵀ δ
+                let sum = matmul_tn_sum_sq(f_out, f_in, n, T::ONE, delta, h, T::ZERO, g)?;
+                if let Some(prev) = prev.as_deref_mut() {
+                    matmul_nn(n, f_in, f_out, T::ONE, delta, w, T::ZERO, prev)?;
+                    activate_backward(prev, h);
+                }
+                Ok(sum)
+            }
+            LayerSpec::Conv(c) => {
+                c.backward_part(
+                    n,
+                    w,
+                    h,
+                    delta,
+                    Some(g),
+                    prev,
+                    self.b.scratch,
+                    layout.conv_io(k),
+                    part,
+                )?;
+                Ok(T::ZERO)
+            }
+        }
     }
 
     /// Correct predictions of the last forward pass.

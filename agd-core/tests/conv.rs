@@ -3,7 +3,9 @@
 
 use agd_core::conv::{Conv2d, Io, Order};
 use agd_core::spec::{self, LayerSpec, SpecLayout, chain, conv, dense};
-use agd_core::{Agd, ConvBuffers, ConvNetMut, ConvNetwork, Error, Loss, NetMut, SplitMix64, init};
+use agd_core::{
+    Agd, CONV_PART, ConvBuffers, ConvNetMut, ConvNetwork, Error, Loss, NetMut, SplitMix64, init,
+};
 use rand_core::Rng;
 
 fn gaussian(rng: &mut SplitMix64, n: usize) -> Vec<f64> {
@@ -378,6 +380,74 @@ fn network_gradients_match_finite_differences() {
         worst = worst.max((fd - grads[i]).abs() / scale);
     }
     assert!(worst < 1e-6, "finite differences differ by {worst:e}");
+}
+
+/// A batch larger than a part runs the leading conv layers part by part (the last part
+/// short): the outputs and the gradient are those of the samples one at a time (the mean of
+/// their gradients, the loss being a mean).
+#[test]
+fn a_batch_run_in_parts_matches_its_samples_one_at_a_time() {
+    let batch = 2 * CONV_PART + 5;
+    let mut net = Net::new(&CNN, batch, 8);
+    let mut one = Net::new(&CNN, 1, 8);
+    let mut rng = SplitMix64::new(9);
+    let f0 = 2 * 7 * 6;
+    let x = gaussian(&mut rng, batch * f0);
+    let y: Vec<usize> = (0..batch).map(|_| (rng.next_u64() % 3) as usize).collect();
+    let mut v = net.view();
+    v.set_input(&x).unwrap();
+    v.compute_grads(Loss::Xent, &y).unwrap();
+    let (out, grads) = (v.outputs(batch).to_vec(), v.weights_and_grads().1.to_vec());
+    let mut want = vec![0.0; grads.len()];
+    for n in 0..batch {
+        let mut o = one.view();
+        o.set_input(&x[n * f0..][..f0]).unwrap();
+        o.compute_grads(Loss::Xent, &y[n..n + 1]).unwrap();
+        for (a, b) in out[n * 3..][..3].iter().zip(o.outputs(1)) {
+            assert!(
+                (a - b).abs() <= 1e-13 * (1.0 + b.abs()),
+                "sample {n} output"
+            );
+        }
+        for (w, g) in want.iter_mut().zip(o.weights_and_grads().1) {
+            *w += g / batch as f64;
+        }
+    }
+    let scale = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    for (i, (g, w)) in grads.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-12 * scale, "weight {i}: {g} vs {w}");
+    }
+}
+
+/// `train_step` takes the single-norm layers' sums of squares (dense layers and the 1 x 1
+/// conv) while backward runs, part by part here: it must step exactly as `compute_grads`
+/// then `step`, which measure the finished gradient.
+#[test]
+fn train_step_over_parts_steps_as_compute_grads_then_step() {
+    let batch = 2 * CONV_PART + 5;
+    let mut a = Net::new(&CNN, batch, 4);
+    let mut b = Net::new(&CNN, batch, 4);
+    let mut rng = SplitMix64::new(2);
+    let agd = Agd::new();
+    for _ in 0..3 {
+        let x = gaussian(&mut rng, batch * 2 * 7 * 6);
+        let y: Vec<usize> = (0..batch).map(|_| (rng.next_u64() % 3) as usize).collect();
+        let mut va = a.view();
+        va.set_input(&x).unwrap();
+        let ra = va.train_step(&agd, Loss::Xent, &y).unwrap();
+        let mut vb = b.view();
+        vb.set_input(&x).unwrap();
+        let (loss, correct) = vb.compute_grads(Loss::Xent, &y).unwrap();
+        let rb = vb.step(&agd).unwrap();
+        assert_eq!((ra.loss, ra.correct), (loss, correct));
+        assert!(
+            (ra.step.eta - rb.eta).abs() <= 1e-14 * rb.eta,
+            "{ra:?} vs {rb:?}"
+        );
+        for (p, q) in a.w.iter().zip(&b.w) {
+            assert!((p - q).abs() <= 1e-14 * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
 }
 
 #[test]

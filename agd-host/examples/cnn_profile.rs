@@ -52,6 +52,25 @@ fn main() {
                 }
                 let ns2 = (cpu() - t0) * 1e9 / (reps * b * len) as f64;
                 println!("layer {li}: im2col {ns:.3} ns/elem, col2im {ns2:.3} ns/elem");
+                // The input-gradient pass alone (product, fold back and the activation's
+                // derivative), per sample, as the network runs it.
+                let io = agd_core::spec::conv_io(&layers, li);
+                if io.activated_input {
+                    let mut scratch = vec![0.0f32; agd_core::spec::scratch_count(&layers)];
+                    let w = vec![0.01f32; cv.param_count()];
+                    let d = vec![0.5f32; cv.out_features()];
+                    let xin: Vec<f32> = (0..cv.in_features())
+                        .map(|i| if i % 3 == 0 { 0.0 } else { 1.0 })
+                        .collect();
+                    let mut dx = vec![0.0f32; cv.in_features()];
+                    let t0 = cpu();
+                    for _ in 0..reps {
+                        cv.backward_with(1, &w, &xin, &d, None, Some(&mut dx), &mut scratch, io)
+                            .unwrap();
+                    }
+                    let us = (cpu() - t0) * 1e6 / reps as f64;
+                    println!("layer {li}: input gradient {us:.2} µs per sample");
+                }
             }
         }
     }
@@ -60,6 +79,8 @@ fn main() {
         let shapes = [
             ("nt", 3136, 16, 9),
             ("tn", 9, 16, 3136),
+            ("tn", 3136, 16, 9),
+            ("nn", 9, 16, 3136),
             ("nt", 196, 32, 144),
             ("tn", 144, 32, 196),
             ("nn", 196, 144, 32),
@@ -88,6 +109,46 @@ fn main() {
                 dt * 1e6
             );
         }
+        // (kind, m, n, k, row stride of A): the strided products reading a padded image in
+        // place, one kernel row per call.
+        let strided = [
+            ("nt", 210, 32, 48, 32),
+            ("tn", 48, 32, 210, 32),
+            ("nt", 56, 32, 96, 64),
+            ("tn", 96, 32, 56, 64),
+        ];
+        for (kind, m, n, k, lda) in strided {
+            let rows = if kind == "nt" { m } else { k };
+            let a = vec![0.5f32; rows * lda + 2 * k * lda];
+            let b = vec![0.25f32; n * k * 3];
+            let mut c = vec![0.0f32; m * n];
+            let reps = (2e8 / (2.0 * (m * n * k) as f64)).ceil() as usize;
+            let t0 = cpu();
+            for _ in 0..reps {
+                if kind == "nt" {
+                    let ld = agd_simd::Strides {
+                        lda,
+                        ldb: 3 * k,
+                        ldc: n,
+                    };
+                    agd_simd::matmul_nt_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld)
+                } else {
+                    let ld = agd_simd::Strides {
+                        lda,
+                        ldb: n,
+                        ldc: n,
+                    };
+                    agd_simd::matmul_tn_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld)
+                }
+                .unwrap();
+            }
+            let dt = (cpu() - t0) / reps as f64;
+            println!(
+                "{kind}_ld ({m},{n},{k}; lda {lda}): {:.1} GFLOP/s, {:.2} µs",
+                2.0 * (m * n * k) as f64 / dt * 1e-9,
+                dt * 1e6
+            );
+        }
     }
     let mut t = Vec::with_capacity(steps);
     for _ in 0..steps {
@@ -98,5 +159,10 @@ fn main() {
         t.push(cpu() - c0);
     }
     t.sort_by(f64::total_cmp);
-    println!("median {:.1} µs CPU per step", t[t.len() / 2] * 1e6);
+    println!(
+        "median {:.1} µs CPU per step (fastest {:.1}, 10th percentile {:.1})",
+        t[t.len() / 2] * 1e6,
+        t[0] * 1e6,
+        t[t.len() / 10] * 1e6
+    );
 }

@@ -268,12 +268,13 @@ fn blocked<T: Element, K: Microkernel<T>>(
             // The panel the tiles read and its row stride. A row-major `op(B)` read by a
             // single tile is used in place (its rows are already the vectors the tile wants,
             // and a copy would only be read once); a whole panel is needed for that, the
-            // tile loads every vector of a row.
+            // tile loads every vector of a row. So is one whose rows are exactly a panel's
+            // (`ldb = nr`: the packed copy would be the same values in the same places).
             // SAFETY: the public entry points checked that op(B) holds every (p, j),
             // p < k, j < n; the buffer holds KC·NV·w >= kc·nv·w = kc·nr values.
             let (panel, ld_panel) = unsafe {
                 match b {
-                    OpB::Rows(s, ldb) if tiles == 1 && cols == nr => {
+                    OpB::Rows(s, ldb) if cols == nr && (tiles == 1 || ldb == nr) => {
                         (s.as_ptr().add(p0 * ldb + j0), ldb)
                     }
                     OpB::Rows(s, ldb) => {
@@ -571,6 +572,185 @@ pub fn matmul_tn_sum_sq<T: Element>(
     Ok(s)
 }
 
+/// The row strides of the operands of a strided product ([`matmul_nt_ld`], [`matmul_tn_ld`]):
+/// how far apart, in elements, consecutive rows of `A`, `B` and `C` as stored start.
+///
+/// The rows of `A` and `B` may overlap (a stride shorter than a row): a convolution reads its
+/// inputs in place this way, each output position's window starting a stride after the
+/// previous one's. `C`'s may not: `ldc` is at least its row length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strides {
+    /// Between rows of `A` as stored.
+    pub lda: usize,
+    /// Between rows of `B` as stored.
+    pub ldb: usize,
+    /// Between rows of `C`.
+    pub ldc: usize,
+}
+
+/// Checks that `rows` stored rows of `len` values, `ld` apart, lie inside a slice of `got`.
+fn check_ld(
+    operand: &'static str,
+    rows: usize,
+    len: usize,
+    ld: usize,
+    got: usize,
+) -> Result<(), Error> {
+    if rows == 0 || len == 0 {
+        return Ok(());
+    }
+    let needed = (rows - 1)
+        .checked_mul(ld)
+        .and_then(|x| x.checked_add(len))
+        .ok_or(Error::DimensionOverflow)?;
+    if got < needed {
+        return Err(Error::ShortSlice {
+            operand,
+            needed,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// `C ← α · C`'s rows `ldc` apart: rejects an `ldc` shorter than a row (rows would overlap).
+fn check_c(m: usize, n: usize, ldc: usize, got: usize) -> Result<(), Error> {
+    if m > 1 && ldc < n {
+        return Err(Error::ShortSlice {
+            operand: "ldc",
+            needed: n,
+            got: ldc,
+        });
+    }
+    check_ld("c", m, n, ldc, got)
+}
+
+/// [`matmul_nt`] over strided operands: `C (m x n) ← α · A · Bᵀ + β · C` with entry `(i, p)`
+/// of `A` at `a[i·lda + p]`, entry `(j, p)` of `B` at `b[j·ldb + p]` and entry `(i, j)` of
+/// `C` at `c[i·ldc + j]`. Same kernels, same arithmetic order as [`matmul_nt`].
+///
+/// ```
+/// // The three windows of 2 in [1, 2, 3, 4], one step apart, dotted with [1, 1].
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut c = [0.0f32; 3];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 2, ldc: 1 };
+/// agd_simd::matmul_nt_ld(3, 1, 2, 1.0, &x, &[1.0, 1.0], 0.0, &mut c, ld).unwrap();
+/// assert_eq!(c, [3.0, 5.0, 7.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt_ld<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+) -> Result<(), Error> {
+    check_ld("a", m, k, ld.lda, a.len())?;
+    check_ld("b", n, k, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, ld.lda),
+        OpB::Cols(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+        None,
+    );
+    Ok(())
+}
+
+/// [`matmul_nn`] over strided operands: `C (m x n) ← α · A · B + β · C` with entry `(i, p)`
+/// of `A` at `a[i·lda + p]`, entry `(p, j)` of `B` at `b[p·ldb + j]` and `(i, j)` of `C` at
+/// `c[i·ldc + j]`. Same kernels, same arithmetic order as [`matmul_nn`].
+///
+/// ```
+/// // The three windows of 2 in [1, 2, 3, 4], one step apart, times [1, 1]ᵀ.
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut c = [0.0f32; 3];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 1, ldc: 1 };
+/// agd_simd::matmul_nn_ld(3, 1, 2, 1.0, &x, &[1.0, 1.0], 0.0, &mut c, ld).unwrap();
+/// assert_eq!(c, [3.0, 5.0, 7.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_ld<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+) -> Result<(), Error> {
+    check_ld("a", m, k, ld.lda, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, ld.lda),
+        OpB::Rows(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+        None,
+    );
+    Ok(())
+}
+
+/// [`matmul_tn`] over strided operands: `C (m x n) ← α · Aᵀ · B + β · C` with entry `(p, i)`
+/// of the stored `A` (`k x m`) at `a[p·lda + i]`, entry `(p, j)` of `B` at `b[p·ldb + j]` and
+/// `(i, j)` of `C` at `c[i·ldc + j]`. Same kernels, same arithmetic order as [`matmul_tn`].
+///
+/// ```
+/// // Σ_p window_p · b_p over the windows of 2 in [1, 2, 3, 4], one step apart.
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let mut c = [0.0f32; 2];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 1, ldc: 1 };
+/// agd_simd::matmul_tn_ld(2, 1, 3, 1.0, &x, &[1.0, 0.0, 1.0], 0.0, &mut c, ld).unwrap();
+/// assert_eq!(c, [4.0, 6.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tn_ld<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+) -> Result<(), Error> {
+    check_ld("a", k, m, ld.lda, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Cols(a, ld.lda),
+        OpB::Rows(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+        None,
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     //! Every shape class the dispatcher distinguishes (vectors, tiny batches, tile and panel
@@ -578,7 +758,7 @@ mod tests {
     //! against the naive triple loop.
     use super::*;
     use crate::naive;
-    use std::{format, vec::Vec};
+    use std::{format, vec, vec::Vec};
 
     #[cfg(not(miri))]
     const DIMS: &[usize] = &[1, 2, 3, 4, 7, 12, 13, 16, 17, 33, 63, 130];
@@ -743,6 +923,104 @@ mod tests {
             dims,
             depths,
         );
+    }
+
+    /// The strided entry points against a triple loop over the stored layouts: rows of `A`
+    /// overlapping (`lda < k`, a convolution's windows) or spread out, `B` in place or packed,
+    /// `C` with gaps between its rows, both `β` cases; a short `ldc` or slice is refused.
+    #[test]
+    fn strided_products_match_a_direct_sum() {
+        let dims: &[(usize, usize, usize)] = if cfg!(miri) {
+            &[(13, 5, 7)]
+        } else {
+            &[
+                (1, 1, 1),
+                (5, 3, 2),
+                (13, 16, 48),
+                (37, 32, 9),
+                (210, 32, 48),
+                (48, 32, 70),
+            ]
+        };
+        for &(m, n, k) in dims {
+            for (lda, ldb, ldc) in [(2, n + 1, n), (k + 3, n, n + 2), (1, n, n + 5)] {
+                for beta in [0.0f64, 0.5] {
+                    let ld = Strides { lda, ldb, ldc };
+                    let what = format!("{m}x{n}x{k} {ld:?} beta {beta}");
+                    let c0 = fill::<f64>((m - 1) * ldc + n, 9);
+                    // nt: A(i, p) = a[i·lda + p], B(j, p) = b[j·ldb + p] (ldb ≥ k here).
+                    let (a, b) = (
+                        fill::<f64>((m - 1) * lda + k, 1),
+                        fill::<f64>(n * (ldb + k), 2),
+                    );
+                    let bt = |j: usize, p: usize| b[j * (ldb + k) + p];
+                    let ldt = Strides { ldb: ldb + k, ..ld };
+                    let mut got = c0.clone();
+                    matmul_nt_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ldt).unwrap();
+                    let want = direct(m, n, k, &c0, ldc, beta, |i, p| a[i * lda + p], bt);
+                    close(&format!("nt_ld {what}"), &got, &want, k);
+                    // nn: B(p, j) = b[p·ldb + j].
+                    let b = fill::<f64>((k - 1) * ldb + n, 3);
+                    let mut got = c0.clone();
+                    matmul_nn_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ld).unwrap();
+                    let want = direct(
+                        m,
+                        n,
+                        k,
+                        &c0,
+                        ldc,
+                        beta,
+                        |i, p| a[i * lda + p],
+                        |j, p| b[p * ldb + j],
+                    );
+                    close(&format!("nn_ld {what}"), &got, &want, k);
+                    // tn: A(i, p) = a[p·lda + i].
+                    let a = fill::<f64>((k - 1) * lda + m, 4);
+                    let mut got = c0.clone();
+                    matmul_tn_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ld).unwrap();
+                    let want = direct(
+                        m,
+                        n,
+                        k,
+                        &c0,
+                        ldc,
+                        beta,
+                        |i, p| a[p * lda + i],
+                        |j, p| b[p * ldb + j],
+                    );
+                    close(&format!("tn_ld {what}"), &got, &want, k);
+                    if m > 1 && n > 1 {
+                        let short = Strides { ldc: n - 1, ..ld };
+                        assert!(matmul_nn_ld(m, n, k, 1.0, &a, &b, 0.0, &mut got, short).is_err());
+                        let mut c = vec![0.0; (m - 1) * ldc + n - 1];
+                        assert!(matmul_tn_ld(m, n, k, 1.0, &a, &b, 0.0, &mut c, ld).is_err());
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C ← 1.5 · Σ_p A(i, p) B(j, p) + β · C` entry by entry, rows of `C` `ldc` apart (the
+    /// gaps between them kept).
+    #[allow(clippy::too_many_arguments)]
+    fn direct(
+        m: usize,
+        n: usize,
+        k: usize,
+        c0: &[f64],
+        ldc: usize,
+        beta: f64,
+        a: impl Fn(usize, usize) -> f64,
+        b: impl Fn(usize, usize) -> f64,
+    ) -> Vec<f64> {
+        let mut c = c0.to_vec();
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|p| a(i, p) * b(j, p)).sum();
+                c[i * ldc + j] = 1.5 * s + beta * c0[i * ldc + j];
+            }
+        }
+        c
     }
 
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]

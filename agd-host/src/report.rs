@@ -238,6 +238,21 @@ fn bounds(series: &[Series], log_y: bool) -> ((f64, f64), (f64, f64)) {
     ((x0, x1), (y0, y1))
 }
 
+/// The largest caption font size up to 22 px (down to 10) at which `title` fits across
+/// `area`: a long network description would otherwise run off both edges.
+fn caption_size<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str) -> f64 {
+    let room = area.dim_in_pixel().0.saturating_sub(24);
+    let mut size = 22.0;
+    while size > 10.0 {
+        match area.estimate_text_size(title, &(FAMILY, size).into_text_style(area)) {
+            Ok((w, _)) if w <= room => break,
+            Ok(_) => size -= 1.0,
+            Err(_) => break,
+        }
+    }
+    size
+}
+
 /// Draws one chart (line per series, legend) into `area`.
 pub fn draw_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -251,7 +266,7 @@ pub fn draw_chart<DB: DrawingBackend>(
     let ((x0, x1), (y0, y1)) = bounds(series, log_y);
     let mut builder = ChartBuilder::on(area);
     builder
-        .caption(title, (FAMILY, 22))
+        .caption(title, (FAMILY, caption_size(area, title)))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(64);
@@ -444,7 +459,24 @@ pub fn plot_series(
 
 #[cfg(test)]
 mod tests {
-    use super::significant;
+    use super::{FAMILY, caption_size, register_font, significant};
+    use plotters::prelude::*;
+
+    #[test]
+    fn a_long_caption_shrinks_to_fit_and_a_short_one_keeps_its_size() {
+        register_font();
+        let mut buf = vec![0u8; 900 * 560 * 3];
+        let area = BitMapBackend::with_buffer(&mut buf, (900, 560)).into_drawing_area();
+        assert_eq!(caption_size(&area, "digits: test accuracy"), 22.0);
+        let long = "mnist [conv16k3p1,conv32k3s2p1,conv32k3s2p1,dense10]: test accuracy, AGD vs \
+                    best Adam and best SGD";
+        let size = caption_size(&area, long);
+        assert!(size < 22.0 && size >= 10.0, "{size}");
+        let (w, _) = area
+            .estimate_text_size(long, &(FAMILY, size).into_text_style(&area))
+            .unwrap();
+        assert!(w <= 900 - 24, "{w}");
+    }
 
     #[test]
     fn axis_labels_have_three_significant_digits_and_no_float_noise() {

@@ -471,7 +471,7 @@ mod tests {
         let long = "mnist [conv16k3p1,conv32k3s2p1,conv32k3s2p1,dense10]: test accuracy, AGD vs \
                     best Adam and best SGD";
         let size = caption_size(&area, long);
-        assert!(size < 22.0 && size >= 10.0, "{size}");
+        assert!((10.0..22.0).contains(&size), "{size}");
         let (w, _) = area
             .estimate_text_size(long, &(FAMILY, size).into_text_style(&area))
             .unwrap();

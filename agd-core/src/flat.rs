@@ -8,7 +8,7 @@
 use agd_simd::Element;
 
 use crate::error::Error;
-use crate::layout::Layout;
+use crate::layout::{Layout, MAX_DEPTH};
 use crate::loss::{Loss, argmax, loss_and_grad};
 use crate::spec::SpecLayout;
 
@@ -78,8 +78,10 @@ pub(crate) trait FlatNet<T: Element> {
     fn blocks_mut(&mut self) -> (Self::Layout, usize, &mut [T], &mut [T]);
     /// The network's forward pass over the first `batch` samples of the input block.
     fn forward_pass(&mut self, batch: usize) -> Result<(), Error>;
-    /// The network's full backward pass (errors and weight gradients).
-    fn backward_pass(&mut self, batch: usize) -> Result<(), Error>;
+    /// The network's full backward pass (errors and weight gradients); returns the plain
+    /// `Σ g²` of every layer with a single norm, formed with its gradient (forward order, the
+    /// first `depth` entries; zero for the others), for the AGD step's `*_with_sums`.
+    fn backward_pass(&mut self, batch: usize) -> Result<[T; MAX_DEPTH], Error>;
 
     /// A batch of 1 ..= capacity samples.
     fn check_batch(&self, batch: usize) -> Result<(), Error> {
@@ -161,11 +163,21 @@ pub(crate) trait FlatNet<T: Element> {
 
     /// Forward, loss and full backward: `(loss, correct)`.
     fn compute_grads(&mut self, loss: Loss, targets: &[usize]) -> Result<(T, usize), Error> {
+        self.compute_grads_sums(loss, targets)
+            .map(|(value, correct, _)| (value, correct))
+    }
+
+    /// [`FlatNet::compute_grads`] that also returns what [`FlatNet::backward_pass`] returns.
+    fn compute_grads_sums(
+        &mut self,
+        loss: Loss,
+        targets: &[usize],
+    ) -> Result<(T, usize, [T; MAX_DEPTH]), Error> {
         let batch = targets.len();
         self.forward_pass(batch)?;
         let value = self.loss_grad(loss, targets)?;
         let correct = self.count_correct(targets);
-        self.backward_pass(batch)?;
-        Ok((value, correct))
+        let sums = self.backward_pass(batch)?;
+        Ok((value, correct, sums))
     }
 }

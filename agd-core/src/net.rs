@@ -283,11 +283,7 @@ impl<'a, T: Element> NetMut<'a, T> {
         targets: &[usize],
     ) -> Result<TrainReport<T>, Error> {
         // compute_grads, with the gradients' sums of squares taken as they are formed.
-        let batch = targets.len();
-        self.forward(batch)?;
-        let value = self.loss_grad(loss, targets)?;
-        let correct = self.count_correct(targets);
-        let sums = self.backward_sums(batch)?;
+        let (value, correct, sums) = FlatNet::compute_grads_sums(self, loss, targets)?;
         let depth = self.layout.depth();
         let step = agd.step_with_sums(self.layout, self.weights, self.grads, &sums[..depth])?;
         Ok(TrainReport {
@@ -359,8 +355,8 @@ impl<'a, T: Element> FlatNet<T> for NetMut<'a, T> {
     fn forward_pass(&mut self, batch: usize) -> Result<(), Error> {
         self.forward(batch).map(|_| ())
     }
-    fn backward_pass(&mut self, batch: usize) -> Result<(), Error> {
-        self.backward(batch)
+    fn backward_pass(&mut self, batch: usize) -> Result<[T; MAX_DEPTH], Error> {
+        self.backward_sums(batch)
     }
 }
 

@@ -345,11 +345,7 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
     ) -> Result<TrainReport<T>, Error> {
         // compute_grads and step, with the single-norm layers' sums of squares taken with
         // their gradients.
-        let batch = targets.len();
-        self.forward(batch)?;
-        let value = self.loss_grad(loss, targets)?;
-        let correct = self.count_correct(targets);
-        let sums = self.backward_sums(batch)?;
+        let (value, correct, sums) = FlatNet::compute_grads_sums(self, loss, targets)?;
         let step = agd.step_spec_with_sums(
             self.layout,
             self.b.weights,
@@ -386,8 +382,8 @@ impl<'a, T: Element> FlatNet<T> for ConvNetMut<'a, T> {
     fn forward_pass(&mut self, batch: usize) -> Result<(), Error> {
         self.forward(batch).map(|_| ())
     }
-    fn backward_pass(&mut self, batch: usize) -> Result<(), Error> {
-        self.backward(batch)
+    fn backward_pass(&mut self, batch: usize) -> Result<[T; MAX_DEPTH], Error> {
+        self.backward_sums(batch)
     }
 }
 

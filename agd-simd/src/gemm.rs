@@ -513,22 +513,7 @@ pub fn matmul_tn<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    check("a", k, m, a.len())?;
-    check("b", k, n, b.len())?;
-    check("c", m, n, c.len())?;
-    gemm(
-        m,
-        n,
-        k,
-        alpha,
-        OpA::Cols(a, m),
-        OpB::Rows(b, n),
-        beta,
-        c,
-        n,
-        None,
-    );
-    Ok(())
+    tn(m, n, k, alpha, a, b, beta, c, None)
 }
 
 /// [`matmul_tn`] that also returns the plain sum of squares of the result, `Σ_ij C_ij²`:
@@ -553,10 +538,27 @@ pub fn matmul_tn_sum_sq<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<T, Error> {
+    let mut s = T::ZERO;
+    tn(m, n, k, alpha, a, b, beta, c, Some(&mut s))?;
+    Ok(s)
+}
+
+/// [`matmul_tn`]'s checks and product, adding the squares of `C` into `sum` when given.
+#[allow(clippy::too_many_arguments)]
+fn tn<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    sum: Option<&mut T>,
+) -> Result<(), Error> {
     check("a", k, m, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    let mut s = T::ZERO;
     gemm(
         m,
         n,
@@ -567,9 +569,9 @@ pub fn matmul_tn_sum_sq<T: Element>(
         beta,
         c,
         n,
-        Some(&mut s),
+        sum,
     );
-    Ok(s)
+    Ok(())
 }
 
 /// The row strides of the operands of a strided product ([`matmul_nt_ld`], [`matmul_tn_ld`]):

@@ -17,7 +17,7 @@
 //! and its weights are copied to the others.
 
 use agd_core::spec::LayerSpec;
-use agd_core::{Agd, ConvNetwork, Element, Loss, Network, SplitMix64, StepReport, TrainReport};
+use agd_core::{Agd, Element, Loss, Network, SplitMix64, StepReport, TrainReport};
 use agd_simd::axpy;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -29,13 +29,25 @@ pub trait Replica<T: Element>: TrainNet<T> + Send + Sized {
     /// An all-zero network with the same layers, holding `capacity` samples.
     fn replica(&self, capacity: usize) -> Result<Self, agd_core::Error>;
     /// Forward, loss and backward on `samples` (`targets.len()` of them): the slice's mean
-    /// loss and correct count; the slice's gradient is left in the gradient buffer.
+    /// loss and correct count; the slice's gradient is left in the gradient buffer. (The
+    /// training loop's [`TrainNet::grad_step`] with an update that changes nothing.)
     fn slice_grads(
         &mut self,
         loss: Loss,
         samples: &[T],
         targets: &[usize],
-    ) -> Result<(T, usize), agd_core::Error>;
+    ) -> Result<(T, usize), agd_core::Error> {
+        let input = self.input_mut(targets.len())?;
+        if input.len() != samples.len() {
+            return Err(agd_core::Error::BufferSize {
+                buffer: "input",
+                expected: input.len(),
+                got: samples.len(),
+            });
+        }
+        input.copy_from_slice(samples);
+        self.grad_step(loss, targets, &mut |_, _| Ok(()))
+    }
     /// All weights.
     fn weights(&self) -> &[T];
     /// All weights, to change.
@@ -50,16 +62,6 @@ pub trait Replica<T: Element>: TrainNet<T> + Send + Sized {
 impl<T: Element> Replica<T> for HostNet<T> {
     fn replica(&self, capacity: usize) -> Result<Self, agd_core::Error> {
         HostNet::new(self.widths(), capacity, true)
-    }
-    fn slice_grads(
-        &mut self,
-        loss: Loss,
-        samples: &[T],
-        targets: &[usize],
-    ) -> Result<(T, usize), agd_core::Error> {
-        let mut v = self.view();
-        v.set_input(samples)?;
-        v.compute_grads(loss, targets)
     }
     fn weights(&self) -> &[T] {
         HostNet::weights(self)
@@ -80,16 +82,6 @@ impl<T: Element> Replica<T> for HostNet<T> {
 impl<T: Element> Replica<T> for HostConvNet<T> {
     fn replica(&self, capacity: usize) -> Result<Self, agd_core::Error> {
         HostConvNet::new(self.layers(), capacity)
-    }
-    fn slice_grads(
-        &mut self,
-        loss: Loss,
-        samples: &[T],
-        targets: &[usize],
-    ) -> Result<(T, usize), agd_core::Error> {
-        let mut v = self.view();
-        v.set_input(samples)?;
-        v.compute_grads(loss, targets)
     }
     fn weights(&self) -> &[T] {
         HostConvNet::weights(self)
@@ -140,9 +132,6 @@ impl<T: Element> DataParallel<T, HostConvNet<T>> {
         Self::from_net(&HostConvNet::new(layers, 1)?, capacity, threads)
     }
 }
-
-/// The pool's job results, in copy order.
-type Results<R> = Vec<R>;
 
 impl<T: Element, N: Replica<T>> DataParallel<T, N> {
     /// `threads` zero copies of `net`'s layers (its weights are not copied), each holding up
@@ -228,7 +217,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         pool: Option<&ThreadPool>,
         items: Vec<I>,
         job: impl Fn(usize, I) -> R + Sync,
-    ) -> Results<R> {
+    ) -> Vec<R> {
         let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
         let job = &job;
         match pool {

@@ -427,39 +427,43 @@ pub fn train_net<T: Element>(
     if cfg.threads == 0 {
         return Err(HostError::Usage("--threads must be at least 1".into()));
     }
-    if cfg.layers.is_empty() && cfg.threads > 1 {
-        let mut par = DataParallel::<T>::new(&cfg.widths, cfg.batch, cfg.threads)?;
-        let (run, progress) = train_loop(&mut par, data, cfg, observer)?;
-        Ok(Trained {
-            run,
-            net: TrainedNet::Dense(par.into_net()),
-            progress,
-        })
-    } else if cfg.threads > 1 {
-        let mut par = DataParallel::new_conv(&cfg.layers, cfg.batch, cfg.threads)?;
-        let (run, progress) = train_loop(&mut par, data, cfg, observer)?;
-        Ok(Trained {
-            run,
-            net: TrainedNet::Conv(par.into_net()),
-            progress,
-        })
-    } else if cfg.layers.is_empty() {
-        let mut net = HostNet::<T>::new(&cfg.widths, cfg.batch, true)?;
-        let (run, progress) = train_loop(&mut net, data, cfg, observer)?;
-        Ok(Trained {
-            run,
-            net: TrainedNet::Dense(net),
-            progress,
-        })
-    } else {
-        let mut net = HostConvNet::<T>::new(&cfg.layers, cfg.batch)?;
-        let (run, progress) = train_loop(&mut net, data, cfg, observer)?;
-        Ok(Trained {
-            run,
-            net: TrainedNet::Conv(net),
-            progress,
-        })
+    match (cfg.layers.is_empty(), cfg.threads > 1) {
+        (true, true) => {
+            let par = DataParallel::<T>::new(&cfg.widths, cfg.batch, cfg.threads)?;
+            train_into(par, data, cfg, observer, |p| {
+                TrainedNet::Dense(p.into_net())
+            })
+        }
+        (false, true) => {
+            let par = DataParallel::new_conv(&cfg.layers, cfg.batch, cfg.threads)?;
+            train_into(par, data, cfg, observer, |p| TrainedNet::Conv(p.into_net()))
+        }
+        (true, false) => {
+            let net = HostNet::<T>::new(&cfg.widths, cfg.batch, true)?;
+            train_into(net, data, cfg, observer, TrainedNet::Dense)
+        }
+        (false, false) => {
+            let net = HostConvNet::<T>::new(&cfg.layers, cfg.batch)?;
+            train_into(net, data, cfg, observer, TrainedNet::Conv)
+        }
     }
+}
+
+/// [`train_loop`] on `net`, keeping what `keep` makes of it (copy 0 of a batch-parallel
+/// network).
+fn train_into<T: Element, N: TrainNet<T>>(
+    mut net: N,
+    data: &Dataset<T>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+    keep: impl FnOnce(N) -> TrainedNet<T>,
+) -> Result<Trained<T>, HostError> {
+    let (run, progress) = train_loop(&mut net, data, cfg, observer)?;
+    Ok(Trained {
+        run,
+        net: keep(net),
+        progress,
+    })
 }
 
 /// The training loop proper, for any [`TrainNet`] of capacity `cfg.batch` (checked by
@@ -637,8 +641,8 @@ mod tests {
 
     /// Batch-parallel training takes the same steps as one thread, up to the rounding of the
     /// gradient sum (f64 here, so that rounding stays near 1e-16 after 10 steps), for AGD
-    /// and for a baseline, dense and conv; three threads cut a batch of 64 into 22 + 22 + 20 and the last
-    /// batch of 44 into 15 + 15 + 14.
+    /// and for a baseline, dense and conv; three threads cut a batch of 64 into 22 + 22 + 20
+    /// and the last batch of 44 into 15 + 15 + 14.
     #[test]
     fn threads_train_like_one_thread() {
         let mut data = load::<f64>(DatasetKind::Digits, None).unwrap();

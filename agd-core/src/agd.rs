@@ -12,6 +12,7 @@ use agd_simd::{Element, axpy, sum_sq_checked, sum_sq_scaled};
 use heapless::Vec;
 
 use crate::error::Error;
+use crate::flat::check_len;
 use crate::layout::{Layout, MAX_DEPTH};
 use crate::spec::SpecLayout;
 
@@ -203,7 +204,7 @@ impl<T: Element> Agd<T> {
         weights: &mut [T],
         grads: &[T],
     ) -> Result<StepReport<T>, Error> {
-        check_step_buffers(layout, weights, grads)?;
+        check_step_buffers(layout.param_count(), weights, grads)?;
         let mut norms: Vec<T, MAX_DEPTH> = Vec::new();
         for k in 0..layout.depth() {
             // Layout::new guarantees depth <= MAX_DEPTH, so the push cannot fail.
@@ -229,14 +230,8 @@ impl<T: Element> Agd<T> {
         grads: &[T],
         sums: &[T],
     ) -> Result<StepReport<T>, Error> {
-        check_step_buffers(layout, weights, grads)?;
-        if sums.len() != layout.depth() {
-            return Err(Error::BufferSize {
-                buffer: "sums",
-                expected: layout.depth(),
-                got: sums.len(),
-            });
-        }
+        check_step_buffers(layout.param_count(), weights, grads)?;
+        check_sums(layout.depth(), sums)?;
         let mut norms: Vec<T, MAX_DEPTH> = Vec::new();
         for (k, &s) in sums.iter().enumerate() {
             let g = &grads[layout.weight_range(k)];
@@ -287,27 +282,20 @@ impl<T: Element> Agd<T> {
     }
 }
 
-/// The weight and gradient buffers of [`Agd::step`] against the layout.
-fn check_step_buffers<T>(layout: Layout<'_>, weights: &[T], grads: &[T]) -> Result<(), Error> {
-    let params = layout.param_count();
+/// The weight and gradient buffers of a step ([`Agd::step`], [`Agd::step_spec`]) against the
+/// layout's parameter count. Checked before any weight changes, so a refused step leaves
+/// them as they were.
+fn check_step_buffers<T>(params: usize, weights: &[T], grads: &[T]) -> Result<(), Error> {
     if grads.is_empty() {
         return Err(Error::NoGradientBuffer);
     }
-    if weights.len() != params {
-        return Err(Error::BufferSize {
-            buffer: "weights",
-            expected: params,
-            got: weights.len(),
-        });
-    }
-    if grads.len() != params {
-        return Err(Error::BufferSize {
-            buffer: "grads",
-            expected: params,
-            got: grads.len(),
-        });
-    }
-    Ok(())
+    check_len("weights", params, weights.len())?;
+    check_len("grads", params, grads.len())
+}
+
+/// One plain sum of squares per layer for the `*_with_sums` steps.
+fn check_sums<T>(depth: usize, sums: &[T]) -> Result<(), Error> {
+    check_len("sums", depth, sums.len())
 }
 
 /// `sqrt(Σ_j x[first + j·stride]²)` without overflow or underflow: the Frobenius norm of one
@@ -383,13 +371,7 @@ impl<T: Element> Agd<T> {
         norms: &mut [T],
         sums: &[T],
     ) -> Result<StepReport<T>, Error> {
-        if sums.len() != layout.depth() {
-            return Err(Error::BufferSize {
-                buffer: "sums",
-                expected: layout.depth(),
-                got: sums.len(),
-            });
-        }
+        check_sums(layout.depth(), sums)?;
         self.step_spec_impl(layout, weights, grads, norms, Some(sums))
     }
 
@@ -401,23 +383,8 @@ impl<T: Element> Agd<T> {
         norms: &mut [T],
         plain: Option<&[T]>,
     ) -> Result<StepReport<T>, Error> {
-        let params = layout.param_count();
-        if grads.is_empty() {
-            return Err(Error::NoGradientBuffer);
-        }
-        for (buffer, expected, got) in [
-            ("weights", params, weights.len()),
-            ("grads", params, grads.len()),
-            ("norms", layout.norm_count(), norms.len()),
-        ] {
-            if expected != got {
-                return Err(Error::BufferSize {
-                    buffer,
-                    expected,
-                    got,
-                });
-            }
-        }
+        check_step_buffers(layout.param_count(), weights, grads)?;
+        check_len("norms", layout.norm_count(), norms.len())?;
         let depth = layout.depth();
         let mut sums: Vec<T, MAX_DEPTH> = Vec::new();
         for k in 0..depth {
@@ -570,19 +537,69 @@ mod tests {
         }
     }
 
-    /// One sum per layer, or a typed error.
+    /// Every buffer of the four steps (dense and spec, with and without sums) is checked
+    /// alike, in the same order (grads present, weights, grads, then norms or sums), and a
+    /// refused step leaves the weights bit-identical.
     #[test]
-    fn a_sum_per_layer() {
-        let (layout, mut w, g) = case(1e-2);
-        assert_eq!(
-            Agd::new()
-                .step_with_sums(layout, &mut w, &g, &[1.0; 2])
-                .unwrap_err(),
-            Error::BufferSize {
-                buffer: "sums",
-                expected: 3,
-                got: 2
+    fn every_step_refuses_a_wrong_buffer_and_changes_nothing() {
+        use crate::spec::{LayerSpec, chain, conv, dense};
+        let size = |buffer, expected, got| Error::BufferSize {
+            buffer,
+            expected,
+            got,
+        };
+        let bits = |w: &[f64]| w.iter().map(|v| v.to_bits()).collect::<StdVec<_>>();
+        let agd = Agd::<f64>::new();
+        let (layout, w0, g) = case(1e-2);
+        let n = layout.param_count();
+        let sums = plain_sums(layout, &g);
+        let (w0, g, sums, none) = (&w0[..], &g[..], &sums[..], &[][..]);
+        let dense_cases = [
+            (w0, none, sums, Error::NoGradientBuffer),
+            (&w0[..n - 1], g, sums, size("weights", n, n - 1)),
+            (w0, &g[..n - 1], sums, size("grads", n, n - 1)),
+            (w0, g, &sums[..2], size("sums", 3, 2)),
+        ];
+        for (w, g, sums, want) in dense_cases {
+            let mut w1 = w.to_vec();
+            if !matches!(want, Error::BufferSize { buffer: "sums", .. }) {
+                assert_eq!(agd.step(layout, &mut w1, g).unwrap_err(), want);
             }
-        );
+            assert_eq!(
+                agd.step_with_sums(layout, &mut w1, g, sums).unwrap_err(),
+                want
+            );
+            assert_eq!(bits(&w1), bits(w), "{want:?}");
+        }
+
+        const LAYERS: [LayerSpec; 2] = chain([2, 5, 5], [conv(3, 3, 1, 1), dense(4)]);
+        let layout = SpecLayout::new(&LAYERS).unwrap();
+        let (n, m) = (layout.param_count(), layout.norm_count());
+        let w0: StdVec<f64> = (0..n).map(|i| (i % 7) as f64 * 0.1 - 0.3).collect();
+        let g: StdVec<f64> = (0..n).map(|i| (i % 5) as f64 * 0.01 - 0.02).collect();
+        let (w0, g, sums) = (&w0[..], &g[..], &[1.0; 2][..]);
+        let spec_cases = [
+            (w0, none, m, sums, Error::NoGradientBuffer),
+            (&w0[..n - 1], g, m, sums, size("weights", n, n - 1)),
+            (w0, &g[..n - 1], m, sums, size("grads", n, n - 1)),
+            (w0, g, m - 1, sums, size("norms", m, m - 1)),
+            (w0, g, m, &sums[..1], size("sums", 2, 1)),
+        ];
+        for (w, g, norm_len, sums, want) in spec_cases {
+            let mut w1 = w.to_vec();
+            let mut norms = std::vec![0.0; norm_len];
+            if !matches!(want, Error::BufferSize { buffer: "sums", .. }) {
+                assert_eq!(
+                    agd.step_spec(layout, &mut w1, g, &mut norms).unwrap_err(),
+                    want
+                );
+            }
+            assert_eq!(
+                agd.step_spec_with_sums(layout, &mut w1, g, &mut norms, sums)
+                    .unwrap_err(),
+                want
+            );
+            assert_eq!(bits(&w1), bits(w), "{want:?}");
+        }
     }
 }

@@ -115,6 +115,7 @@ impl<T: Element> Network<T> for HostNet<T> {
 /// run time, lent to the same [`ConvNetMut`] the device uses.
 #[derive(Debug, Clone)]
 pub struct HostConvNet<T> {
+    /// Checked by `SpecLayout::new` in [`HostConvNet::new`]; private, so it stays checked.
     layers: Vec<LayerSpec>,
     capacity: usize,
     weights: Vec<T>,
@@ -170,15 +171,14 @@ impl<T: Element> HostConvNet<T> {
     }
 
     /// What an AGD step by an outside gradient needs: the layout, the weights and the
-    /// per-kernel-position norm buffer.
-    pub(crate) fn step_buffers(
-        &mut self,
-    ) -> Result<(SpecLayout<'_>, &mut [T], &mut [T]), agd_core::Error> {
-        Ok((
-            SpecLayout::new(&self.layers)?,
+    /// per-kernel-position norm buffer. The layers were checked in [`HostConvNet::new`] and
+    /// cannot change since, so every step does not check them again.
+    pub(crate) fn step_buffers(&mut self) -> (SpecLayout<'_>, &mut [T], &mut [T]) {
+        (
+            SpecLayout::__from_checked(&self.layers),
             &mut self.weights,
             &mut self.norms,
-        ))
+        )
     }
 
     /// The first `batch` samples of the input block (`batch x f_0`), to fill in place.

@@ -93,7 +93,7 @@ impl<T: Element> Replica<T> for HostConvNet<T> {
         HostConvNet::grads(self)
     }
     fn agd_update(&mut self, agd: &Agd<T>, grads: &[T]) -> Result<StepReport<T>, agd_core::Error> {
-        let (layout, w, norms) = self.step_buffers()?;
+        let (layout, w, norms) = self.step_buffers();
         agd.step_spec(layout, w, grads, norms)
     }
 }

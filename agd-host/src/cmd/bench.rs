@@ -72,6 +72,44 @@ pub struct GemmRow {
     pub ratio: f64,
 }
 
+/// A training step's batch-parallel run: every field is null with `--threads 1` or a batch
+/// of one (which cannot be split).
+#[derive(Debug, Serialize)]
+pub struct Threaded {
+    /// Threads of the batch-parallel run.
+    pub threads: Option<usize>,
+    /// The fastest step on `threads` threads by the wall clock, µs.
+    pub threaded_best_wall_us: Option<f64>,
+    /// `best_wall_us / threaded_best_wall_us`.
+    pub threaded_speedup: Option<f64>,
+}
+
+impl Threaded {
+    /// From the one-thread step's timing and, if the step ran split, the threaded one's.
+    /// Worker threads' CPU time is not the caller's: the comparison is by the fastest
+    /// wall-clock sample of each.
+    fn new(threads: usize, single: Timing, threaded: Option<Timing>) -> Self {
+        let us = threaded.map(|t| t.wall_best * 1e6);
+        Threaded {
+            threads: us.map(|_| threads),
+            threaded_best_wall_us: us,
+            threaded_speedup: us.map(|p| single.wall_best * 1e6 / p),
+        }
+    }
+
+    /// `(threads, fastest µs, speed-up)` if the step ran split.
+    fn figures(&self) -> Option<(usize, f64, f64)> {
+        match (
+            self.threads,
+            self.threaded_best_wall_us,
+            self.threaded_speedup,
+        ) {
+            (Some(n), Some(us), Some(x)) => Some((n, us, x)),
+            _ => None,
+        }
+    }
+}
+
 /// One training step: median time.
 #[derive(Debug, Serialize)]
 pub struct StepRow {
@@ -89,12 +127,9 @@ pub struct StepRow {
     pub separate_norms_median_us: f64,
     /// The target from the performance issue, µs.
     pub target_us: f64,
-    /// Threads of the batch-parallel run (absent with `--threads 1`).
-    pub threads: Option<usize>,
-    /// The fastest step on `threads` threads by the wall clock, µs.
-    pub threaded_best_wall_us: Option<f64>,
-    /// `best_wall_us / threaded_best_wall_us`.
-    pub threaded_speedup: Option<f64>,
+    /// The batch-parallel run, as three fields of this row.
+    #[serde(flatten)]
+    pub threaded: Threaded,
 }
 
 /// Training steps per MNIST epoch at batch 128 (60,000 / 128, the last one partial).
@@ -117,12 +152,9 @@ pub struct CnnStepRow {
     pub target_epoch_seconds: f64,
     /// `median_us` over the `[784, 256, 256, 10]` b128 step's median in the same run.
     pub vs_dense_step: f64,
-    /// Threads of the batch-parallel run (absent with `--threads 1`).
-    pub threads: Option<usize>,
-    /// The fastest step on `threads` threads by the wall clock, µs.
-    pub threaded_best_wall_us: Option<f64>,
-    /// `best_wall_us / threaded_best_wall_us`.
-    pub threaded_speedup: Option<f64>,
+    /// The batch-parallel run, as three fields of this row.
+    #[serde(flatten)]
+    pub threaded: Threaded,
 }
 
 /// Everything `agd bench` measures.
@@ -319,8 +351,7 @@ fn step_row(
     // the orthogonal start's scale (row norms about sqrt(d_out/d_in)·…) stands in for
     // `init_orthogonal`, which takes seconds at width 1024.
     let mut off = 0;
-    let weights = net.view().weights_mut().to_vec();
-    let mut w = weights;
+    let w = net.weights_mut();
     for pair in widths.windows(2) {
         let (d_in, d_out) = (pair[0], pair[1]);
         let s = (3.0 / d_in as f32).sqrt() * 2.0;
@@ -329,7 +360,6 @@ fn step_row(
         }
         off += d_in * d_out;
     }
-    net.view().weights_mut().copy_from_slice(&w);
     let x: Vec<f32> = uniform(&mut rng, batch * widths[0])
         .into_iter()
         .map(|v| v + 0.5)
@@ -353,17 +383,11 @@ fn step_row(
     let mut par = DataParallel::<f32>::new(widths, batch, threads)?;
     // A batch of one cannot be split: no threaded figure then.
     let threads = par.threads();
-    par.net()
-        .view()
-        .weights_mut()
-        .copy_from_slice(net.weights());
+    par.net().weights_mut().copy_from_slice(net.weights());
     par.sync();
     // The same step with the norms in a pass of their own, on a copy of the network.
     let mut separate_net = HostNet::<f32>::new(widths, batch, true)?;
-    separate_net
-        .view()
-        .weights_mut()
-        .copy_from_slice(net.weights());
+    separate_net.weights_mut().copy_from_slice(net.weights());
     let mut separate_failure = None;
     let mut separate = || {
         let mut view = separate_net.view();
@@ -401,9 +425,6 @@ fn step_row(
     if let Some(e) = failure.or(separate_failure).or(par_failure) {
         return Err(e.into());
     }
-    // Worker threads' CPU time is not the caller's: the two-thread comparison is by the
-    // fastest wall-clock sample of each.
-    let threaded = t.get(2).map(|s| s.wall_best * 1e6);
     Ok(StepRow {
         widths: widths.to_vec(),
         batch,
@@ -411,9 +432,7 @@ fn step_row(
         best_wall_us: t[0].wall_best * 1e6,
         separate_norms_median_us: t[1].cpu_median * 1e6,
         target_us,
-        threads: threaded.map(|_| threads),
-        threaded_best_wall_us: threaded,
-        threaded_speedup: threaded.map(|p| t[0].wall_best * 1e6 / p),
+        threaded: Threaded::new(threads, t[0], t.get(2).copied()),
     })
 }
 
@@ -463,7 +482,6 @@ fn cnn_step_row(
         return Err(e.into());
     }
     let median_us = t[0].cpu_median * 1e6;
-    let threaded = t.get(1).map(|s| s.wall_best * 1e6);
     Ok(CnnStepRow {
         layers: agd_host::layers::layers_text(&MNIST_CNN),
         batch,
@@ -472,9 +490,7 @@ fn cnn_step_row(
         epoch_seconds: median_us * 1e-6 * MNIST_STEPS_PER_EPOCH as f64,
         target_epoch_seconds: 6.0,
         vs_dense_step: median_us / dense_median_us,
-        threads: threaded.map(|_| threads),
-        threaded_best_wall_us: threaded,
-        threaded_speedup: threaded.map(|p| t[0].wall_best * 1e6 / p),
+        threaded: Threaded::new(threads, t[0], t.get(1).copied()),
     })
 }
 
@@ -561,9 +577,9 @@ fn print_tables(r: &Report) {
         "separate norms µs (x)"
     );
     for s in &r.step {
-        let par = match (s.threads, s.threaded_best_wall_us, s.threaded_speedup) {
-            (Some(n), Some(us), Some(x)) => format!("{n}: {us:.1} ({x:.2}x)"),
-            _ => "-".to_string(),
+        let par = match s.threaded.figures() {
+            Some((n, us, x)) => format!("{n}: {us:.1} ({x:.2}x)"),
+            None => "-".to_string(),
         };
         let separate = format!(
             "{:.1} ({:.3}x)",
@@ -588,7 +604,7 @@ fn print_tables(r: &Report) {
          (target {:.0} s)",
         c.layers, c.batch, c.median_us, c.vs_dense_step, c.epoch_seconds, c.target_epoch_seconds
     );
-    if let (Some(n), Some(us), Some(x)) = (c.threads, c.threaded_best_wall_us, c.threaded_speedup) {
+    if let Some((n, us, x)) = c.threaded.figures() {
         println!(
             "  fastest step by the wall clock {:.0} µs; on {n} threads {us:.0} µs ({x:.2}x)",
             c.best_wall_us
@@ -600,5 +616,54 @@ fn print_tables(r: &Report) {
     );
     if r.quick {
         println!("(--quick: few rounds; rerun without it for figures to quote)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The threaded figures are three plain fields of each row's JSON, as the docs
+    /// (README, BENCHMARKS.md) list them: numbers after a split step, nulls otherwise.
+    #[test]
+    fn threaded_fields_sit_flat_in_both_rows() {
+        let timing = |wall_best| Timing {
+            cpu_median: 0.0,
+            wall_best,
+        };
+        let row = |threaded| StepRow {
+            widths: vec![64, 10],
+            batch: 2,
+            median_us: 3.0,
+            best_wall_us: 4.0,
+            separate_norms_median_us: 5.0,
+            target_us: 6.0,
+            threaded,
+        };
+        let split = Threaded::new(2, timing(0.75), Some(timing(0.5)));
+        assert_eq!(
+            serde_json::to_string(&row(split)).unwrap(),
+            r#"{"widths":[64,10],"batch":2,"median_us":3.0,"best_wall_us":4.0,"#.to_string()
+                + r#""separate_norms_median_us":5.0,"target_us":6.0,"threads":2,"#
+                + r#""threaded_best_wall_us":500000.0,"threaded_speedup":1.5}"#
+        );
+        let whole = Threaded::new(2, timing(0.75), None);
+        assert_eq!(whole.figures(), None);
+        let cnn = CnnStepRow {
+            layers: "dense10".into(),
+            batch: 2,
+            median_us: 3.0,
+            best_wall_us: 4.0,
+            epoch_seconds: 5.0,
+            target_epoch_seconds: 6.0,
+            vs_dense_step: 7.0,
+            threaded: whole,
+        };
+        let nulls = r#""threads":null,"threaded_best_wall_us":null,"threaded_speedup":null}"#;
+        let json = serde_json::to_string(&cnn).unwrap();
+        assert!(
+            json.ends_with(&(r#""vs_dense_step":7.0,"#.to_string() + nulls)),
+            "{json}"
+        );
     }
 }

@@ -21,6 +21,8 @@
 //! `0..n` shuffled by Fisher–Yates driven by `SplitMix64::new(0)` (`for i in (1..n).rev()
 //! { j = next_u64() % (i+1); swap(i, j) }`); the first `n − ⌈n/5⌉` shuffled indices are the
 //! training set, the last `⌈n/5⌉` the test set. The firmware uses this very split for digits.
+//! For digits, `--split reference` takes the reference implementation's split instead
+//! ([`Split::Reference`]), to hold results against `REFERENCE-RESULTS.md` on the same test set.
 //!
 //! **Normalisation** for images, exactly as the reference runs: pixels scaled to `[0, 1]`,
 //! then standardised with one global mean and standard deviation (population, over every pixel
@@ -51,6 +53,45 @@ pub enum DatasetKind {
     /// Your own IDX files in `--data-dir`: train-images, train-labels, test-images (or
     /// t10k-images), test-labels (or t10k-labels), raw or .gz.
     Idx,
+}
+
+/// How a dataset without an official split is split into training and test sets (`--split`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Split {
+    /// This project's seeded permutation ([`split_permutation`]), the one the firmware uses.
+    #[default]
+    Seeded,
+    /// digits only: the reference implementation's split, numpy's
+    /// `default_rng(0).permutation(1797)` (shipped in `data/digits/reference-split.txt`), the
+    /// first 1,437 indices for training.
+    Reference,
+}
+
+impl Split {
+    /// What the split of `kind` is, for the log and `metrics.json`.
+    pub fn describe(self, kind: DatasetKind) -> &'static str {
+        match (kind, self) {
+            (DatasetKind::Mnist | DatasetKind::Idx, _) => "the files' own",
+            (_, Split::Seeded) => "seeded, Fisher-Yates on SplitMix64 seed 0",
+            (_, Split::Reference) => "the reference's, numpy default_rng(0).permutation(1797)",
+        }
+    }
+}
+
+/// The reference implementation's digits split, generated once with numpy 2.4.6 (the header
+/// of the file says how): its training set's pixel mean and std, 0.305447 / 0.376037, are the
+/// ones `REFERENCE-RESULTS.md` gives (tested).
+const REFERENCE_DIGITS_SPLIT: &str = include_str!("../../data/digits/reference-split.txt");
+
+/// The permutation of `0..1797` behind [`Split::Reference`].
+pub fn reference_permutation() -> Vec<usize> {
+    REFERENCE_DIGITS_SPLIT
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        // The file is part of the build and tested to be a permutation of 0..1797.
+        .map(|t| t.parse().expect("reference-split.txt holds indices"))
+        .collect()
 }
 
 /// The standard MNIST file names, in the order train images, train labels, test images, test
@@ -366,6 +407,25 @@ fn split_rows(n: usize) -> (Vec<usize>, Vec<usize>) {
     (perm[..n_train].to_vec(), perm[n_train..].to_vec())
 }
 
+/// The training and test rows of `n` digits under `split`.
+fn digits_rows(n: usize, split: Split, dir: &Path) -> Result<(Vec<usize>, Vec<usize>), HostError> {
+    match split {
+        Split::Seeded => Ok(split_rows(n)),
+        Split::Reference => {
+            let perm = reference_permutation();
+            if perm.len() != n {
+                return Err(HostError::Data(format!(
+                    "{}: --split reference is a split of sklearn's {} digits; these files hold {n}",
+                    dir.display(),
+                    perm.len()
+                )));
+            }
+            let n_train = n - test_count(n);
+            Ok((perm[..n_train].to_vec(), perm[n_train..].to_vec()))
+        }
+    }
+}
+
 fn gather(labels: &[usize], rows: &[usize]) -> Vec<usize> {
     rows.iter().map(|&r| labels[r]).collect()
 }
@@ -375,9 +435,17 @@ fn gather(labels: &[usize], rows: &[usize]) -> Vec<usize> {
 pub fn load<T: Element>(
     kind: DatasetKind,
     data_dir: Option<&Path>,
+    split: Split,
 ) -> Result<Dataset<T>, HostError> {
+    if split == Split::Reference && kind != DatasetKind::Digits {
+        return Err(HostError::Usage(format!(
+            "--split reference is the reference implementation's split of digits; {} has {}",
+            kind.name(),
+            split_kind_text(kind)
+        )));
+    }
     let dir = resolve_dir(kind, data_dir)?;
-    let data = load_from::<T>(kind, &dir)?;
+    let data = load_from::<T>(kind, &dir, split)?;
     if data.train_y.is_empty() || data.test_y.is_empty() {
         return Err(HostError::Data(format!(
             "{}: empty dataset: {} training and {} test samples",
@@ -404,7 +472,20 @@ pub fn load<T: Element>(
     Ok(data)
 }
 
-fn load_from<T: Element>(kind: DatasetKind, dir: &Path) -> Result<Dataset<T>, HostError> {
+/// What `--split seeded` means for a dataset other than digits, for the refusal of
+/// `--split reference`.
+fn split_kind_text(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::Mnist | DatasetKind::Idx => "its files' own split",
+        _ => "only the seeded split",
+    }
+}
+
+fn load_from<T: Element>(
+    kind: DatasetKind,
+    dir: &Path,
+    split: Split,
+) -> Result<Dataset<T>, HostError> {
     let dir = dir.to_path_buf();
     match kind {
         DatasetKind::Idx => load_idx(&dir),
@@ -417,7 +498,7 @@ fn load_from<T: Element>(kind: DatasetKind, dir: &Path) -> Result<Dataset<T>, Ho
                     dir.display()
                 )));
             }
-            let (train, test) = split_rows(n);
+            let (train, test) = digits_rows(n, split, &dir)?;
             let (train_y, test_y) = (gather(&labels, &train), gather(&labels, &test));
             Ok(image_dataset(
                 kind,
@@ -699,7 +780,7 @@ mod tests {
 
     #[test]
     fn digits_load_split_and_normalise() {
-        let d = load::<f64>(DatasetKind::Digits, None).unwrap();
+        let d = load::<f64>(DatasetKind::Digits, None, Split::Seeded).unwrap();
         assert_eq!(d.train_y.len(), 1437);
         assert_eq!(d.test_y.len(), 360);
         assert_eq!(d.train_x.len(), 1437 * 64);
@@ -716,8 +797,56 @@ mod tests {
     }
 
     #[test]
+    fn reference_split_is_the_references() {
+        let perm = reference_permutation();
+        let mut sorted = perm.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (0..1797).collect::<Vec<_>>(),
+            "a permutation of 0..1797"
+        );
+        assert_ne!(perm, split_permutation(1797));
+        let d = load::<f64>(DatasetKind::Digits, None, Split::Reference).unwrap();
+        assert_eq!((d.train_y.len(), d.test_y.len()), (1437, 360));
+        // REFERENCE-RESULTS.md: the reference's digits train split has pixel mean / std
+        // 0.305447 / 0.376037 (after ÷16); the seeded split's are others.
+        assert!(
+            d.normalisation.contains("(x − 0.305447)/0.376037"),
+            "{}",
+            d.normalisation
+        );
+        let seeded = load::<f64>(DatasetKind::Digits, None, Split::Seeded).unwrap();
+        assert!(!seeded.normalisation.contains("0.305447"));
+        // Its rows are the files' rows in the permutation's order.
+        let labels = read_labels(
+            &find_file(
+                &resolve_dir(DatasetKind::Digits, None).unwrap(),
+                "digits-labels-idx1-ubyte",
+            ),
+            1797,
+            10,
+        )
+        .unwrap();
+        assert_eq!(d.test_y, gather(&labels, &perm[1437..]));
+    }
+
+    #[test]
+    fn reference_split_is_refused_for_other_datasets() {
+        for kind in [
+            DatasetKind::Mnist,
+            DatasetKind::BreastCancer,
+            DatasetKind::Idx,
+        ] {
+            let err = load::<f32>(kind, None, Split::Reference).unwrap_err();
+            assert!(matches!(err, HostError::Usage(_)), "{kind:?}: {err}");
+            assert!(err.to_string().contains("--split reference"), "{err}");
+        }
+    }
+
+    #[test]
     fn breast_cancer_columns_are_standardised_on_the_train_split() {
-        let d = load::<f64>(DatasetKind::BreastCancer, None).unwrap();
+        let d = load::<f64>(DatasetKind::BreastCancer, None, Split::Seeded).unwrap();
         assert_eq!((d.train_y.len(), d.test_y.len()), (455, 114));
         for j in 0..30 {
             let (m, s) = mean_std(d.train_x.iter().skip(j).step_by(30).copied());
@@ -730,7 +859,12 @@ mod tests {
 
     #[test]
     fn missing_directory_is_an_error() {
-        let err = load::<f32>(DatasetKind::Mnist, Some(Path::new("/nonexistent/agd"))).unwrap_err();
+        let err = load::<f32>(
+            DatasetKind::Mnist,
+            Some(Path::new("/nonexistent/agd")),
+            Split::Seeded,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("not a directory"), "{err}");
     }
 }

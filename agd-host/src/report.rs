@@ -59,6 +59,9 @@ pub struct RunMetrics {
     pub dtype: String,
     /// How the inputs were normalised.
     pub normalisation: String,
+    /// The train/test split (`--split`; MNIST and `idx`: the files' own).
+    #[serde(default)]
+    pub split: String,
     /// Per epoch: mean training loss (before each step).
     pub train_loss: Vec<f64>,
     /// Per epoch: training accuracy (fraction, before each step).
@@ -86,6 +89,7 @@ impl RunMetrics {
         dataset: &str,
         dtype: &str,
         normalisation: &str,
+        split: &str,
         cfg: &TrainConfig,
         run: &Run,
     ) -> Self {
@@ -110,6 +114,7 @@ impl RunMetrics {
             threads: cfg.threads,
             dtype: dtype.to_string(),
             normalisation: normalisation.to_string(),
+            split: split.to_string(),
             train_loss: col(|e| e.train_loss),
             train_accuracy: col(|e| e.train_accuracy),
             test_accuracy: col(|e| e.test_accuracy),

@@ -601,7 +601,7 @@ mod tests {
     use crate::data::{DatasetKind, load};
 
     fn tiny_digits() -> Dataset<f32> {
-        let mut d = load::<f32>(DatasetKind::Digits, None).unwrap();
+        let mut d = load::<f32>(DatasetKind::Digits, None, crate::data::Split::Seeded).unwrap();
         d.train_x.truncate(300 * 64);
         d.train_y.truncate(300);
         d
@@ -645,7 +645,7 @@ mod tests {
     /// and the last batch of 44 into 15 + 15 + 14.
     #[test]
     fn threads_train_like_one_thread() {
-        let mut data = load::<f64>(DatasetKind::Digits, None).unwrap();
+        let mut data = load::<f64>(DatasetKind::Digits, None, crate::data::Split::Seeded).unwrap();
         data.train_x.truncate(300 * 64);
         data.train_y.truncate(300);
         let conv = crate::layers::parse("conv3k3p1,conv4k3s2p1,dense10", [1, 8, 8], 10).unwrap();

@@ -594,7 +594,7 @@ fn eval_reads_conv_checkpoints() {
     use agd_core::spec::{chain, conv, dense};
     use agd_core::{ConvNetwork, SplitMix64};
     use agd_host::checkpoint_file::save_conv;
-    use agd_host::data::{DatasetKind, load};
+    use agd_host::data::{DatasetKind, Split, load};
     use agd_host::net::HostConvNet;
 
     let dir = tempfile::tempdir().unwrap();
@@ -604,7 +604,7 @@ fn eval_reads_conv_checkpoints() {
     net.view().init_orthogonal(&mut SplitMix64::new(5));
     save_conv(&path, &mut net, Progress { step: 3, rng: 4 }).unwrap();
     // What the untrained network gets right on the digits test set, computed here.
-    let data = load::<f32>(DatasetKind::Digits, None).unwrap();
+    let data = load::<f32>(DatasetKind::Digits, None, Split::Seeded).unwrap();
     let mut correct = 0;
     let mut v = net.view();
     for (xs, ys) in data.test_x.chunks(128 * 64).zip(data.test_y.chunks(128)) {

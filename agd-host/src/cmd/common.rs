@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use agd_core::Loss;
 use agd_host::HostError;
-use agd_host::data::{Dataset, DatasetKind};
+use agd_host::data::{Dataset, DatasetKind, Split};
 use agd_host::train::{EpochRecord, Observer, Optimizer, Progress, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// data/digits or data/breast_cancer; for MNIST ../shared/data/mnist.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Train/test split of digits: `seeded` (this project's, the firmware's) or `reference`
+    /// (the reference implementation's, numpy `default_rng(0).permutation(1797)`, to compare
+    /// with its published accuracy). MNIST and `idx` keep their files' split.
+    #[arg(long, value_enum, default_value = "seeded")]
+    pub split: Split,
     /// Layer widths d_0,…,d_L (d_0 = inputs, d_L = classes). Default: digits 64,128,128,10;
     /// mnist 784,256,256,10; breast-cancer 30,64,64,2.
     #[arg(long, value_delimiter = ',', num_args = 1..)]

@@ -101,7 +101,11 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
     if base.epochs == 0 {
         return Err(HostError::Usage("--epochs must be at least 1".into()));
     }
-    let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
+    let data = load::<T>(
+        args.run.dataset,
+        args.run.data_dir.as_deref(),
+        args.run.split,
+    )?;
     args.run.apply_network(&mut base, &data)?;
     let name = args.run.dataset.name();
     let dtype = args.run.dtype_name();
@@ -134,7 +138,14 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
         let result = train(&data, &cfg, &mut bar);
         bar.finish();
         let run = result?;
-        let m = RunMetrics::new(name, dtype, &data.normalisation, &cfg, &run);
+        let m = RunMetrics::new(
+            name,
+            dtype,
+            &data.normalisation,
+            args.run.split.describe(args.run.dataset),
+            &cfg,
+            &run,
+        );
         let dir = out.join("runs").join(label.replace(' ', "-"));
         write_run(&dir, &m)?;
         println!(

@@ -8,7 +8,7 @@ use agd_core::spec::LayerSpec;
 use agd_core::{ConvNetwork, Element, Loss, Network};
 use agd_host::HostError;
 use agd_host::checkpoint_file::{check_buffers, read_any};
-use agd_host::data::{DatasetKind, load};
+use agd_host::data::{DatasetKind, Split, load};
 use agd_host::net::{HostConvNet, HostNet};
 
 use crate::cmd::common::LossArg;
@@ -25,6 +25,9 @@ pub struct Args {
     /// Directory holding the dataset's IDX files (as for `agd train`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The split the network was trained on (as for `agd train`).
+    #[arg(long, value_enum, default_value = "seeded")]
+    split: Split,
     /// The loss to report (the accuracy does not depend on it).
     #[arg(long, value_enum, default_value = "mse")]
     loss: LossArg,
@@ -80,7 +83,7 @@ fn typed<T: Element>(args: &Args, header: &SpecHeader, bytes: &[u8]) -> Result<b
         path: path.display().to_string(),
         source,
     };
-    let data = load::<T>(args.dataset, args.data_dir.as_deref())?;
+    let data = load::<T>(args.dataset, args.data_dir.as_deref(), args.split)?;
     let inputs = header.layers[0].in_features();
     let classes = header.layers[header.layers.len() - 1].out_features();
     if inputs != data.inputs() || classes != data.classes() {

@@ -100,7 +100,11 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
     if let Some(save) = &args.save {
         agd_host::checkpoint_file::check_writable(save)?;
     }
-    let data = load::<T>(args.run.dataset, args.run.data_dir.as_deref())?;
+    let data = load::<T>(
+        args.run.dataset,
+        args.run.data_dir.as_deref(),
+        args.run.split,
+    )?;
     args.run.apply_network(&mut cfg, &data)?;
     let name = args.run.dataset.name();
     let out = args.out.clone().unwrap_or_else(|| {
@@ -112,9 +116,10 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
         ))
     });
     println!(
-        "{name}: {} train / {} test, inputs {}",
+        "{name}: {} train / {} test (split: {}), inputs {}",
         data.train_y.len(),
         data.test_y.len(),
+        args.run.split.describe(args.run.dataset),
         data.normalisation
     );
     println!(
@@ -132,7 +137,14 @@ fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError>
     bar.finish();
     let mut trained = result?;
     let run = &mut trained.run;
-    let metrics = RunMetrics::new(name, args.run.dtype_name(), &data.normalisation, &cfg, run);
+    let metrics = RunMetrics::new(
+        name,
+        args.run.dtype_name(),
+        &data.normalisation,
+        args.run.split.describe(args.run.dataset),
+        &cfg,
+        run,
+    );
     write_run(&out, &metrics)?;
     if run.skipped_batches > 0 {
         println!("skipped {} bad batches", run.skipped_batches);

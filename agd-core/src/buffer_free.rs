@@ -641,6 +641,36 @@ mod tests {
     }
 
     #[test]
+    fn narrow_layer_norm_keeps_its_precision_when_samples_cancel() {
+        // A one-wide input (d_in = 1) with alternating signs: g = Σ_n h_n δ_n, and each δ_n is
+        // one shared vector plus a 1e-3 part of its own, so the shared part cancels exactly
+        // and ||g|| is about a thousandth of Σ_n ||δ_n|| |h_n| (κ ≈ 3e3). The Gram sum's
+        // error would be about ε·κ² ≈ 0.5 of ||g||²; forming g's rows keeps it near ε·κ.
+        let mut rng = SplitMix64::new(21);
+        let (batch, d_out) = (8, 8);
+        let mut shared = [0.0f32; 8];
+        fill_gaussian(&mut shared, &mut rng);
+        let mut own = [0.0f32; 64];
+        fill_gaussian(&mut own, &mut rng);
+        let d: StdVec<f32> = (0..batch * d_out)
+            .map(|i| shared[i % d_out] + 1e-3 * own[i])
+            .collect();
+        let h: StdVec<f32> = (0..batch)
+            .map(|n| if n % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let d64: StdVec<f64> = d.iter().map(|&v| v as f64).collect();
+        let h64: StdVec<f64> = h.iter().map(|&v| v as f64).collect();
+        let want = grad_norm(batch, &d64, &h64).unwrap();
+        let spread: f64 = (0..batch).map(|n| nrm2(&d64[n * d_out..][..d_out])).sum();
+        assert!(spread / want > 1e3, "κ {}", spread / want);
+        let got = grad_norm(batch, &d, &h).unwrap();
+        assert!(rel_close(got as f64, want, 1e-3), "{got} vs {want}");
+        // The same for the transposed layer (d_out = 1): the narrow side is the errors.
+        let got = grad_norm(batch, &h, &d).unwrap();
+        assert!(rel_close(got as f64, want, 1e-3), "{got} vs {want}");
+    }
+
+    #[test]
     fn gram_norm_f32_survives_overflow_and_underflow() {
         // The gradient itself is of moderate size, but plain f32 products δ·δ overflow
         // (1e40) or underflow (1e-50), and h·h underflows or overflows the other way.

@@ -58,11 +58,12 @@ pub enum DatasetKind {
 /// How a dataset without an official split is split into training and test sets (`--split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Split {
-    /// This project's seeded permutation ([`split_permutation`]), the one the firmware uses.
+    /// This project's seeded permutation (Fisher-Yates on SplitMix64 seed 0, see
+    /// `split_permutation`), the one the firmware uses.
     #[default]
     Seeded,
     /// digits only: the reference implementation's split, numpy's
-    /// `default_rng(0).permutation(1797)` (shipped in `data/digits/reference-split.txt`), the
+    /// default_rng(0).permutation(1797) (shipped in data/digits/reference-split.txt), the
     /// first 1,437 indices for training.
     Reference,
 }

@@ -403,9 +403,13 @@ fn image_dataset<T: Element>(
 }
 
 fn split_rows(n: usize) -> (Vec<usize>, Vec<usize>) {
-    let perm = split_permutation(n);
-    let n_train = n - test_count(n);
-    (perm[..n_train].to_vec(), perm[n_train..].to_vec())
+    cut(split_permutation(n))
+}
+
+/// A permutation of `0..n` cut into its training rows (the first `n − ⌈n/5⌉`) and test rows.
+fn cut(mut perm: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
+    let test = perm.split_off(perm.len() - test_count(perm.len()));
+    (perm, test)
 }
 
 /// The training and test rows of `n` digits under `split`.
@@ -421,8 +425,7 @@ fn digits_rows(n: usize, split: Split, dir: &Path) -> Result<(Vec<usize>, Vec<us
                     perm.len()
                 )));
             }
-            let n_train = n - test_count(n);
-            Ok((perm[..n_train].to_vec(), perm[n_train..].to_vec()))
+            Ok(cut(perm))
         }
     }
 }
@@ -440,9 +443,9 @@ pub fn load<T: Element>(
 ) -> Result<Dataset<T>, HostError> {
     if split == Split::Reference && kind != DatasetKind::Digits {
         return Err(HostError::Usage(format!(
-            "--split reference is the reference implementation's split of digits; {} has {}",
+            "--split reference is the reference implementation's split of digits; {}'s split is {}",
             kind.name(),
-            split_kind_text(kind)
+            Split::Seeded.describe(kind)
         )));
     }
     let dir = resolve_dir(kind, data_dir)?;
@@ -471,15 +474,6 @@ pub fn load<T: Element>(
         }
     }
     Ok(data)
-}
-
-/// What `--split seeded` means for a dataset other than digits, for the refusal of
-/// `--split reference`.
-fn split_kind_text(kind: DatasetKind) -> &'static str {
-    match kind {
-        DatasetKind::Mnist | DatasetKind::Idx => "its files' own split",
-        _ => "only the seeded split",
-    }
 }
 
 fn load_from<T: Element>(

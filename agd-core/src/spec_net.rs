@@ -22,6 +22,20 @@ use crate::spec::{self, LayerSpec, SpecLayout};
 /// faster than the whole batch, 32 by a little the fastest (`BENCHMARKS.md`).
 pub const CONV_PART: usize = 32;
 
+/// The parts a batch's leading conv layers run in ([`ConvNetMut::forward`],
+/// [`ConvNetMut::backward`]): `(first sample, samples, which part)`, [`CONV_PART`] samples
+/// each but the last, in order.
+fn parts(batch: usize) -> impl Iterator<Item = (usize, usize, Part)> {
+    (0..batch).step_by(CONV_PART).map(move |b0| {
+        let n = CONV_PART.min(batch - b0);
+        let part = Part {
+            first: b0 == 0,
+            last: b0 + n == batch,
+        };
+        (b0, n, part)
+    })
+}
+
 /// The buffers of a [`ConvNetMut`], each sized by the `const fn` of [`crate::spec`] named
 /// after it.
 #[derive(Debug)]
@@ -174,13 +188,12 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
     pub fn forward(&mut self, batch: usize) -> Result<&[T], Error> {
         self.check_batch(batch)?;
         let split = self.split_layers(batch);
-        let mut b0 = 0;
-        while split > 0 && b0 < batch {
-            let n = CONV_PART.min(batch - b0);
-            for k in 0..split {
-                self.forward_layer(k, b0, n)?;
+        if split > 0 {
+            for (b0, n, _) in parts(batch) {
+                for k in 0..split {
+                    self.forward_layer(k, b0, n)?;
+                }
             }
-            b0 += n;
         }
         for k in split..self.layout.depth() {
             self.forward_layer(k, 0, batch)?;
@@ -252,17 +265,12 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
         for k in (split..self.layout.depth()).rev() {
             sums[k] = self.backward_layer(k, 0, batch, whole)?;
         }
-        let mut b0 = 0;
-        while split > 0 && b0 < batch {
-            let n = CONV_PART.min(batch - b0);
-            let part = Part {
-                first: b0 == 0,
-                last: b0 + n == batch,
-            };
-            for k in (0..split).rev() {
-                self.backward_layer(k, b0, n, part)?;
+        if split > 0 {
+            for (b0, n, part) in parts(batch) {
+                for k in (0..split).rev() {
+                    self.backward_layer(k, b0, n, part)?;
+                }
             }
-            b0 += n;
         }
         for (k, sum) in sums.iter_mut().enumerate().take(self.layout.depth()) {
             if let LayerSpec::Conv(c) = self.layout.layer(k)

@@ -19,7 +19,7 @@
 
 use crate::blas1::{dot, scale};
 use crate::element::Element;
-use crate::error::Error;
+use crate::error::{Error, check};
 use crate::gemm_scalar;
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 use crate::kernel::{Lanes, Microkernel, rows_per_tile, run_tile};
@@ -51,48 +51,6 @@ enum OpB<'a, T> {
     Rows(&'a [T], usize),
     /// Entry `(p, j)` at `b[j·ldb + p]` (`B` given transposed).
     Cols(&'a [T], usize),
-}
-
-impl<T> OpA<'_, T> {
-    /// Checks that `op(A)` (`m x k`) lies inside its slice.
-    fn check(self, m: usize, k: usize) -> Result<(), Error> {
-        match self {
-            OpA::Rows(a, lda) => check_ld("a", m, k, lda, a.len()),
-            OpA::Cols(a, lda) => check_ld("a", k, m, lda, a.len()),
-        }
-    }
-}
-
-impl<T> OpB<'_, T> {
-    /// Checks that `op(B)` (`k x n`) lies inside its slice.
-    fn check(self, k: usize, n: usize) -> Result<(), Error> {
-        match self {
-            OpB::Rows(b, ldb) => check_ld("b", k, n, ldb, b.len()),
-            OpB::Cols(b, ldb) => check_ld("b", n, k, ldb, b.len()),
-        }
-    }
-}
-
-/// Every public product: the operands' bounds checked (`A`, `B`, then `C`; a contiguous
-/// operand is the strided case with its row length as the stride), then [`gemm`].
-#[allow(clippy::too_many_arguments)]
-fn checked<T: Element>(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: T,
-    a: OpA<'_, T>,
-    b: OpB<'_, T>,
-    beta: T,
-    c: &mut [T],
-    ldc: usize,
-    sum_sq: Option<&mut T>,
-) -> Result<(), Error> {
-    a.check(m, k)?;
-    b.check(k, n)?;
-    check_c(m, n, ldc, c.len())?;
-    gemm(m, n, k, alpha, a, b, beta, c, ldc, sum_sq);
-    Ok(())
 }
 
 /// `C (m x n, row stride ldc) ← α · op(A) · op(B) + β · C` with every operand's bounds
@@ -476,8 +434,22 @@ pub fn matmul_nt<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    let (a, b) = (OpA::Rows(a, k), OpB::Cols(b, k));
-    checked(m, n, k, alpha, a, b, beta, c, n, None)
+    check("a", m, k, a.len())?;
+    check("b", n, k, b.len())?;
+    check("c", m, n, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, k),
+        OpB::Cols(b, k),
+        beta,
+        c,
+        n,
+        None,
+    );
+    Ok(())
 }
 
 /// `C (m x n) ← α · A (m x k) · B (k x n) + β · C`.
@@ -501,8 +473,22 @@ pub fn matmul_nn<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    let (a, b) = (OpA::Rows(a, k), OpB::Rows(b, n));
-    checked(m, n, k, alpha, a, b, beta, c, n, None)
+    check("a", m, k, a.len())?;
+    check("b", k, n, b.len())?;
+    check("c", m, n, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, k),
+        OpB::Rows(b, n),
+        beta,
+        c,
+        n,
+        None,
+    );
+    Ok(())
 }
 
 /// `C (m x n) ← α · A (k x m)ᵀ · B (k x n) + β · C`: with `A = Δ` and `B = H` this is the
@@ -527,8 +513,7 @@ pub fn matmul_tn<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    let (a, b) = (OpA::Cols(a, m), OpB::Rows(b, n));
-    checked(m, n, k, alpha, a, b, beta, c, n, None)
+    tn(m, n, k, alpha, a, b, beta, c, None)
 }
 
 /// [`matmul_tn`] that also returns the plain sum of squares of the result, `Σ_ij C_ij²`:
@@ -554,9 +539,39 @@ pub fn matmul_tn_sum_sq<T: Element>(
     c: &mut [T],
 ) -> Result<T, Error> {
     let mut s = T::ZERO;
-    let (a, b) = (OpA::Cols(a, m), OpB::Rows(b, n));
-    checked(m, n, k, alpha, a, b, beta, c, n, Some(&mut s))?;
+    tn(m, n, k, alpha, a, b, beta, c, Some(&mut s))?;
     Ok(s)
+}
+
+/// [`matmul_tn`]'s checks and product, adding the squares of `C` into `sum` when given.
+#[allow(clippy::too_many_arguments)]
+fn tn<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    sum: Option<&mut T>,
+) -> Result<(), Error> {
+    check("a", k, m, a.len())?;
+    check("b", k, n, b.len())?;
+    check("c", m, n, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Cols(a, m),
+        OpB::Rows(b, n),
+        beta,
+        c,
+        n,
+        sum,
+    );
+    Ok(())
 }
 
 /// The row strides of the operands of a strided product ([`matmul_nt_ld`], [`matmul_tn_ld`]):
@@ -636,8 +651,22 @@ pub fn matmul_nt_ld<T: Element>(
     c: &mut [T],
     ld: Strides,
 ) -> Result<(), Error> {
-    let (a, b) = (OpA::Rows(a, ld.lda), OpB::Cols(b, ld.ldb));
-    checked(m, n, k, alpha, a, b, beta, c, ld.ldc, None)
+    check_ld("a", m, k, ld.lda, a.len())?;
+    check_ld("b", n, k, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, ld.lda),
+        OpB::Cols(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+        None,
+    );
+    Ok(())
 }
 
 /// [`matmul_nn`] over strided operands: `C (m x n) ← α · A · B + β · C` with entry `(i, p)`
@@ -664,8 +693,22 @@ pub fn matmul_nn_ld<T: Element>(
     c: &mut [T],
     ld: Strides,
 ) -> Result<(), Error> {
-    let (a, b) = (OpA::Rows(a, ld.lda), OpB::Rows(b, ld.ldb));
-    checked(m, n, k, alpha, a, b, beta, c, ld.ldc, None)
+    check_ld("a", m, k, ld.lda, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, ld.lda),
+        OpB::Rows(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+        None,
+    );
+    Ok(())
 }
 
 /// [`matmul_tn`] over strided operands: `C (m x n) ← α · Aᵀ · B + β · C` with entry `(p, i)`
@@ -692,8 +735,22 @@ pub fn matmul_tn_ld<T: Element>(
     c: &mut [T],
     ld: Strides,
 ) -> Result<(), Error> {
-    let (a, b) = (OpA::Cols(a, ld.lda), OpB::Rows(b, ld.ldb));
-    checked(m, n, k, alpha, a, b, beta, c, ld.ldc, None)
+    check_ld("a", k, m, ld.lda, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_c(m, n, ld.ldc, c.len())?;
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Cols(a, ld.lda),
+        OpB::Rows(b, ld.ldb),
+        beta,
+        c,
+        ld.ldc,
+        None,
+    );
+    Ok(())
 }
 
 #[cfg(test)]

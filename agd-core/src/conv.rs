@@ -715,41 +715,53 @@ impl Conv2d {
         Ok(())
     }
 
-    /// Calls `f(weight, tap, o)` for every weight: its index in `[c_out, c_in, kh, kw]` order
-    /// (`(o·c_in + c)·kh·kw + i·kw + j`), its row in tap-major order (`(i·kw + j)·c_in + c`,
-    /// the order of the unfoldings' `K` axis) and its output channel `o`. The one definition
-    /// of the permutation the three reorderings below apply.
-    #[inline(always)]
-    fn by_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (ci, taps) = (self.c_in, self.kernel_positions());
-        for o in 0..self.c_out {
-            for c in 0..ci {
-                for t in 0..taps {
-                    f((o * ci + c) * taps + t, t * ci + c, o);
+    /// `wt[(i·kw + j)·c_in + c][o] = w[o][(c·kh + i)·kw + j]`: the weights transposed, in the
+    /// row order of [`Conv2d::unfold_t`] (`K x c_out`).
+    fn weights_by_tap_t<T: Element>(&self, w: &[T], wt: &mut [T]) {
+        let (ci, co, taps, k) = (
+            self.c_in,
+            self.c_out,
+            self.kernel_positions(),
+            self.patch_len(),
+        );
+        for (o, src) in w.chunks_exact(k).enumerate() {
+            for (c, filter) in src.chunks_exact(taps).enumerate() {
+                for (t, &v) in filter.iter().enumerate() {
+                    wt[(t * ci + c) * co + o] = v;
                 }
             }
         }
     }
 
-    /// `wt[(i·kw + j)·c_in + c][o] = w[o][(c·kh + i)·kw + j]`: the weights transposed, in the
-    /// row order of [`Conv2d::unfold_t`] (`K x c_out`).
-    fn weights_by_tap_t<T: Element>(&self, w: &[T], wt: &mut [T]) {
-        let co = self.c_out;
-        self.by_tap(|i, r, o| wt[r * co + o] = w[i]);
-    }
-
     /// `wp[o][(i·kw + j)·c_in + c] = w[o][(c·kh + i)·kw + j]`: the weights in the column order
     /// of [`Conv2d::unfold`].
     fn weights_by_tap<T: Element>(&self, w: &[T], wp: &mut [T]) {
-        let k = self.patch_len();
-        self.by_tap(|i, r, o| wp[o * k + r] = w[i]);
+        let (ci, taps, k) = (self.c_in, self.kernel_positions(), self.patch_len());
+        for (src, dst) in w.chunks_exact(k).zip(wp.chunks_exact_mut(k)) {
+            for (c, filter) in src.chunks_exact(taps).enumerate() {
+                for (t, &v) in filter.iter().enumerate() {
+                    dst[t * ci + c] = v;
+                }
+            }
+        }
     }
 
     /// `w[o][(c·kh + i)·kw + j] = gt[(i·kw + j)·c_in + c][o]`: a weight-shaped gradient
     /// from its transpose in tap-major order (`K x c_out`, as the backward pass computes it).
     fn grads_from_taps<T: Element>(&self, gt: &[T], w: &mut [T]) {
-        let co = self.c_out;
-        self.by_tap(|i, r, o| w[i] = gt[r * co + o]);
+        let (ci, co, taps, k) = (
+            self.c_in,
+            self.c_out,
+            self.kernel_positions(),
+            self.patch_len(),
+        );
+        for (o, dst) in w.chunks_exact_mut(k).enumerate() {
+            for (c, filter) in dst.chunks_exact_mut(taps).enumerate() {
+                for (t, v) in filter.iter_mut().enumerate() {
+                    *v = gt[(t * ci + c) * co + o];
+                }
+            }
+        }
     }
 
     /// Checks the scratch and returns the samples per product (`batch` > 0).
@@ -824,11 +836,6 @@ impl Conv2d {
             let zp = &mut zp[..win.r * self.c_out];
             let run = self.kw * self.c_in;
             let (co, ow) = (self.c_out, self.out_w());
-            let ld = Strides {
-                lda: self.stride * self.c_in,
-                ldb: co,
-                ldc: co,
-            };
             for (hn, zn) in h[..batch * fi]
                 .chunks_exact(fi)
                 .zip(z[..batch * fo].chunks_exact_mut(fo))
@@ -838,6 +845,11 @@ impl Conv2d {
                 // weights transposed, `K x c_out`: a `c_out`-wide `B` is read in place, not
                 // packed per call)
                 for ki in 0..self.kh {
+                    let ld = Strides {
+                        lda: self.stride * self.c_in,
+                        ldb: co,
+                        ldc: co,
+                    };
                     let beta = if ki == 0 { T::ZERO } else { T::ONE };
                     let a = &xp[self.window_base(&win, ki)..];
                     let b = &wp[ki * run * co..];
@@ -998,11 +1010,6 @@ impl Conv2d {
                 let (xp, dp) = cols.split_at_mut(win.image);
                 let dp = &mut dp[..win.r * c_out];
                 let (run, ow) = (self.kw * self.c_in, self.out_w());
-                let ld = Strides {
-                    lda: self.stride * self.c_in,
-                    ldb: c_out,
-                    ldc: c_out,
-                };
                 for t in 0..m {
                     self.pad_input(&win, &h[(n + t) * fi..][..fi], xp);
                     for oy in 0..self.out_h() {
@@ -1017,6 +1024,11 @@ impl Conv2d {
                         T::ONE
                     };
                     for ki in 0..self.kh {
+                        let ld = Strides {
+                            lda: self.stride * self.c_in,
+                            ldb: c_out,
+                            ldc: c_out,
+                        };
                         let a = &xp[self.window_base(&win, ki)..];
                         let gk = &mut g[ki * run * c_out..];
                         matmul_tn_ld(run, c_out, win.r, T::ONE, a, dp, beta, gk, ld)?;

@@ -8,6 +8,8 @@
 //!
 //! No state is kept between steps: no momentum, no schedule, no decay.
 
+use core::ops::Range;
+
 use agd_simd::{Element, axpy, sum_sq_checked, sum_sq_scaled};
 use heapless::Vec;
 
@@ -251,34 +253,73 @@ impl<T: Element> Agd<T> {
         norms: Vec<T, MAX_DEPTH>,
     ) -> Result<StepReport<T>, Error> {
         let (g, eta) = summarize(layout, &norms)?;
-        // s_k once per layer: on an FPU-less or f32-only core its f64 sqrt is not free.
-        let mut scales: Vec<T, MAX_DEPTH> = Vec::new();
-        for (k, &n) in norms.iter().enumerate() {
-            let s = layout.scale::<T>(k);
-            let _ = scales.push(s);
-            if n != T::ZERO {
-                let w = &weights[layout.weight_range(k)];
-                self.check_overflow_for(layout.depth(), s, k, eta, w)?;
-            }
-        }
-        for (k, &n) in norms.iter().enumerate() {
-            let range = layout.weight_range(k);
-            let (w, gr) = (&mut weights[range.clone()], &grads[range]);
-            match self.coefficient_for(layout.depth(), scales[k], eta, n) {
-                Coefficient::Skip => {}
-                Coefficient::Scale(c) => axpy(-c, gr, w),
-                Coefficient::Divide(cs, n) => {
-                    for (wi, &gi) in w.iter_mut().zip(gr) {
-                        *wi -= cs * (gi / n);
-                    }
-                }
-            }
+        let range = |k| layout.weight_range(k);
+        let scales = self.checked_scales(eta, &norms, |k| layout.scale(k), range, weights)?;
+        for (k, n) in norms.iter().enumerate() {
+            let (w, gr) = (&mut weights[range(k)], &grads[range(k)]);
+            self.apply(
+                layout.depth(),
+                scales[k],
+                eta,
+                core::slice::from_ref(n),
+                w,
+                gr,
+            );
         }
         Ok(StepReport {
             g,
             eta,
             grad_norms: norms,
         })
+    }
+}
+
+impl<T: Element> Agd<T> {
+    /// Every layer's `s_k` (computed once: on an FPU-less or `f32`-only core its `f64` sqrt
+    /// is not free), after [`Agd::check_overflow_for`] has passed every layer with a nonzero
+    /// norm sum `sums[k]` (weights `weights[range(k)]`).
+    fn checked_scales(
+        &self,
+        eta: T,
+        sums: &[T],
+        scale: impl Fn(usize) -> T,
+        range: impl Fn(usize) -> Range<usize>,
+        weights: &[T],
+    ) -> Result<Vec<T, MAX_DEPTH>, Error> {
+        let mut scales: Vec<T, MAX_DEPTH> = Vec::new();
+        for (k, &n) in sums.iter().enumerate() {
+            let s = scale(k);
+            // At most MAX_DEPTH layers (the layouts guarantee it), so the push cannot fail.
+            let _ = scales.push(s);
+            if n != T::ZERO {
+                self.check_overflow_for(sums.len(), s, k, eta, &weights[range(k)])?;
+            }
+        }
+        Ok(scales)
+    }
+
+    /// One layer's update `W ← W − c·g`, slice by slice: `norms` holds the norms of the
+    /// layer's `norms.len()` interleaved slices (entries `p, p + len, …`; one for a dense
+    /// layer, one per kernel position for a conv layer), each slice scaled by its own
+    /// [`Agd::coefficient_for`] and a zero slice left as it is.
+    fn apply(&self, depth: usize, s: T, eta: T, norms: &[T], w: &mut [T], gr: &[T]) {
+        let stride = norms.len();
+        for (p, &n) in norms.iter().enumerate() {
+            match self.coefficient_for(depth, s, eta, n) {
+                Coefficient::Skip => {}
+                Coefficient::Scale(c) if stride == 1 => axpy(-c, gr, w),
+                Coefficient::Scale(c) => {
+                    for (wi, &gi) in w.iter_mut().zip(gr).skip(p).step_by(stride) {
+                        *wi -= c * gi;
+                    }
+                }
+                Coefficient::Divide(cs, n) => {
+                    for (wi, &gi) in w.iter_mut().zip(gr).skip(p).step_by(stride) {
+                        *wi -= cs * (gi / n);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -416,37 +457,11 @@ impl<T: Element> Agd<T> {
                 .enumerate()
                 .map(|(k, &n)| (layout.scale::<T>(k), n)),
         )?;
-        let mut scales: Vec<T, MAX_DEPTH> = Vec::new();
-        for (k, &n) in sums.iter().enumerate() {
-            let s = layout.scale::<T>(k);
-            let _ = scales.push(s);
-            if n != T::ZERO {
-                let w = &weights[layout.weight_range(k)];
-                self.check_overflow_for(depth, s, k, eta, w)?;
-            }
-        }
+        let range = |k| layout.weight_range(k);
+        let scales = self.checked_scales(eta, &sums, |k| layout.scale(k), range, weights)?;
         for k in 0..depth {
-            let range = layout.weight_range(k);
-            let (w, gr) = (&mut weights[range.clone()], &grads[range]);
-            let s = scales[k];
-            let nk = &norms[layout.norm_range(k)];
-            let stride = nk.len();
-            for (p, &n) in nk.iter().enumerate() {
-                match self.coefficient_for(depth, s, eta, n) {
-                    Coefficient::Skip => {}
-                    Coefficient::Scale(c) if stride == 1 => axpy(-c, gr, w),
-                    Coefficient::Scale(c) => {
-                        for (wi, &gi) in w.iter_mut().zip(gr).skip(p).step_by(stride) {
-                            *wi -= c * gi;
-                        }
-                    }
-                    Coefficient::Divide(cs, n) => {
-                        for (wi, &gi) in w.iter_mut().zip(gr).skip(p).step_by(stride) {
-                            *wi -= cs * (gi / n);
-                        }
-                    }
-                }
-            }
+            let (w, gr) = (&mut weights[range(k)], &grads[range(k)]);
+            self.apply(depth, scales[k], eta, &norms[layout.norm_range(k)], w, gr);
         }
         Ok(StepReport {
             g,

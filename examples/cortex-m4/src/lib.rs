@@ -10,6 +10,7 @@ pub mod cycles;
 pub mod data;
 pub mod emuflash;
 pub mod idx_file;
+pub mod train;
 
 /// Ends the QEMU run with this exit code (semihosting `SYS_EXIT`).
 pub fn exit(code: i32) -> ! {

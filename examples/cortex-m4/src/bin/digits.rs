@@ -7,11 +7,11 @@
 #![no_std]
 #![no_main]
 
-use agd_core::{Agd, Loss, Network, SplitMix64};
+use agd_core::{Agd, Loss, NetMut, Network, SplitMix64};
 use agd_cortex_m4::data::{
-    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
-    pixel_stats, shuffle,
+    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_split, pixel_stats,
 };
+use agd_cortex_m4::train::Digits as Data;
 use agd_cortex_m4::{cycles, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
@@ -79,47 +79,16 @@ fn run() -> Result<bool, ()> {
         DigitsWithGrads::RAM_BYTES
     );
 
-    let mut acc = 0.0;
-    let mut step_instr = 0u64;
-    for epoch in 1..=EPOCHS {
-        shuffle(train, &mut rng);
-        let (mut loss_sum, mut eta_sum, mut correct, mut steps) = (0.0f32, 0.0f32, 0, 0);
-        let (mut full_steps, mut full_instr) = (0u64, 0u64);
-        for chunk in train.chunks(BATCH) {
-            let mut targets = [0usize; BATCH];
-            let input = v
-                .input_mut(chunk.len())
-                .map_err(|e| defmt::error!("{}", e))?;
-            digits_batch(images, labels, &norm, chunk, input, &mut targets);
-            let t0 = cycles::now();
-            let r = v
-                .train_step_buffer_free(&agd, Loss::Xent, &targets[..chunk.len()])
-                .map_err(|e| defmt::error!("step failed: {}", e))?;
-            let t1 = cycles::now();
-            if chunk.len() == BATCH {
-                full_steps += 1;
-                full_instr += cycles::instructions(t0, t1);
-            }
-            loss_sum += r.loss * chunk.len() as f32;
-            eta_sum += r.step.eta;
-            correct += r.correct;
-            steps += 1;
-        }
-        step_instr = full_instr / full_steps;
-        let test_correct = evaluate(&mut v, test, images, labels, &norm)?;
-        acc = test_correct as f32 / test.len() as f32;
-        defmt::info!(
-            "epoch {=usize}: loss {=f32} eta {=f32} train acc {=f32} % test acc {=f32} % ({=usize}/{=usize}); {=u64} instructions per step",
-            epoch,
-            loss_sum / train.len() as f32,
-            eta_sum / steps as f32,
-            100.0 * correct as f32 / train.len() as f32,
-            100.0 * acc,
-            test_correct,
-            test.len(),
-            step_instr
-        );
-    }
+    let data = Data {
+        images,
+        labels,
+        norm,
+    };
+    let step = |v: &mut NetMut<'_, f32>, targets: &[usize]| {
+        v.train_step_buffer_free(&agd, Loss::Xent, targets)
+    };
+    let (acc, step_instr) =
+        data.train::<_, BATCH>(&mut v, EPOCHS, (train, test), &mut rng, step)?;
 
     let ram = agd_cortex_m4::static_ram();
     let stack = agd_cortex_m4::stack_peak();
@@ -146,25 +115,4 @@ fn run() -> Result<bool, ()> {
         defmt::error!("FAIL: final test accuracy {=f32} % < 90 %", 100.0 * acc);
     }
     Ok(pass)
-}
-
-/// Correct predictions over the test indices, forward pass only.
-fn evaluate(
-    v: &mut agd_core::NetMut<'_, f32>,
-    test: &[u16],
-    images: &[u8],
-    labels: &[u8],
-    norm: &Standardize,
-) -> Result<usize, ()> {
-    let mut correct = 0;
-    for chunk in test.chunks(BATCH) {
-        let mut targets = [0usize; BATCH];
-        let input = v
-            .input_mut(chunk.len())
-            .map_err(|e| defmt::error!("{}", e))?;
-        digits_batch(images, labels, norm, chunk, input, &mut targets);
-        v.forward(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
-        correct += v.count_correct(&targets[..chunk.len()]);
-    }
-    Ok(correct)
 }

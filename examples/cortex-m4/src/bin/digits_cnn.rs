@@ -17,8 +17,9 @@ use agd_core::storage::{AbStore, slot_bytes};
 use agd_core::{Agd, ConvNetMut, ConvNetwork, Loss, SplitMix64};
 use agd_cortex_m4::data::{
     DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
-    pixel_stats, shuffle,
+    pixel_stats,
 };
+use agd_cortex_m4::train::Digits as Data;
 use agd_cortex_m4::{cycles, emuflash, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
@@ -81,61 +82,20 @@ fn run() -> Result<bool, ()> {
         DigitsCnn::RAM_BYTES
     );
 
-    let mut acc = 0.0;
-    let mut step_instr = 0u64;
-    for epoch in 1..=EPOCHS {
-        shuffle(train, &mut rng);
-        let (mut loss_sum, mut eta_sum, mut correct, mut steps) = (0.0f32, 0.0f32, 0, 0);
-        let (mut full_steps, mut full_instr) = (0u64, 0u64);
-        for chunk in train.chunks(BATCH) {
-            let mut targets = [0usize; BATCH];
-            let input = v
-                .input_mut(chunk.len())
-                .map_err(|e| defmt::error!("{}", e))?;
-            digits_batch(images, labels, &norm, chunk, input, &mut targets);
-            let t0 = cycles::now();
-            let r = v
-                .train_step(&agd, Loss::Xent, &targets[..chunk.len()])
-                .map_err(|e| defmt::error!("step failed: {}", e))?;
-            let t1 = cycles::now();
-            if chunk.len() == BATCH {
-                full_steps += 1;
-                full_instr += cycles::instructions(t0, t1);
-            }
-            loss_sum += r.loss * chunk.len() as f32;
-            eta_sum += r.step.eta;
-            correct += r.correct;
-            steps += 1;
-        }
-        step_instr = full_instr / full_steps;
-        let test_correct = evaluate(&mut v, test, images, labels, &norm)?;
-        acc = test_correct as f32 / test.len() as f32;
-        defmt::info!(
-            "epoch {=usize}: loss {=f32} eta {=f32} train acc {=f32} % test acc {=f32} % ({=usize}/{=usize}); {=u64} instructions per step",
-            epoch,
-            loss_sum / train.len() as f32,
-            eta_sum / steps as f32,
-            100.0 * correct as f32 / train.len() as f32,
-            100.0 * acc,
-            test_correct,
-            test.len(),
-            step_instr
-        );
-    }
-
-    let test_correct = evaluate(&mut v, test, images, labels, &norm)?;
-    let steps = (EPOCHS * train.len().div_ceil(BATCH)) as u64;
-    let restored = save_and_restore(
-        &mut v,
-        steps,
-        rng.state(),
-        test_correct,
-        test,
+    let data = Data {
         images,
         labels,
-        &norm,
-    )?;
-    phases(&mut v, &agd, train, images, labels, &norm)?;
+        norm,
+    };
+    let step =
+        |v: &mut ConvNetMut<'_, f32>, targets: &[usize]| v.train_step(&agd, Loss::Xent, targets);
+    let (acc, step_instr) =
+        data.train::<_, BATCH>(&mut v, EPOCHS, (train, test), &mut rng, step)?;
+
+    let test_correct = data.evaluate::<_, BATCH>(&mut v, test)?;
+    let steps = (EPOCHS * train.len().div_ceil(BATCH)) as u64;
+    let restored = save_and_restore(&mut v, steps, rng.state(), test_correct, test, &data)?;
+    phases(&mut v, &agd, train, &data)?;
     let ram = agd_cortex_m4::static_ram();
     let stack = agd_cortex_m4::stack_peak();
     defmt::info!(
@@ -174,16 +134,13 @@ fn fingerprint(weights: &[f32]) -> u64 {
 /// Saves the network (layer-spec checkpoint with step count and RNG state) to the emulated
 /// flash through the A/B store, overwrites every weight with a fresh initialisation, restores
 /// the checkpoint and checks weights (fingerprint), progress and test score came back.
-#[allow(clippy::too_many_arguments)]
 fn save_and_restore(
     v: &mut ConvNetMut<'_, f32>,
     step: u64,
     rng: u64,
     test_correct: usize,
     test: &[u16],
-    images: &[u8],
-    labels: &[u8],
-    norm: &Standardize,
+    data: &Data<'_>,
 ) -> Result<bool, ()> {
     let buf = CKPT_BUF.take();
     let flash = emuflash::take().ok_or_else(|| defmt::error!("emulated flash taken twice"))?;
@@ -211,7 +168,7 @@ fn save_and_restore(
         .map_err(|e| defmt::error!("load: {}", e))?;
     let t3 = cycles::now();
     let same = fingerprint(v.weights()) == before;
-    let again = evaluate(v, test, images, labels, norm)?;
+    let again = data.evaluate::<_, BATCH>(v, test)?;
     defmt::info!(
         "checkpoint {=usize} B saved to the emulated flash (record seq {=u32}) in {=u64} instructions, restored in {=u64}: weights bit-identical {=bool}, step {=u64} RNG {=u64:#x} as saved {=bool}, test {=usize}/{=usize} as before {=bool}",
         n,
@@ -235,12 +192,11 @@ fn phases(
     v: &mut ConvNetMut<'_, f32>,
     agd: &Agd<f32>,
     train: &[u16],
-    images: &[u8],
-    labels: &[u8],
-    norm: &Standardize,
+    data: &Data<'_>,
 ) -> Result<(), ()> {
     let mut targets = [0usize; BATCH];
     let input = v.input_mut(BATCH).map_err(|e| defmt::error!("{}", e))?;
+    let (images, labels, norm) = (data.images, data.labels, &data.norm);
     digits_batch(images, labels, norm, &train[..BATCH], input, &mut targets);
     let t0 = cycles::now();
     v.forward(BATCH).map_err(|e| defmt::error!("{}", e))?;
@@ -260,25 +216,4 @@ fn phases(
         cycles::instructions(t3, t4)
     );
     Ok(())
-}
-
-/// Correct predictions over the test indices, forward pass only.
-fn evaluate(
-    v: &mut ConvNetMut<'_, f32>,
-    test: &[u16],
-    images: &[u8],
-    labels: &[u8],
-    norm: &Standardize,
-) -> Result<usize, ()> {
-    let mut correct = 0;
-    for chunk in test.chunks(BATCH) {
-        let mut targets = [0usize; BATCH];
-        let input = v
-            .input_mut(chunk.len())
-            .map_err(|e| defmt::error!("{}", e))?;
-        digits_batch(images, labels, norm, chunk, input, &mut targets);
-        v.forward(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
-        correct += v.count_correct(&targets[..chunk.len()]);
-    }
-    Ok(correct)
 }

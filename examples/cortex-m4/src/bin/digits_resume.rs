@@ -19,9 +19,10 @@ use agd_core::checkpoint::{ElemType, Progress, checkpoint_len};
 use agd_core::storage::{AbStore, Flash, SliceFlash, slot_bytes};
 use agd_core::{Agd, Error, Loss, NetMut, Network, SplitMix64};
 use agd_cortex_m4::data::{
-    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
-    pixel_stats, shuffle,
+    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_split, pixel_stats,
+    shuffle,
 };
+use agd_cortex_m4::train::Digits as Set;
 use agd_cortex_m4::{cycles, emuflash, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
@@ -74,11 +75,9 @@ fn main() -> ! {
 
 /// The dataset, split and normalisation every boot derives the same way.
 struct Data<'a> {
-    images: &'static [u8],
-    labels: &'static [u8],
+    digits: Set<'static>,
     train: &'a [u16],
     test: &'a [u16],
-    norm: Standardize,
 }
 
 fn run() -> Result<bool, ()> {
@@ -88,11 +87,13 @@ fn run() -> Result<bool, ()> {
     let (train, test) = split.split_at(DIGITS_TRAIN);
     let (mean, std) = pixel_stats(images, DIGITS_PIXELS, train, 16);
     let data = Data {
-        images,
-        labels,
+        digits: Set {
+            images,
+            labels,
+            norm: Standardize::new(16, mean, std),
+        },
         train,
         test,
-        norm: Standardize::new(16, mean, std),
     };
     let (net, order, buf) = (NET.take(), ORDER.take(), CKPT_BUF.take());
 
@@ -185,7 +186,7 @@ fn run() -> Result<bool, ()> {
             .commit(&buf[..n])
             .map_err(|e| defmt::error!("commit: {}", e))?;
         let t2 = cycles::now();
-        let test_correct = evaluate(&mut v, &data)?;
+        let test_correct = data.digits.evaluate::<_, BATCH>(&mut v, data.test)?;
         defmt::info!(
             "epoch {=u64}: loss {=f32} train acc {=f32} % test acc {=f32} %; saved step {=u64} as record seq {=u32} in {=u64} instructions (encode + erase + write + verify); resetting",
             progress.step / STEPS_PER_EPOCH,
@@ -200,7 +201,7 @@ fn run() -> Result<bool, ()> {
     }
 
     // The last boot: check what came back through the resets.
-    let test_correct = evaluate(&mut v, &data)?;
+    let test_correct = data.digits.evaluate::<_, BATCH>(&mut v, data.test)?;
     let acc = test_correct as f32 / data.test.len() as f32;
     let mut reference = REFERENCE.take().view();
     let mut rng = SplitMix64::new(SEED);
@@ -327,48 +328,9 @@ fn train_epoch(
 ) -> Result<(f32, usize, u64), ()> {
     order.copy_from_slice(data.train);
     shuffle(order, rng);
-    let (mut loss_sum, mut correct, mut steps) = (0.0f32, 0, 0);
-    for chunk in order.chunks(BATCH) {
-        let mut targets = [0usize; BATCH];
-        let input = v
-            .input_mut(chunk.len())
-            .map_err(|e| defmt::error!("{}", e))?;
-        digits_batch(
-            data.images,
-            data.labels,
-            &data.norm,
-            chunk,
-            input,
-            &mut targets,
-        );
-        let r = v
-            .train_step_buffer_free(agd, Loss::Xent, &targets[..chunk.len()])
-            .map_err(|e| defmt::error!("step failed: {}", e))?;
-        loss_sum += r.loss * chunk.len() as f32;
-        correct += r.correct;
-        steps += 1;
-    }
-    Ok((loss_sum / DIGITS_TRAIN as f32, correct, steps))
-}
-
-/// Correct predictions over the test split, forward pass only.
-fn evaluate(v: &mut NetMut<'_, f32>, data: &Data<'_>) -> Result<usize, ()> {
-    let mut correct = 0;
-    for chunk in data.test.chunks(BATCH) {
-        let mut targets = [0usize; BATCH];
-        let input = v
-            .input_mut(chunk.len())
-            .map_err(|e| defmt::error!("{}", e))?;
-        digits_batch(
-            data.images,
-            data.labels,
-            &data.norm,
-            chunk,
-            input,
-            &mut targets,
-        );
-        v.forward(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
-        correct += v.count_correct(&targets[..chunk.len()]);
-    }
-    Ok(correct)
+    let step = |v: &mut NetMut<'_, f32>, targets: &[usize]| {
+        v.train_step_buffer_free(agd, Loss::Xent, targets)
+    };
+    let e = data.digits.epoch::<_, BATCH>(v, order, step)?;
+    Ok((e.loss, e.correct, e.steps))
 }

@@ -513,29 +513,6 @@ pub const fn spec_checkpoint_len(layers: &[LayerSpec], elem: ElemType) -> usize 
     HEADER_BYTES + LAYER_BYTES * layers.len() + elem.bytes() * spec::param_count(layers) + CRC_BYTES
 }
 
-/// Whether every size the layer's `const fn`s derive (features, weights, unfolding, padded
-/// input) is representable, so that no arithmetic on it can overflow. Layers read from
-/// untrusted bytes pass this before anything else looks at them; the encoder applies the same
-/// rule so that whatever it writes reads back.
-fn sizes_fit(layer: &LayerSpec) -> bool {
-    fn conv(c: &Conv2d) -> Option<()> {
-        let ph = c.h.checked_add(c.pad.checked_mul(2)?)?;
-        let pw = c.w.checked_add(c.pad.checked_mul(2)?)?;
-        // Bounds out_h·out_w from above.
-        let positions = ph.checked_mul(pw)?;
-        let patch = c.c_in.checked_mul(c.kh.checked_mul(c.kw)?)?;
-        c.c_out.checked_mul(patch)?;
-        positions.checked_mul(patch)?;
-        c.c_out.checked_mul(positions)?;
-        c.c_in.checked_mul(c.h)?.checked_mul(c.w)?;
-        Some(())
-    }
-    match layer {
-        LayerSpec::Dense { inputs, outputs } => inputs.checked_mul(*outputs).is_some(),
-        LayerSpec::Conv(c) => conv(c).is_some(),
-    }
-}
-
 /// The nine u32 of a layer record (`None` if a size does not fit a u32).
 fn record(layer: &LayerSpec) -> Option<[u32; 9]> {
     let u = |x: usize| u32::try_from(x).ok();
@@ -578,7 +555,9 @@ fn layer_of(r: &[u32; 9], k: usize) -> Result<LayerSpec, Error> {
         }),
         _ => return Err(Error::InvalidLayer { layer: k }),
     };
-    if sizes_fit(&layer) {
+    // Every size derived from it must fit before anything else looks at it (the encoder
+    // applies the same rule, so whatever it writes reads back).
+    if layer.fits() {
         Ok(layer)
     } else {
         Err(Error::InvalidLayer { layer: k })
@@ -656,7 +635,7 @@ pub fn encode_spec<T: Element>(
     for (k, l) in layers.iter().enumerate() {
         match record(l) {
             // SpecLayout::new capped the layers at MAX_DEPTH.
-            Some(r) if sizes_fit(l) => {
+            Some(r) if l.fits() => {
                 let _ = records.push(r);
             }
             _ => return Err(Error::InvalidLayer { layer: k }),

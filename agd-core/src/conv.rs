@@ -262,11 +262,50 @@ impl Conv2d {
             && self.h > 0
             && self.w > 0
             && self.stride > 0
-            && self.h + 2 * self.pad >= self.kh
-            && self.w + 2 * self.pad >= self.kw
+            && self.padded_h() >= self.kh
+            && self.padded_w() >= self.kw
     }
 
-    /// Output height `(h + 2·pad − kh) / stride + 1` (0 for an invalid shape).
+    /// `h + 2·pad`, saturating (a layer whose padded size does not fit is refused by
+    /// [`Conv2d::fits`]; the sizes below assume one that does).
+    const fn padded_h(&self) -> usize {
+        self.h.saturating_add(self.pad.saturating_mul(2))
+    }
+
+    /// `w + 2·pad`, saturating.
+    const fn padded_w(&self) -> usize {
+        self.w.saturating_add(self.pad.saturating_mul(2))
+    }
+
+    /// Whether every size derived from the layer fits in `usize`: the padded input, the
+    /// features in and out, the weights and one sample's unfolding (with the scratch built
+    /// from them). A layer that does not is refused ([`Error::TooLarge`]) rather than sized
+    /// with wrapped numbers.
+    pub const fn fits(&self) -> bool {
+        if self.padded_h() == usize::MAX || self.padded_w() == usize::MAX {
+            return false;
+        }
+        let (oh, ow) = (self.out_h(), self.out_w());
+        let sizes = [
+            product(&[self.c_in, self.h, self.w]),
+            product(&[self.c_out, oh, ow]),
+            product(&[self.c_out, self.c_in, self.kh, self.kw]),
+            product(&[oh, ow, self.c_in, self.kh, self.kw]),
+        ];
+        let mut total = Some(0usize);
+        let mut i = 0;
+        while i < sizes.len() {
+            total = match (total, sizes[i]) {
+                (Some(t), Some(n)) => t.checked_add(n),
+                _ => None,
+            };
+            i += 1;
+        }
+        total.is_some()
+    }
+
+    /// Output height `(h + 2·pad − kh) / stride + 1` (0 for an invalid shape; the layer must
+    /// [fit](Conv2d::fits)).
     pub const fn out_h(&self) -> usize {
         if self.stride == 0 || self.h + 2 * self.pad < self.kh {
             0
@@ -1073,6 +1112,20 @@ impl Conv2d {
         }
         Ok(())
     }
+}
+
+/// The product of `xs`, if it fits in `usize`.
+const fn product(xs: &[usize]) -> Option<usize> {
+    let mut n = 1usize;
+    let mut i = 0;
+    while i < xs.len() {
+        n = match n.checked_mul(xs[i]) {
+            Some(n) => n,
+            None => return None,
+        };
+        i += 1;
+    }
+    Some(n)
 }
 
 /// `dst[c·rows + r] = src[r·cols + c]`: one sample from `rows x cols` to `cols x rows`.

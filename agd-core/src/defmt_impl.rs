@@ -7,6 +7,7 @@ impl defmt::Format for Error {
         match *self {
             Error::InvalidWidths => defmt::write!(f, "invalid widths"),
             Error::InvalidLayer { layer } => defmt::write!(f, "layer {} does not fit", layer),
+            Error::TooLarge => defmt::write!(f, "network too large"),
             Error::TooDeep { depth, max } => defmt::write!(f, "{} layers > max {}", depth, max),
             Error::BufferSize {
                 buffer,

@@ -13,6 +13,10 @@ pub enum Error {
         /// Layer index, from 0.
         layer: usize,
     },
+    /// A network whose sizes (weights, features per sample, one sample's unfolding) do not fit
+    /// in `usize`, or (on a host) whose buffers cannot be allocated: refused rather than
+    /// computed with wrapped sizes or aborted by the allocator.
+    TooLarge,
     /// More layers than [`crate::MAX_DEPTH`].
     TooDeep {
         /// Layers asked for.
@@ -191,6 +195,10 @@ impl fmt::Display for Error {
                 f,
                 "layer {layer} does not fit the shape coming into it (zero size, kernel larger \
                  than the padded input, or inputs differing from the previous layer's outputs)"
+            ),
+            Error::TooLarge => write!(
+                f,
+                "the network is too large: its buffers do not fit in memory"
             ),
             Error::TooDeep { depth, max } => {
                 write!(f, "{depth} layers is more than the supported {max}")

@@ -48,7 +48,9 @@ pub struct Layout<'a> {
 }
 
 impl<'a> Layout<'a> {
-    /// Checks that there are 2 to `MAX_DEPTH + 1` widths, all non-zero.
+    /// Checks that there are 2 to `MAX_DEPTH + 1` widths, all non-zero, and that the weight
+    /// count and the sum of the widths (the features of one sample's activations) fit in
+    /// `usize` ([`Error::TooLarge`]).
     pub fn new(widths: &'a [usize]) -> Result<Self, Error> {
         if widths.len() < 2 || widths.contains(&0) {
             return Err(Error::InvalidWidths);
@@ -58,6 +60,14 @@ impl<'a> Layout<'a> {
                 depth: widths.len() - 1,
                 max: MAX_DEPTH,
             });
+        }
+        let mut params = Some(0usize);
+        for pair in widths.windows(2) {
+            params = params.and_then(|n| n.checked_add(pair[0].checked_mul(pair[1])?));
+        }
+        let features = widths.iter().try_fold(0usize, |n, &w| n.checked_add(w));
+        if params.is_none() || features.is_none() {
+            return Err(Error::TooLarge);
         }
         Ok(Layout { widths })
     }

@@ -111,6 +111,15 @@ impl LayerSpec {
         }
     }
 
+    /// Whether the layer's sizes fit in `usize` (a dense layer's weight count; a
+    /// convolution's, see [`Conv2d::fits`]).
+    pub const fn fits(&self) -> bool {
+        match self {
+            LayerSpec::Dense { inputs, outputs } => inputs.checked_mul(*outputs).is_some(),
+            LayerSpec::Conv(c) => c.fits(),
+        }
+    }
+
     /// `s_k`: `sqrt(d_out/d_in)` (dense) or `sqrt(c_out/c_in)/sqrt(kh·kw)` (conv).
     pub fn scale<T: Element>(&self) -> T {
         match self {
@@ -134,13 +143,22 @@ pub const fn try_chain(input: [usize; 3], layers: &mut [LayerSpec]) -> Result<()
     while k < layers.len() {
         match &mut layers[k] {
             LayerSpec::Dense { inputs, outputs } => {
-                *inputs = c * h * w;
+                *inputs = match c.checked_mul(h) {
+                    Some(ch) => match ch.checked_mul(w) {
+                        Some(n) => n,
+                        None => return Err(Error::TooLarge),
+                    },
+                    None => return Err(Error::TooLarge),
+                };
                 (c, h, w) = (*outputs, 1, 1);
             }
             LayerSpec::Conv(conv) => {
                 conv.c_in = c;
                 conv.h = h;
                 conv.w = w;
+                if !conv.fits() {
+                    return Err(Error::TooLarge);
+                }
                 (c, h, w) = (conv.c_out, conv.out_h(), conv.out_w());
             }
         }
@@ -276,12 +294,41 @@ const fn check_layers(layers: &[LayerSpec]) -> Result<(), Error> {
     }
     let mut k = 0;
     while k < layers.len() {
+        if !layers[k].fits() {
+            return Err(Error::TooLarge);
+        }
         if !layers[k].is_valid()
             || (k > 0 && layers[k].in_features() != layers[k - 1].out_features())
         {
             return Err(Error::InvalidLayer { layer: k });
         }
         k += 1;
+    }
+    // The buffers' per-sample totals: every layer's weights, scratch and norms, every
+    // block's features.
+    let mut total = Some(0usize);
+    k = 0;
+    while k < layers.len() {
+        let l = &layers[k];
+        let sizes = [
+            l.param_count(),
+            l.in_features(),
+            l.out_features(),
+            l.norm_count(),
+            l.scratch_for(1, conv_io(layers, k)),
+        ];
+        let mut i = 0;
+        while i < sizes.len() {
+            total = match total {
+                Some(t) => t.checked_add(sizes[i]),
+                None => None,
+            };
+            i += 1;
+        }
+        k += 1;
+    }
+    if total.is_none() {
+        return Err(Error::TooLarge);
     }
     Ok(())
 }

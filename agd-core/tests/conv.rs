@@ -691,6 +691,63 @@ fn layers_that_do_not_fit_are_refused() {
         Error::InvalidLayer { layer: 1 }
     );
     assert_eq!(SpecLayout::new(&[]).unwrap_err(), Error::InvalidWidths);
+
+    // Sizes beyond usize are refused, not wrapped (nor panicking in debug builds): a padding
+    // whose padded input overflows, channels whose unfolding overflows, a dense layer's
+    // inputs, the weights summed over the layers.
+    let mut padded = [conv(2, 3, 1, usize::MAX / 2), dense(3)];
+    assert_eq!(
+        spec::try_chain([1, 4, 4], &mut padded).and_then(|()| SpecLayout::new(&padded).map(|_| ())),
+        Err(Error::TooLarge)
+    );
+    let huge = 1usize << 40;
+    let mut wide = [conv(huge, 3, 1, 1), dense(3)];
+    assert_eq!(
+        spec::try_chain([huge, 4, 4], &mut wide),
+        Err(Error::TooLarge)
+    );
+    let wide = Conv2d {
+        c_in: huge,
+        c_out: huge,
+        kh: 3,
+        kw: 3,
+        h: 4,
+        w: 4,
+        stride: 1,
+        pad: 1,
+    };
+    assert_eq!(
+        SpecLayout::new(&[LayerSpec::Conv(wide)]).unwrap_err(),
+        Error::TooLarge
+    );
+    let mut flat = [dense(3)];
+    assert_eq!(
+        spec::try_chain([1 << 40, 1 << 20, 1 << 10], &mut flat),
+        Err(Error::TooLarge)
+    );
+    let d = |inputs, outputs| LayerSpec::Dense { inputs, outputs };
+    let summed = [d(1 << 62, 2), d(2, 1 << 62)];
+    assert_eq!(SpecLayout::new(&summed).unwrap_err(), Error::TooLarge);
+    // As large as still fits: accepted.
+    assert!(SpecLayout::new(&[d(1 << 40, 2)]).is_ok());
+    let c = Conv2d {
+        c_in: 1,
+        c_out: 1,
+        kh: 3,
+        kw: 3,
+        h: 1 << 20,
+        w: 1 << 20,
+        stride: 1,
+        pad: 1,
+    };
+    assert!(c.fits() && c.is_valid());
+    assert!(
+        !Conv2d {
+            pad: usize::MAX,
+            ..c
+        }
+        .fits()
+    );
 }
 
 agd_core::conv_network!(Tiny: f32 = [1, 6, 6] => [conv(4, 3, 1, 1), conv(6, 3, 2, 1), dense(3)], batch 6);

@@ -211,6 +211,19 @@ fn bad_arguments_are_typed_errors() {
     assert_eq!(Agd::with_gain(f64::NAN).unwrap_err(), Error::InvalidGain);
     assert_eq!(Layout::new(&[3]).unwrap_err(), Error::InvalidWidths);
     assert_eq!(Layout::new(&[3, 0, 2]).unwrap_err(), Error::InvalidWidths);
+    // Sizes beyond usize are refused, not wrapped: the weights of one layer, their sum over
+    // the layers, and the sum of the widths.
+    let big = 1usize << 33;
+    assert_eq!(Layout::new(&[big, big, 2]).unwrap_err(), Error::TooLarge);
+    assert_eq!(
+        Layout::new(&[1 << 62, 2, 1 << 62]).unwrap_err(),
+        Error::TooLarge
+    );
+    assert_eq!(
+        Layout::new(&[usize::MAX, 1, usize::MAX]).unwrap_err(),
+        Error::TooLarge
+    );
+    assert!(Layout::new(&[big, 1, 2]).is_ok());
     let (mut w, mut g, mut a, mut d) = (vec![0.0; 5], vec![], vec![0.0; 20], vec![0.0; 14]);
     assert!(matches!(
         NetMut::new(&widths, 2, &mut w, &mut g, &mut a, &mut d).unwrap_err(),

@@ -18,6 +18,7 @@
 //! assert_eq!(layers_text(&layers), "conv16k3p1,conv32k3s2p1,conv32k3s2p1,dense10");
 //! ```
 
+use agd_core::Error;
 use agd_core::conv::Conv2d;
 use agd_core::spec::{LayerSpec, chain, conv, dense};
 
@@ -124,7 +125,10 @@ pub fn parse(text: &str, input: [usize; 3], classes: usize) -> Result<Vec<LayerS
         let item = text.split(',').nth(k).unwrap_or("").trim();
         match layer {
             LayerSpec::Dense { inputs, outputs } => {
-                *inputs = c * h * w;
+                *inputs = c
+                    .checked_mul(h)
+                    .and_then(|ch| ch.checked_mul(w))
+                    .ok_or_else(|| usage(format!("--layers {text}: {}", Error::TooLarge)))?;
                 (c, h, w) = (*outputs, 1, 1);
             }
             LayerSpec::Conv(cv) => {
@@ -134,7 +138,7 @@ pub fn parse(text: &str, input: [usize; 3], classes: usize) -> Result<Vec<LayerS
             }
         }
     }
-    let outputs = c * h * w;
+    let outputs = c.saturating_mul(h).saturating_mul(w);
     if outputs != classes {
         return Err(usage(format!(
             "--layers {text}: the last layer gives {outputs} outputs, the data has {classes} classes"
@@ -148,6 +152,9 @@ pub fn parse(text: &str, input: [usize; 3], classes: usize) -> Result<Vec<LayerS
 /// size is `(h + 2·pad − k) / stride + 1` rounded down, as torch's: the issue's CNN relies
 /// on it (28 → 14 with k3 s2 p1).
 fn check_conv(item: &str, cv: &Conv2d) -> Result<(), HostError> {
+    if !cv.fits() {
+        return Err(usage(format!("--layers: `{item}`: {}", Error::TooLarge)));
+    }
     let (ph, pw) = (cv.h + 2 * cv.pad, cv.w + 2 * cv.pad);
     if cv.kh > ph || cv.kw > pw {
         return Err(usage(format!(

@@ -23,6 +23,16 @@ fn input_block<T>(
     }
 }
 
+/// `n` zeros, or [`agd_core::Error::TooLarge`] when that much memory cannot be had (instead
+/// of the allocator's abort: `agd train --widths 64,4000000000,10` is a one-line error).
+fn zeros<T: Element>(n: usize) -> Result<Vec<T>, agd_core::Error> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| agd_core::Error::TooLarge)?;
+    v.resize(n, T::ZERO);
+    Ok(v)
+}
+
 /// A dense network whose buffers are `Vec`s sized at run time.
 #[derive(Debug, Clone)]
 pub struct HostNet<T> {
@@ -47,17 +57,19 @@ impl<T: Element> HostNet<T> {
             return Err(agd_core::Error::EmptyBatch);
         }
         let params = layout.param_count();
+        // The per-sample sums fit (Layout::new checked them); times the capacity may not.
+        let acts = act_count(widths, 1).checked_mul(capacity);
+        let deltas = delta_count(widths, 1).checked_mul(capacity);
+        let (Some(acts), Some(deltas)) = (acts, deltas) else {
+            return Err(agd_core::Error::TooLarge);
+        };
         Ok(HostNet {
             widths: widths.to_vec(),
             capacity,
-            weights: vec![T::ZERO; params],
-            grads: if grad_buffer {
-                vec![T::ZERO; params]
-            } else {
-                Vec::new()
-            },
-            acts: vec![T::ZERO; act_count(widths, capacity)],
-            deltas: vec![T::ZERO; delta_count(widths, capacity)],
+            weights: zeros(params)?,
+            grads: zeros(if grad_buffer { params } else { 0 })?,
+            acts: zeros(acts)?,
+            deltas: zeros(deltas)?,
         })
     }
 
@@ -133,15 +145,21 @@ impl<T: Element> HostConvNet<T> {
         if capacity == 0 {
             return Err(agd_core::Error::EmptyBatch);
         }
+        // The per-sample sums fit (SpecLayout::new checked them); times the capacity may not.
+        let acts = spec::act_count(layers, 1).checked_mul(capacity);
+        let deltas = spec::delta_count(layers, 1).checked_mul(capacity);
+        let (Some(acts), Some(deltas)) = (acts, deltas) else {
+            return Err(agd_core::Error::TooLarge);
+        };
         Ok(HostConvNet {
             layers: layers.to_vec(),
             capacity,
-            weights: vec![T::ZERO; layout.param_count()],
-            grads: vec![T::ZERO; layout.param_count()],
-            acts: vec![T::ZERO; spec::act_count(layers, capacity)],
-            deltas: vec![T::ZERO; spec::delta_count(layers, capacity)],
-            scratch: vec![T::ZERO; layout.scratch_count()],
-            norms: vec![T::ZERO; layout.norm_count()],
+            weights: zeros(layout.param_count())?,
+            grads: zeros(layout.param_count())?,
+            acts: zeros(acts)?,
+            deltas: zeros(deltas)?,
+            scratch: zeros(layout.scratch_count())?,
+            norms: zeros(layout.norm_count())?,
         })
     }
 

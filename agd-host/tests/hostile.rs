@@ -248,6 +248,46 @@ fn every_hostile_input_is_one_line_and_exit_2() {
     };
     let cases: Vec<Case> = vec![
         case("unknown flag", &["train", "--bogus"], "--bogus"),
+        // Networks too large for memory or for `usize`: refused, not aborted by the allocator
+        // or sized with wrapped numbers. The "to allocate" cases ask for a buffer larger than
+        // a 47-bit address space, so it fails to allocate even where the kernel overcommits
+        // memory (nothing is ever touched).
+        case(
+            "dense layer too large to allocate",
+            &["train", "--widths", "64,4000000000000,10"],
+            "too large",
+        ),
+        case(
+            "dense weights beyond usize",
+            &["train", "--widths", "64,4000000000,4000000000,10"],
+            "too large",
+        ),
+        case(
+            "conv channels too large to allocate",
+            &["train", "--layers", "conv4000000000000k3,dense10"],
+            "too large",
+        ),
+        case(
+            "conv padding beyond usize",
+            &["train", "--layers", "conv8k3p9999999999999999999,dense10"],
+            "too large",
+        ),
+        case(
+            "batch too large to allocate",
+            &["train", "--batch", "4000000000000"],
+            "too large",
+        ),
+        case(
+            "negative learning rate",
+            &["train", "--optimizer", "adam", "--lr", "-1"],
+            "finite and positive",
+        ),
+        case(
+            "negative gain",
+            &["train", "--gain", "-2"],
+            "finite and positive",
+        ),
+        case("negative seed", &["train", "--seed", "-1"], "--seed"),
         case(
             "missing required argument",
             &["eval", "--dataset", "digits"],

@@ -71,7 +71,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Seed of the initialisation and the batch order.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// Element type.
     #[arg(long, value_enum, default_value = "f32")]

@@ -30,10 +30,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "agd")]
     optimizer: OptimizerArg,
     /// Learning rate of a baseline (required for adam and sgd; AGD has none).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// AGD's gain (default 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     gain: Option<f64>,
     /// Output directory. Default: runs/<dataset>-<optimizer>[-lr<lr>]-seed<seed>.
     #[arg(long, value_name = "DIR")]

@@ -286,10 +286,14 @@ impl Conv2d {
             return false;
         }
         let (oh, ow) = (self.out_h(), self.out_w());
+        let params = product(&[self.c_out, self.c_in, self.kh, self.kw]);
+        // The weights twice: the scratch ([`Conv2d::scratch_for`]) holds them reordered and
+        // has room for them again where the unfolding is smaller. Their sum bounds every size.
         let sizes = [
             product(&[self.c_in, self.h, self.w]),
             product(&[self.c_out, oh, ow]),
-            product(&[self.c_out, self.c_in, self.kh, self.kw]),
+            params,
+            params,
             product(&[oh, ow, self.c_in, self.kh, self.kw]),
         ];
         let mut total = Some(0usize);

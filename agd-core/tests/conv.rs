@@ -728,6 +728,22 @@ fn layers_that_do_not_fit_are_refused() {
     let d = |inputs, outputs| LayerSpec::Dense { inputs, outputs };
     let summed = [d(1 << 62, 2), d(2, 1 << 62)];
     assert_eq!(SpecLayout::new(&summed).unwrap_err(), Error::TooLarge);
+    // Weights of 2^63 fit, but the scratch that holds them twice would not.
+    let half = Conv2d {
+        c_in: 1 << 31,
+        c_out: 1 << 32,
+        kh: 1,
+        kw: 1,
+        h: 1,
+        w: 1,
+        stride: 1,
+        pad: 0,
+    };
+    assert!(!half.fits());
+    assert_eq!(
+        SpecLayout::new(&[LayerSpec::Conv(half)]).unwrap_err(),
+        Error::TooLarge
+    );
     // As large as still fits: accepted.
     assert!(SpecLayout::new(&[d(1 << 40, 2)]).is_ok());
     let c = Conv2d {

@@ -33,6 +33,20 @@ fn zeros<T: Element>(n: usize) -> Result<Vec<T>, agd_core::Error> {
     Ok(v)
 }
 
+/// The activation and error buffers' lengths for `capacity` samples, from their per-sample
+/// lengths (which fit: the layout checked them); [`agd_core::Error::TooLarge`] if a product
+/// does not.
+fn per_batch(
+    acts: usize,
+    deltas: usize,
+    capacity: usize,
+) -> Result<(usize, usize), agd_core::Error> {
+    match (acts.checked_mul(capacity), deltas.checked_mul(capacity)) {
+        (Some(a), Some(d)) => Ok((a, d)),
+        _ => Err(agd_core::Error::TooLarge),
+    }
+}
+
 /// A dense network whose buffers are `Vec`s sized at run time.
 #[derive(Debug, Clone)]
 pub struct HostNet<T> {
@@ -57,12 +71,7 @@ impl<T: Element> HostNet<T> {
             return Err(agd_core::Error::EmptyBatch);
         }
         let params = layout.param_count();
-        // The per-sample sums fit (Layout::new checked them); times the capacity may not.
-        let acts = act_count(widths, 1).checked_mul(capacity);
-        let deltas = delta_count(widths, 1).checked_mul(capacity);
-        let (Some(acts), Some(deltas)) = (acts, deltas) else {
-            return Err(agd_core::Error::TooLarge);
-        };
+        let (acts, deltas) = per_batch(act_count(widths, 1), delta_count(widths, 1), capacity)?;
         Ok(HostNet {
             widths: widths.to_vec(),
             capacity,
@@ -145,12 +154,11 @@ impl<T: Element> HostConvNet<T> {
         if capacity == 0 {
             return Err(agd_core::Error::EmptyBatch);
         }
-        // The per-sample sums fit (SpecLayout::new checked them); times the capacity may not.
-        let acts = spec::act_count(layers, 1).checked_mul(capacity);
-        let deltas = spec::delta_count(layers, 1).checked_mul(capacity);
-        let (Some(acts), Some(deltas)) = (acts, deltas) else {
-            return Err(agd_core::Error::TooLarge);
-        };
+        let (acts, deltas) = per_batch(
+            spec::act_count(layers, 1),
+            spec::delta_count(layers, 1),
+            capacity,
+        )?;
         Ok(HostConvNet {
             layers: layers.to_vec(),
             capacity,

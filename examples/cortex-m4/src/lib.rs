@@ -12,6 +12,19 @@ pub mod emuflash;
 pub mod idx_file;
 pub mod train;
 
+/// A firmware's `main`: starts the instruction counter ([`cycles::start`]), runs `run` and
+/// ends the QEMU run with exit code 0 when it returns `Ok(true)`, 1 on `Ok(false)` (a check
+/// failed) and 2 on `Err(())` (an error, logged where it happened).
+pub fn run_and_exit(run: impl FnOnce() -> Result<bool, ()>) -> ! {
+    let cp = cortex_m::Peripherals::take().unwrap();
+    cycles::start(cp.SYST);
+    match run() {
+        Ok(true) => exit(0),
+        Ok(false) => exit(1),
+        Err(()) => exit(2),
+    }
+}
+
 /// Ends the QEMU run with this exit code (semihosting `SYS_EXIT`).
 pub fn exit(code: i32) -> ! {
     semihosting::process::exit(code)

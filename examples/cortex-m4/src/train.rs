@@ -10,7 +10,10 @@
 use agd_core::{ConvNetMut, Error, NetMut, SplitMix64, TrainReport};
 
 use crate::cycles;
-use crate::data::{Standardize, digits_batch, shuffle};
+use crate::data::{
+    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
+    pixel_stats, shuffle,
+};
 
 /// What the loops need of a network view: its input block and a forward pass to score.
 pub trait View {
@@ -70,9 +73,32 @@ pub struct Epoch {
     pub step_instructions: u64,
 }
 
+impl Digits<'static> {
+    /// The digits in flash, with the host's split dealt into `split` (the first
+    /// `DIGITS_TRAIN` indices train, the rest test) and each pixel ÷16 standardised with the
+    /// training split's mean and std; logs the split and the statistics.
+    pub fn load(split: &mut [u16; DIGITS_SAMPLES]) -> Result<Self, ()> {
+        let (images, labels) = digits().map_err(|e| defmt::error!("digits: {}", e))?;
+        digits_split(split);
+        let (mean, std) = pixel_stats(images, DIGITS_PIXELS, &split[..DIGITS_TRAIN], 16);
+        defmt::info!(
+            "digits: {=usize} train / {=usize} test, pixel/16 standardised with train mean {=f64} std {=f64}",
+            DIGITS_TRAIN,
+            DIGITS_SAMPLES - DIGITS_TRAIN,
+            mean,
+            std
+        );
+        Ok(Digits {
+            images,
+            labels,
+            norm: Standardize::new(16, mean, std),
+        })
+    }
+}
+
 impl Digits<'_> {
-    /// Loads samples `which` (at most `B`) into `v`'s input; returns their labels.
-    fn load<V: View, const B: usize>(&self, v: &mut V, which: &[u16]) -> Result<[usize; B], ()> {
+    /// Puts samples `which` (at most `B`) into `v`'s input; returns their labels.
+    fn batch<V: View, const B: usize>(&self, v: &mut V, which: &[u16]) -> Result<[usize; B], ()> {
         let mut targets = [0usize; B];
         let input = v
             .input_mut(which.len())
@@ -92,7 +118,7 @@ impl Digits<'_> {
     pub fn evaluate<V: View, const B: usize>(&self, v: &mut V, test: &[u16]) -> Result<usize, ()> {
         let mut correct = 0;
         for chunk in test.chunks(B) {
-            let targets: [usize; B] = self.load(v, chunk)?;
+            let targets: [usize; B] = self.batch(v, chunk)?;
             v.forward(chunk.len()).map_err(|e| defmt::error!("{}", e))?;
             correct += v.count_correct(&targets[..chunk.len()]);
         }
@@ -110,7 +136,7 @@ impl Digits<'_> {
         let (mut loss, mut eta, mut correct, mut steps) = (0.0f32, 0.0f32, 0, 0);
         let (mut full_steps, mut full_instr) = (0u64, 0u64);
         for chunk in order.chunks(B) {
-            let targets: [usize; B] = self.load(v, chunk)?;
+            let targets: [usize; B] = self.batch(v, chunk)?;
             let t0 = cycles::now();
             let r = step(v, &targets[..chunk.len()])
                 .map_err(|e| defmt::error!("step failed: {}", e))?;

@@ -8,11 +8,8 @@
 #![no_main]
 
 use agd_core::{Agd, Loss, NetMut, Network, SplitMix64};
-use agd_cortex_m4::data::{
-    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_split, pixel_stats,
-};
+use agd_cortex_m4::data::{DIGITS_SAMPLES, DIGITS_TRAIN};
 use agd_cortex_m4::train::Digits as Data;
-use agd_cortex_m4::{cycles, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
@@ -34,7 +31,6 @@ static SPLIT: ConstStaticCell<[u16; DIGITS_SAMPLES]> = ConstStaticCell::new([0; 
 
 const EPOCHS: usize = 10;
 const BATCH: usize = Digits::BATCH;
-const PIXELS: usize = DIGITS_PIXELS;
 /// Seed of the weight initialisation and of the per-epoch reshuffles.
 const SEED: u64 = 1;
 /// Instructions per SGD step of AIfES 2.2 on the same network, batch and board
@@ -44,29 +40,13 @@ const AIFES_RAM: u64 = 44_800;
 
 #[entry]
 fn main() -> ! {
-    let cp = cortex_m::Peripherals::take().unwrap();
-    cycles::start(cp.SYST);
-    match run() {
-        Ok(true) => exit(0),
-        Ok(false) => exit(1),
-        Err(()) => exit(2),
-    }
+    agd_cortex_m4::run_and_exit(run)
 }
 
 fn run() -> Result<bool, ()> {
-    let (images, labels) = digits().map_err(|e| defmt::error!("digits: {}", e))?;
     let (split, net) = (SPLIT.take(), NET.take());
-    digits_split(split);
+    let data = Data::load(split)?;
     let (train, test) = split.split_at_mut(DIGITS_TRAIN);
-    let (mean, std) = pixel_stats(images, PIXELS, train, 16);
-    let norm = Standardize::new(16, mean, std);
-    defmt::info!(
-        "digits: {=usize} train / {=usize} test, pixel/16 standardised with train mean {=f64} std {=f64}",
-        train.len(),
-        test.len(),
-        mean,
-        std
-    );
 
     let mut v = net.view();
     let mut rng = SplitMix64::new(SEED);
@@ -79,11 +59,6 @@ fn run() -> Result<bool, ()> {
         DigitsWithGrads::RAM_BYTES
     );
 
-    let data = Data {
-        images,
-        labels,
-        norm,
-    };
     let step = |v: &mut NetMut<'_, f32>, targets: &[usize]| {
         v.train_step_buffer_free(&agd, Loss::Xent, targets)
     };

@@ -15,12 +15,9 @@
 use agd_core::checkpoint::{ElemType, Progress, spec_checkpoint_len};
 use agd_core::storage::{AbStore, slot_bytes};
 use agd_core::{Agd, ConvNetMut, ConvNetwork, Loss, SplitMix64};
-use agd_cortex_m4::data::{
-    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_batch, digits_split,
-    pixel_stats,
-};
+use agd_cortex_m4::data::{DIGITS_SAMPLES, DIGITS_TRAIN, digits_batch};
 use agd_cortex_m4::train::Digits as Data;
-use agd_cortex_m4::{cycles, emuflash, exit};
+use agd_cortex_m4::{cycles, emuflash};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
@@ -47,29 +44,13 @@ const SEED: u64 = 1;
 
 #[entry]
 fn main() -> ! {
-    let cp = cortex_m::Peripherals::take().unwrap();
-    cycles::start(cp.SYST);
-    match run() {
-        Ok(true) => exit(0),
-        Ok(false) => exit(1),
-        Err(()) => exit(2),
-    }
+    agd_cortex_m4::run_and_exit(run)
 }
 
 fn run() -> Result<bool, ()> {
-    let (images, labels) = digits().map_err(|e| defmt::error!("digits: {}", e))?;
     let (split, net) = (SPLIT.take(), NET.take());
-    digits_split(split);
+    let data = Data::load(split)?;
     let (train, test) = split.split_at_mut(DIGITS_TRAIN);
-    let (mean, std) = pixel_stats(images, DIGITS_PIXELS, train, 16);
-    let norm = Standardize::new(16, mean, std);
-    defmt::info!(
-        "digits: {=usize} train / {=usize} test, pixel/16 standardised with train mean {=f64} std {=f64}",
-        train.len(),
-        test.len(),
-        mean,
-        std
-    );
 
     let mut v = net.view();
     let mut rng = SplitMix64::new(SEED);
@@ -82,11 +63,6 @@ fn run() -> Result<bool, ()> {
         DigitsCnn::RAM_BYTES
     );
 
-    let data = Data {
-        images,
-        labels,
-        norm,
-    };
     let step =
         |v: &mut ConvNetMut<'_, f32>, targets: &[usize]| v.train_step(&agd, Loss::Xent, targets);
     let (acc, step_instr) =

@@ -18,12 +18,9 @@
 use agd_core::checkpoint::{ElemType, Progress, checkpoint_len};
 use agd_core::storage::{AbStore, Flash, SliceFlash, slot_bytes};
 use agd_core::{Agd, Error, Loss, NetMut, Network, SplitMix64};
-use agd_cortex_m4::data::{
-    DIGITS_PIXELS, DIGITS_SAMPLES, DIGITS_TRAIN, Standardize, digits, digits_split, pixel_stats,
-    shuffle,
-};
+use agd_cortex_m4::data::{DIGITS_SAMPLES, DIGITS_TRAIN, shuffle};
 use agd_cortex_m4::train::Digits as Set;
-use agd_cortex_m4::{cycles, emuflash, exit};
+use agd_cortex_m4::{cycles, emuflash};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
@@ -64,13 +61,7 @@ static CKPT_BUF: ConstStaticCell<[u8; CKPT]> = ConstStaticCell::new([0; CKPT]);
 
 #[entry]
 fn main() -> ! {
-    let cp = cortex_m::Peripherals::take().unwrap();
-    cycles::start(cp.SYST);
-    match run() {
-        Ok(true) => exit(0),
-        Ok(false) => exit(1),
-        Err(()) => exit(2),
-    }
+    agd_cortex_m4::run_and_exit(run)
 }
 
 /// The dataset, split and normalisation every boot derives the same way.
@@ -81,17 +72,11 @@ struct Data<'a> {
 }
 
 fn run() -> Result<bool, ()> {
-    let (images, labels) = digits().map_err(|e| defmt::error!("digits: {}", e))?;
     let split = SPLIT.take();
-    digits_split(split);
+    let digits = Set::load(split)?;
     let (train, test) = split.split_at(DIGITS_TRAIN);
-    let (mean, std) = pixel_stats(images, DIGITS_PIXELS, train, 16);
     let data = Data {
-        digits: Set {
-            images,
-            labels,
-            norm: Standardize::new(16, mean, std),
-        },
+        digits,
         train,
         test,
     };

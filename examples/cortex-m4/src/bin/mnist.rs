@@ -13,9 +13,9 @@
 #![no_main]
 
 use agd_core::{Agd, Loss, NetMut, Network, SplitMix64};
+use agd_cortex_m4::cycles;
 use agd_cortex_m4::data::{MNIST_MEAN, MNIST_STD, Standardize};
 use agd_cortex_m4::idx_file::{IdxError, IdxFile};
-use agd_cortex_m4::{cycles, exit};
 use cortex_m_rt::entry;
 use defmt_semihosting as _;
 use panic_probe as _;
@@ -44,13 +44,7 @@ static PIXEL_BUF: ConstStaticCell<[u8; BATCH * PIXELS]> = ConstStaticCell::new([
 
 #[entry]
 fn main() -> ! {
-    let cp = cortex_m::Peripherals::take().unwrap();
-    cycles::start(cp.SYST);
-    match run() {
-        Ok(true) => exit(0),
-        Ok(false) => exit(1),
-        Err(()) => exit(2),
-    }
+    agd_cortex_m4::run_and_exit(run)
 }
 
 /// The IDX directory: the first argument the runner passed (after the program name).

@@ -258,7 +258,7 @@ fn every_hostile_input_is_one_line_and_exit_2() {
             "too large",
         ),
         case(
-            "dense weights beyond usize",
+            "dense weights beyond the address space",
             &["train", "--widths", "64,4000000000,4000000000,10"],
             "too large",
         ),

@@ -8,13 +8,17 @@
 
 use std::path::Path;
 
-use agd_core::{Agd, Element, Loss, Network};
+use std::ops::Range;
+
+use agd_core::{Agd, ConvNetMut, ConvNetwork, Element, Loss, NetMut, Network, StepReport};
 use serde::Deserialize;
 
 use crate::HostError;
-use crate::net::HostNet;
+use crate::net::{HostConvNet, HostNet};
 
 mod conv;
+
+use conv::norm_list;
 
 /// Relative tolerance of an `f64` replay.
 pub const TOL_F64: f64 = 1e-9;
@@ -423,29 +427,137 @@ fn cast<T: Element>(v: &[f64]) -> Vec<T> {
 /// Replays a golden file in element type `T` and returns the worst deviations.
 pub fn replay<T: Element>(file: &GoldenFile, kind: StepKind) -> Result<Deviations, HostError> {
     if file.is_conv() {
-        return conv::replay::<T>(file, kind);
+        let layers = file.conv_layers().map_err(HostError::Golden)?;
+        let mut net = HostConvNet::<T>::new(&layers, file.batch_size)?;
+        return replay_on(net.view(), file, kind);
     }
-    let widths = file.widths();
-    let depth = widths.len() - 1;
-    let mut net = HostNet::<T>::new(widths, file.batch_size, true)?;
+    let mut net = HostNet::<T>::new(file.widths(), file.batch_size, true)?;
+    replay_on(net.view(), file, kind)
+}
+
+/// What a replay needs of a network view: a dense [`NetMut`] or a conv [`ConvNetMut`].
+trait Replayed<T: Element> {
+    fn weights(&self) -> &[T];
+    fn weights_mut(&mut self) -> &mut [T];
+    fn set_input(&mut self, x: &[T]) -> Result<usize, agd_core::Error>;
+    fn forward(&mut self, batch: usize) -> Result<&[T], agd_core::Error>;
+    fn compute_grads(&mut self, loss: Loss, t: &[usize]) -> Result<(T, usize), agd_core::Error>;
+    fn loss_grad(&mut self, loss: Loss, t: &[usize]) -> Result<T, agd_core::Error>;
+    fn depth(&self) -> usize;
+    fn layer_weights(&self, k: usize) -> &[T];
+    fn layer_grads(&self, k: usize) -> &[T];
+    fn weight_range(&self, k: usize) -> Range<usize>;
+    /// The AGD step of `kind` on a batch of `batch` samples.
+    fn step(
+        &mut self,
+        agd: &Agd<T>,
+        kind: StepKind,
+        batch: usize,
+    ) -> Result<StepReport<T>, HostError>;
+    /// Layer `k`'s gradient norms of the last step, one per kernel position (one for a dense
+    /// layer).
+    fn norms(&self, report: &StepReport<T>, k: usize) -> Vec<T>;
+}
+
+/// The methods both views have under the same names.
+macro_rules! replayed_common {
+    () => {
+        fn weights(&self) -> &[T] {
+            Self::weights(self)
+        }
+        fn weights_mut(&mut self) -> &mut [T] {
+            Self::weights_mut(self)
+        }
+        fn set_input(&mut self, x: &[T]) -> Result<usize, agd_core::Error> {
+            Self::set_input(self, x)
+        }
+        fn forward(&mut self, batch: usize) -> Result<&[T], agd_core::Error> {
+            Self::forward(self, batch)
+        }
+        fn compute_grads(
+            &mut self,
+            loss: Loss,
+            t: &[usize],
+        ) -> Result<(T, usize), agd_core::Error> {
+            Self::compute_grads(self, loss, t)
+        }
+        fn loss_grad(&mut self, loss: Loss, t: &[usize]) -> Result<T, agd_core::Error> {
+            Self::loss_grad(self, loss, t)
+        }
+        fn depth(&self) -> usize {
+            self.layout().depth()
+        }
+        fn layer_weights(&self, k: usize) -> &[T] {
+            Self::layer_weights(self, k)
+        }
+        fn layer_grads(&self, k: usize) -> &[T] {
+            Self::layer_grads(self, k)
+        }
+        fn weight_range(&self, k: usize) -> Range<usize> {
+            self.layout().weight_range(k)
+        }
+    };
+}
+
+impl<T: Element> Replayed<T> for NetMut<'_, T> {
+    replayed_common!();
+    fn step(
+        &mut self,
+        agd: &Agd<T>,
+        kind: StepKind,
+        batch: usize,
+    ) -> Result<StepReport<T>, HostError> {
+        Ok(match kind {
+            StepKind::Standard => {
+                let (layout, w, g) = self.step_parts();
+                agd.step(layout, w, g)?
+            }
+            StepKind::BufferFree => agd.step_buffer_free(self, batch)?,
+        })
+    }
+    fn norms(&self, report: &StepReport<T>, k: usize) -> Vec<T> {
+        vec![report.grad_norms[k]]
+    }
+}
+
+impl<T: Element> Replayed<T> for ConvNetMut<'_, T> {
+    replayed_common!();
+    fn step(&mut self, agd: &Agd<T>, kind: StepKind, _: usize) -> Result<StepReport<T>, HostError> {
+        match kind {
+            StepKind::Standard => Ok(ConvNetMut::step(self, agd)?),
+            StepKind::BufferFree => Err(HostError::Usage(
+                "the buffer-free step is defined for dense networks only".into(),
+            )),
+        }
+    }
+    fn norms(&self, _: &StepReport<T>, k: usize) -> Vec<T> {
+        self.grad_norms(k).to_vec()
+    }
+}
+
+/// [`replay`] on a network view: the initial outputs, then every recorded step's loss,
+/// gradients, norms (one per kernel position for a conv layer), G, η and weights after, and
+/// the final loss. A slice (or dense layer) whose recorded norm is 0 must come out of its step
+/// bit-for-bit unchanged.
+fn replay_on<T: Element>(
+    mut v: impl Replayed<T>,
+    file: &GoldenFile,
+    kind: StepKind,
+) -> Result<Deviations, HostError> {
     let agd = Agd::<T>::with_gain(T::from_f64(file.gain))?;
-    let loss = file.loss();
+    let (loss, depth) = (file.loss(), v.depth());
     let mut dev = Deviations::default();
     let mut zv = 0;
-    {
-        let mut v = net.view();
-        let init: Vec<f64> = file
-            .initial_weights
-            .iter()
-            .flat_map(|t| t.data.iter().copied())
-            .collect();
-        v.weights_mut().copy_from_slice(&cast::<T>(&init));
-        v.set_input(&cast::<T>(&file.x.data))?;
-        let out = v.forward(file.batch_size)?;
-        dev.outputs = tensor_dev(out, &file.initial_outputs.data, &mut zv);
-    }
+    let init: Vec<f64> = file
+        .initial_weights
+        .iter()
+        .flat_map(|t| t.data.iter().copied())
+        .collect();
+    v.weights_mut().copy_from_slice(&cast::<T>(&init));
+    v.set_input(&cast::<T>(&file.x.data))?;
+    let out = v.forward(file.batch_size)?;
+    dev.outputs = tensor_dev(out, &file.initial_outputs.data, &mut zv);
     for rec in &file.steps {
-        let mut v = net.view();
         let (value, _) = v.compute_grads(loss, &file.targets)?;
         dev.loss = dev.loss.max(scalar_dev(value.to_f64(), rec.loss, &mut zv));
         for k in 0..depth {
@@ -454,24 +566,24 @@ pub fn replay<T: Element>(file: &GoldenFile, kind: StepKind) -> Result<Deviation
                 .max(tensor_dev(v.layer_grads(k), &rec.grads[k].data, &mut zv));
         }
         let before = v.weights().to_vec();
-        let report = match kind {
-            StepKind::Standard => {
-                let (layout, w, g) = v.step_parts();
-                agd.step(layout, w, g)?
-            }
-            StepKind::BufferFree => agd.step_buffer_free(&mut v, file.batch_size)?,
-        };
-        for (k, n) in report.grad_norms.iter().enumerate() {
-            let want = rec.grad_norms[k].as_f64().unwrap_or(f64::NAN);
-            dev.grad_norms = dev.grad_norms.max(scalar_dev(n.to_f64(), want, &mut zv));
-            if want == 0.0 {
-                let r = v.layout().weight_range(k);
-                let same = v.weights()[r.clone()]
-                    .iter()
-                    .zip(&before[r])
-                    .all(|(a, b)| a.to_bits_u64() == b.to_bits_u64());
-                if !same {
-                    dev.unchanged_violations += 1;
+        let report = v.step(&agd, kind, file.batch_size)?;
+        for k in 0..depth {
+            let want = norm_list(&rec.grad_norms[k]).unwrap_or_default();
+            let got = v.norms(&report, k);
+            let positions = got.len();
+            let range = v.weight_range(k);
+            for (p, (&n, &w)) in got.iter().zip(&want).enumerate() {
+                dev.grad_norms = dev.grad_norms.max(scalar_dev(n.to_f64(), w, &mut zv));
+                if w == 0.0 {
+                    let same = v.weights()[range.clone()]
+                        .iter()
+                        .zip(&before[range.clone()])
+                        .skip(p)
+                        .step_by(positions)
+                        .all(|(a, b)| a.to_bits_u64() == b.to_bits_u64());
+                    if !same {
+                        dev.unchanged_violations += 1;
+                    }
                 }
             }
         }
@@ -487,7 +599,6 @@ pub fn replay<T: Element>(file: &GoldenFile, kind: StepKind) -> Result<Deviation
             ));
         }
     }
-    let mut v = net.view();
     v.forward(file.batch_size)?;
     let value = v.loss_grad(loss, &file.targets)?;
     dev.loss = dev

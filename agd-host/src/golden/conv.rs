@@ -1,15 +1,13 @@
-//! The `conv_then_linear` golden case: Conv2d (no bias) → `sqrt(2)·relu` → flatten → Linear,
-//! replayed through [`agd_core::ConvNetMut`] and [`agd_core::Agd::step_spec`] with the
-//! metrics of the dense replay, plus one norm per kernel position.
+//! The `conv_then_linear` golden case: Conv2d (no bias) → `sqrt(2)·relu` → flatten → Linear.
+//! Its layers and checks are here; the replay is the dense one's (`super::replay_on`), through
+//! [`agd_core::ConvNetMut`] and [`agd_core::Agd::step_spec`], with one norm per kernel
+//! position.
 
 use agd_core::conv::Conv2d;
 use agd_core::spec::{self, LayerSpec};
-use agd_core::{Agd, ConvNetwork, Element};
 use serde_json::Value;
 
-use super::{Deviations, GoldenFile, StepKind, cast, scalar_dev, tensor_dev, tensor_shape};
-use crate::HostError;
-use crate::net::HostConvNet;
+use super::{GoldenFile, tensor_shape};
 
 /// `conv 1→3 3x3 stride 1 pad 0 → dense 27→4`.
 pub(super) fn summary(layers: &[LayerSpec]) -> String {
@@ -27,7 +25,7 @@ pub(super) fn summary(layers: &[LayerSpec]) -> String {
 }
 
 /// A recorded norm entry as a list: a number for a dense layer, a list for a conv layer.
-fn norm_list(v: &Value) -> Option<Vec<f64>> {
+pub(super) fn norm_list(v: &Value) -> Option<Vec<f64>> {
     match v {
         Value::Number(n) => n.as_f64().map(|x| vec![x]),
         Value::Array(a) => a.iter().map(Value::as_f64).collect(),
@@ -125,85 +123,4 @@ impl GoldenFile {
         )?;
         Ok(())
     }
-}
-
-/// Replays a checked `conv_then_linear` file in element type `T`.
-pub(super) fn replay<T: Element>(
-    file: &GoldenFile,
-    kind: StepKind,
-) -> Result<Deviations, HostError> {
-    let layers = file.conv_layers().map_err(HostError::Golden)?;
-    let depth = layers.len();
-    let mut net = HostConvNet::<T>::new(&layers, file.batch_size)?;
-    let agd = Agd::<T>::with_gain(T::from_f64(file.gain))?;
-    let loss = file.loss();
-    let mut dev = Deviations::default();
-    let mut zv = 0;
-    let mut v = net.view();
-    let init: Vec<f64> = file
-        .initial_weights
-        .iter()
-        .flat_map(|t| t.data.iter().copied())
-        .collect();
-    v.weights_mut().copy_from_slice(&cast::<T>(&init));
-    v.set_input(&cast::<T>(&file.x.data))?;
-    let out = v.forward(file.batch_size)?;
-    dev.outputs = tensor_dev(out, &file.initial_outputs.data, &mut zv);
-    for rec in &file.steps {
-        let (value, _) = v.compute_grads(loss, &file.targets)?;
-        dev.loss = dev.loss.max(scalar_dev(value.to_f64(), rec.loss, &mut zv));
-        for k in 0..depth {
-            dev.grads = dev
-                .grads
-                .max(tensor_dev(v.layer_grads(k), &rec.grads[k].data, &mut zv));
-        }
-        let before = v.weights().to_vec();
-        let report = match kind {
-            StepKind::Standard => v.step(&agd)?,
-            StepKind::BufferFree => {
-                return Err(HostError::Usage(
-                    "the buffer-free step is defined for dense networks only".into(),
-                ));
-            }
-        };
-        for k in 0..depth {
-            let want = norm_list(&rec.grad_norms[k]).unwrap_or_default();
-            let got = v.grad_norms(k);
-            let positions = got.len();
-            let range = v.layout().weight_range(k);
-            for (p, (&n, &w)) in got.iter().zip(&want).enumerate() {
-                dev.grad_norms = dev.grad_norms.max(scalar_dev(n.to_f64(), w, &mut zv));
-                if w == 0.0 {
-                    // A zero slice (or dense layer) must be bit-for-bit unchanged.
-                    let same = v.weights()[range.clone()]
-                        .iter()
-                        .zip(&before[range.clone()])
-                        .skip(p)
-                        .step_by(positions)
-                        .all(|(a, b)| a.to_bits_u64() == b.to_bits_u64());
-                    if !same {
-                        dev.unchanged_violations += 1;
-                    }
-                }
-            }
-        }
-        dev.g = dev.g.max(scalar_dev(report.g.to_f64(), rec.g, &mut zv));
-        dev.eta = dev
-            .eta
-            .max(scalar_dev(report.eta.to_f64(), rec.eta, &mut zv));
-        for k in 0..depth {
-            dev.weights = dev.weights.max(tensor_dev(
-                v.layer_weights(k),
-                &rec.weights_after[k].data,
-                &mut zv,
-            ));
-        }
-    }
-    v.forward(file.batch_size)?;
-    let value = v.loss_grad(loss, &file.targets)?;
-    dev.loss = dev
-        .loss
-        .max(scalar_dev(value.to_f64(), file.final_loss, &mut zv));
-    dev.zero_violations = zv;
-    Ok(dev)
 }

@@ -138,7 +138,8 @@ pub fn parse(text: &str, input: [usize; 3], classes: usize) -> Result<Vec<LayerS
             }
         }
     }
-    let outputs = c.saturating_mul(h).saturating_mul(w);
+    // The last layer's outputs: a dense width, or a convolution's features, which `fits` checked.
+    let outputs = c * h * w;
     if outputs != classes {
         return Err(usage(format!(
             "--layers {text}: the last layer gives {outputs} outputs, the data has {classes} classes"

@@ -55,7 +55,7 @@ mod spec_net;
 pub mod static_net;
 pub mod storage;
 
-pub use agd::{Agd, StepReport};
+pub use agd::{Agd, StepPlan, StepReport};
 pub use agd_simd::Element;
 pub use error::Error;
 pub use layout::{Layout, MAX_DEPTH, act_count, delta_count, param_count};

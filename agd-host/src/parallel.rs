@@ -11,14 +11,19 @@
 //! thread runs copy 0, the pool's `N - 1` threads the others), so a step costs no thread
 //! start: starting threads every step measured slower than one thread on this VM (its page
 //! table changes interrupt the other core). The gradient sum is cut by weight range across
-//! the threads too. An AGD step then runs on every copy at once from the summed gradient —
-//! the same arithmetic on the same inputs, so the copies stay bit-identical without copying
-//! weights; a baseline's update (which keeps state, such as Adam's moments) runs on copy 0
-//! and its weights are copied to the others.
+//! the threads too. For a dense network each thread also forms its range's share of every
+//! layer's `Σ g²` while the sum is still in its cache, the AGD step is decided once from them
+//! ([`Agd::plan`]), and each thread applies it to its weight range of every copy
+//! ([`agd_core::StepPlan::apply`]); a conv network's step runs whole on every copy at once
+//! (its per-kernel-position norms do not split by range, and its weights are few). Either way
+//! every copy does the same arithmetic on the same inputs, so the copies stay bit-identical
+//! without copying weights. A baseline's update (which keeps state, such as Adam's moments)
+//! runs on copy 0 and its weights are copied to the others.
 
 use agd_core::spec::LayerSpec;
-use agd_core::{Agd, Element, Loss, Network, SplitMix64, StepReport, TrainReport};
-use agd_simd::axpy;
+use agd_core::{Agd, Element, Layout, Loss, Network, SplitMix64, StepReport, TrainReport};
+use agd_simd::{axpy, dot, sum_sq_checked};
+use core::ops::Range;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::net::{HostConvNet, HostNet};
@@ -57,6 +62,11 @@ pub trait Replica<T: Element>: TrainNet<T> + Send + Sized {
     /// The AGD step of these weights by `grads` (a gradient of this network's shape, not
     /// its own buffer's); refused with every weight left as it was.
     fn agd_update(&mut self, agd: &Agd<T>, grads: &[T]) -> Result<StepReport<T>, agd_core::Error>;
+    /// The widths of a dense network, whose AGD step can be planned once and applied by
+    /// weight range ([`Agd::plan`]); `None` for a network whose step runs whole on each copy.
+    fn dense_widths(&self) -> Option<&[usize]> {
+        None
+    }
 }
 
 impl<T: Element> Replica<T> for HostNet<T> {
@@ -76,6 +86,9 @@ impl<T: Element> Replica<T> for HostNet<T> {
         let mut v = self.view();
         let (layout, w, _) = v.step_parts();
         agd.step(layout, w, grads)
+    }
+    fn dense_widths(&self) -> Option<&[usize]> {
+        Some(self.widths())
     }
 }
 
@@ -109,6 +122,12 @@ pub struct DataParallel<T, N = HostNet<T>> {
     staging: Vec<T>,
     /// The batch gradient `Σ_t (b_t/B) g_t` of the last step.
     grads: Vec<T>,
+    /// A dense network's widths ([`Replica::dense_widths`]): its AGD step is split by range.
+    dense: Option<Vec<usize>>,
+    /// For a dense network, each layer's weight range and the plain `Σ g²` of its part of
+    /// the last batch gradient.
+    layers: Vec<Range<usize>>,
+    sums: Vec<T>,
     /// Runs copies `1..` (absent with one copy).
     pool: Option<ThreadPool>,
 }
@@ -155,8 +174,20 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
                     .ok()
             })
             .flatten();
+        let layers = match net.dense_widths() {
+            Some(widths) => {
+                let layout = Layout::new(widths)?;
+                (0..layout.depth())
+                    .map(|k| layout.weight_range(k))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         Ok(DataParallel {
             grads: vec![T::ZERO; net.param_count()],
+            dense: net.dense_widths().map(<[usize]>::to_vec),
+            layers,
+            sums: Vec::new(),
             nets,
             capacity,
             staging: Vec::new(),
@@ -202,7 +233,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         samples: &[T],
         targets: &[usize],
     ) -> Result<TrainReport<T>, agd_core::Error> {
-        let (loss, correct) = self.batch_grads(loss, samples, targets)?;
+        let (loss, correct) = self.batch_grads(loss, samples, targets, true)?;
         let step = self.agd_all(agd)?;
         Ok(TrainReport {
             loss,
@@ -242,13 +273,15 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
     }
 
     /// Forward and backward of every slice on its own thread; leaves the batch gradient
-    /// `g = Σ_t (b_t/B)·g_t` in `self.grads` and returns the batch's mean loss and correct
-    /// count. No weight changes.
+    /// `g = Σ_t (b_t/B)·g_t` in `self.grads` (and, with `sums`, a dense network's per-layer
+    /// `Σ g²` in `self.sums`) and returns the batch's mean loss and correct count. No weight
+    /// changes.
     fn batch_grads(
         &mut self,
         loss: Loss,
         samples: &[T],
         targets: &[usize],
+        sums: bool,
     ) -> Result<(T, usize), agd_core::Error> {
         let batch = targets.len();
         if batch == 0 {
@@ -287,14 +320,30 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
             correct += c;
             w.push(w_t);
         }
-        self.sum_grads(&w);
+        self.sum_grads(&w, sums);
         Ok((total, correct))
     }
 
+    /// Entries in each thread's part of the weights and gradients: an even share, rounded up
+    /// to whole 64-byte lines so that no two threads write into one line.
+    fn part_len(&self) -> usize {
+        let line = (64 / T::BYTES).max(1);
+        self.grads
+            .len()
+            .div_ceil(self.nets.len())
+            .next_multiple_of(line)
+            .max(line)
+    }
+
     /// `self.grads ← Σ_t w_t g_t` over the first `w.len()` copies, the weight range cut into
-    /// one part per thread.
-    fn sum_grads(&mut self, w: &[T]) {
-        let part = self.grads.len().div_ceil(self.nets.len()).max(1);
+    /// one part per thread. With `sums` (a dense network), each thread also adds up its
+    /// part's share of every layer's `Σ g²` block by block while the block is in its cache,
+    /// and `self.sums` receives the layers' totals.
+    fn sum_grads(&mut self, w: &[T], sums: bool) {
+        /// Entries summed before their squares are added up (32 KiB of `f32`).
+        const BLOCK: usize = 8192;
+        let part = self.part_len();
+        let layers: &[Range<usize>] = if sums { &self.layers } else { &[] };
         let mut srcs: Vec<_> = self.nets[..w.len()]
             .iter()
             .map(|n| n.grads().chunks(part))
@@ -310,32 +359,60 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
                 (dst, parts)
             })
             .collect();
-        Self::run(self.pool.as_ref(), jobs, |_, (dst, parts)| {
-            // g = Σ_t (b_t/B) g_t, the first two terms in one pass (the sum is memory-bound:
-            // copy, scale and add took 5 passes over `g` where this takes 3).
-            match parts[..] {
-                [g0, g1, ..] => {
-                    for ((d, &a), &b) in dst.iter_mut().zip(g0).zip(g1) {
-                        *d = w[0] * a + w[1] * b;
+        let partial = Self::run(self.pool.as_ref(), jobs, |p, (dst, parts)| {
+            let mut sums = vec![T::ZERO; layers.len()];
+            let n = dst.len();
+            let mut lo = 0;
+            while lo < n {
+                let hi = (lo + BLOCK).min(n);
+                let d = &mut dst[lo..hi];
+                // g = Σ_t (b_t/B) g_t, the first two terms in one pass (the sum is
+                // memory-bound: copy, scale and add took 5 passes over `g` where this takes 3).
+                match parts[..] {
+                    [g0, g1, ..] => {
+                        for ((d, &a), &b) in d.iter_mut().zip(&g0[lo..hi]).zip(&g1[lo..hi]) {
+                            *d = w[0] * a + w[1] * b;
+                        }
+                    }
+                    [g0] => {
+                        for (d, &a) in d.iter_mut().zip(&g0[lo..hi]) {
+                            *d = w[0] * a;
+                        }
+                    }
+                    [] => {}
+                }
+                for (&w_t, src) in w.iter().zip(&parts).skip(2) {
+                    axpy(w_t, &src[lo..hi], d);
+                }
+                // This block's entries of each layer, in the flat gradient's numbering.
+                let (at, to) = (p * part + lo, p * part + hi);
+                for (sum, r) in sums.iter_mut().zip(layers) {
+                    let (a, b) = (r.start.max(at), r.end.min(to));
+                    if a < b {
+                        let seg = &d[a - at..b - at];
+                        *sum += dot(seg, seg);
                     }
                 }
-                [g0] => {
-                    for (d, &a) in dst.iter_mut().zip(g0) {
-                        *d = w[0] * a;
-                    }
-                }
-                [] => {}
+                lo = hi;
             }
-            for (&w_t, src) in w.iter().zip(&parts).skip(2) {
-                axpy(w_t, src, dst);
-            }
+            sums
         });
+        self.sums.clear();
+        self.sums.resize(layers.len(), T::ZERO);
+        for sums in partial {
+            for (total, s) in self.sums.iter_mut().zip(sums) {
+                *total += s;
+            }
+        }
     }
 
-    /// The AGD step of every copy by the batch gradient, all copies at once: they do the
-    /// same arithmetic on the same inputs, so they stay bit-identical, and a step one refuses
-    /// (before changing any weight) every one refuses.
+    /// The AGD step of every copy by the batch gradient. The copies do the same arithmetic
+    /// on the same inputs, so they stay bit-identical, and a step refused (before any
+    /// weight changes) is refused for all.
     fn agd_all(&mut self, agd: &Agd<T>) -> Result<StepReport<T>, agd_core::Error> {
+        if self.dense.is_some() {
+            return self.agd_split(agd);
+        }
         let grads = &self.grads;
         let nets: Vec<&mut N> = self.nets.iter_mut().collect();
         let mut results = Self::run(self.pool.as_ref(), nets, |_, net| {
@@ -345,6 +422,55 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         let first = results.next().expect("at least one copy");
         debug_assert!(results.all(|r| r.is_ok() == first.is_ok()));
         first
+    }
+
+    /// A dense network's AGD step: planned once from the per-layer sums the gradient sum
+    /// formed (each checked, and redone safely from the gradient if it overflowed or
+    /// underflowed, as in the single-threaded step), then applied by each thread to its
+    /// part of every copy's weights.
+    fn agd_split(&mut self, agd: &Agd<T>) -> Result<StepReport<T>, agd_core::Error> {
+        let widths = self.dense.as_deref().unwrap_or_default();
+        let layout = Layout::new(widths)?;
+        let grads = &self.grads;
+        let norms: Vec<T> = (self.sums.iter().zip(&self.layers))
+            .map(|(&s, r)| sum_sq_checked(s, &grads[r.clone()]).norm())
+            .collect();
+        let plan = agd.plan(layout, self.nets[0].weights(), &norms)?;
+        // Every part's range and lengths hold by construction; checked here all the same,
+        // before any weight changes, so that no copy can be left half updated.
+        for net in &self.nets {
+            if net.weights().len() != grads.len() {
+                return Err(agd_core::Error::BufferSize {
+                    buffer: "weights",
+                    expected: grads.len(),
+                    got: net.weights().len(),
+                });
+            }
+        }
+        let part = self.part_len();
+        let mut copies: Vec<_> = self
+            .nets
+            .iter_mut()
+            .map(|n| n.weights_mut().chunks_mut(part))
+            .collect();
+        let jobs: Vec<(Vec<&mut [T]>, &[T])> = grads
+            .chunks(part)
+            .map(|g| {
+                let ws = copies
+                    .iter_mut()
+                    .map(|c| c.next().expect("same length"))
+                    .collect();
+                (ws, g)
+            })
+            .collect();
+        let plan_ref = &plan;
+        for r in Self::run(self.pool.as_ref(), jobs, |p, (ws, g)| {
+            ws.into_iter()
+                .try_for_each(|w| plan_ref.apply(layout, p * part, w, g))
+        }) {
+            r?;
+        }
+        Ok(plan.report().clone())
     }
 
     /// Runs `update(weights, batch gradient)` on copy 0 and, when it succeeds, copies the
@@ -360,11 +486,12 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         &mut self,
         loss: Loss,
         targets: &[usize],
+        sums: bool,
     ) -> Result<(T, usize), agd_core::Error> {
         let staging = std::mem::take(&mut self.staging);
         let d0 = self.nets[0].inputs();
         let n = (targets.len() * d0).min(staging.len());
-        let r = self.batch_grads(loss, &staging[..n], targets);
+        let r = self.batch_grads(loss, &staging[..n], targets, sums);
         self.staging = staging;
         r
     }
@@ -408,7 +535,7 @@ impl<T: Element, N: Replica<T>> TrainNet<T> for DataParallel<T, N> {
         loss: Loss,
         targets: &[usize],
     ) -> Result<(T, usize, T), agd_core::Error> {
-        let (l, c) = self.staged_grads(loss, targets)?;
+        let (l, c) = self.staged_grads(loss, targets, true)?;
         let step = self.agd_all(agd)?;
         Ok((l, c, step.eta))
     }
@@ -418,7 +545,7 @@ impl<T: Element, N: Replica<T>> TrainNet<T> for DataParallel<T, N> {
         targets: &[usize],
         update: &mut Update<'_, T>,
     ) -> Result<(T, usize), agd_core::Error> {
-        let (l, c) = self.staged_grads(loss, targets)?;
+        let (l, c) = self.staged_grads(loss, targets, false)?;
         self.update_first(update)?;
         Ok((l, c))
     }

@@ -114,3 +114,77 @@ fn a_bad_batch_is_refused_and_leaves_the_weights() {
     assert_eq!(before, par.net().weights());
     same_weights_everywhere(&par);
 }
+
+/// A dense network big enough for the split step's parts to cut layers and hold several
+/// blocks (the weights: 32,448 entries), on two and three threads.
+#[test]
+fn a_larger_dense_network_on_two_and_three_threads_trains_like_one() {
+    let widths = [150, 128, 96, 10];
+    let batch = 12;
+    for threads in [2, 3] {
+        let mut single = HostNet::<f64>::new(&widths, batch, true).unwrap();
+        single.view().init_orthogonal(&mut SplitMix64::new(4));
+        let mut par = DataParallel::<f64>::new(&widths, batch, threads).unwrap();
+        par.net().view().init_orthogonal(&mut SplitMix64::new(4));
+        par.sync();
+        let mut rng = SplitMix64::new(6);
+        let agd = Agd::with_gain(0.5).unwrap();
+        for step in 0..4 {
+            let x: Vec<f64> = (0..batch * widths[0])
+                .map(|_| rng.next_u32() as f64 / u32::MAX as f64 - 0.5)
+                .collect();
+            let y: Vec<usize> = (0..batch).map(|_| rng.next_u32() as usize % 10).collect();
+            let mut v = single.view();
+            v.set_input(&x).unwrap();
+            let a = v.train_step(&agd, Loss::Xent, &y).unwrap();
+            let b = par.train_step(&agd, Loss::Xent, &x, &y).unwrap();
+            assert_eq!(a.correct, b.correct);
+            assert!((a.step.eta - b.step.eta).abs() <= 1e-12, "step {step}");
+            for (p, q) in a.step.grad_norms.iter().zip(&b.step.grad_norms) {
+                assert!((p - q).abs() <= 1e-12 * p, "step {step}: {p} vs {q}");
+            }
+        }
+        for (p, q) in single.weights().iter().zip(par.net().weights()) {
+            assert!((p - q).abs() <= 1e-10, "{threads} threads: {p} vs {q}");
+        }
+        same_weights_everywhere(&par);
+    }
+}
+
+/// A step the plan refuses (an update that could push a weight past the largest finite
+/// number) changes no weight on any copy.
+#[test]
+fn a_refused_dense_step_changes_no_copy() {
+    let widths = [6, 5, 3];
+    let batch = 4;
+    let mut par = DataParallel::<f64>::new(&widths, batch, 2).unwrap();
+    par.net().view().init_orthogonal(&mut SplitMix64::new(8));
+    // The first weight reads input 0, which is 0 in every sample: the forward pass stays
+    // finite, but an update of its layer could overflow it.
+    par.net().weights_mut()[0] = f64::MAX;
+    par.sync();
+    let before = par.net().weights().to_vec();
+    let x: Vec<f64> = (0..batch * 6)
+        .map(|i| {
+            if i % 6 == 0 {
+                0.0
+            } else {
+                (i % 5) as f64 * 0.2 - 0.4
+            }
+        })
+        .collect();
+    let huge = Agd::with_gain(1e300).unwrap();
+    assert_eq!(
+        par.train_step(&huge, Loss::Xent, &x, &[0, 1, 2, 1])
+            .unwrap_err(),
+        agd_core::Error::WeightOverflow { layer: 0 }
+    );
+    assert_eq!(before, par.net().weights());
+    same_weights_everywhere(&par);
+    // The same batch with gain 1 is taken, and every weight but the dead one moves.
+    par.train_step(&Agd::new(), Loss::Xent, &x, &[0, 1, 2, 1])
+        .unwrap();
+    assert_eq!(par.net().weights()[0], f64::MAX);
+    assert_ne!(before, par.net().weights());
+    same_weights_everywhere(&par);
+}

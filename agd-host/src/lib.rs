@@ -15,6 +15,7 @@ pub mod idx;
 pub mod layers;
 pub mod net;
 pub mod parallel;
+pub mod pool;
 pub mod report;
 pub mod timing;
 pub mod train;

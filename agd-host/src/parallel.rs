@@ -7,12 +7,14 @@
 //! batch gradient `g = Σ_t (b_t/B) g_t`. The result equals the single-threaded step up to
 //! the rounding of that sum.
 //!
-//! The threads are a persistent [`rayon`] pool owned by the [`DataParallel`] (the calling
-//! thread runs copy 0, the pool's `N - 1` threads the others), so a step costs no thread
-//! start: starting threads every step measured slower than one thread on this VM (its page
-//! table changes interrupt the other core). The gradient sum is cut by weight range across
-//! the threads too. For a dense network each thread also forms its range's share of every
-//! layer's `Σ g²` while the sum is still in its cache, the AGD step is decided once from them
+//! The threads are a persistent [`Pool`] owned by the [`DataParallel`] (the calling thread
+//! runs copy 0, the pool's `N - 1` threads the others), so a step costs no thread start
+//! (starting threads every step measured slower than one thread on this VM: its page-table
+//! changes interrupt the other core), and its workers spin between the step's phases and
+//! between steps instead of sleeping (see [`crate::pool`]). The gradient sum is cut by
+//! weight range across the threads too. For a dense network each thread also forms its
+//! range's share of every layer's `Σ g²` while the sum is still in its cache, the AGD step is
+//! decided once from them
 //! ([`Agd::plan`]), and each thread applies it to its weight range of every copy
 //! ([`agd_core::StepPlan::apply`]); a conv network's step runs whole on every copy at once
 //! (its per-kernel-position norms do not split by range, and its weights are few). Either way
@@ -24,9 +26,9 @@ use agd_core::spec::LayerSpec;
 use agd_core::{Agd, Element, Layout, Loss, Network, SplitMix64, StepReport, TrainReport};
 use agd_simd::{axpy, dot, sum_sq_checked};
 use core::ops::Range;
-use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::net::{HostConvNet, HostNet};
+use crate::pool::Pool;
 use crate::train::{TrainNet, Update};
 
 /// A network [`DataParallel`] runs one copy of per thread.
@@ -128,8 +130,8 @@ pub struct DataParallel<T, N = HostNet<T>> {
     /// the last batch gradient.
     layers: Vec<Range<usize>>,
     sums: Vec<T>,
-    /// Runs copies `1..` (absent with one copy).
-    pool: Option<ThreadPool>,
+    /// Runs copies `1..` (no workers with one copy).
+    pool: Pool,
 }
 
 impl<T: Element> DataParallel<T, HostNet<T>> {
@@ -164,16 +166,8 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         let nets = (0..threads)
             .map(|_| net.replica(per))
             .collect::<Result<Vec<_>, _>>()?;
-        // A pool that cannot start runs every copy on the calling thread (same results).
-        let pool = (threads > 1)
-            .then(|| {
-                ThreadPoolBuilder::new()
-                    .num_threads(threads - 1)
-                    .thread_name(|i| format!("agd-worker-{}", i + 1))
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        // Threads that cannot start leave their copies to the others (same results).
+        let pool = Pool::new(threads - 1);
         let layers = match net.dense_widths() {
             Some(widths) => {
                 let layout = Layout::new(widths)?;
@@ -242,36 +236,6 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         })
     }
 
-    /// Runs `job(t, item t)` for every item, item 0 on this thread and the others on the
-    /// pool (or all here without one).
-    fn run<I: Send, R: Send>(
-        pool: Option<&ThreadPool>,
-        items: Vec<I>,
-        job: impl Fn(usize, I) -> R + Sync,
-    ) -> Vec<R> {
-        let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
-        let job = &job;
-        match pool {
-            Some(pool) if items.len() > 1 => {
-                let (mine, theirs) = out.split_at_mut(1);
-                let mut items = items.into_iter();
-                let first = items.next().expect("two items");
-                pool.in_place_scope(|s| {
-                    for (t, (item, slot)) in items.zip(theirs.iter_mut()).enumerate() {
-                        s.spawn(move |_| *slot = Some(job(t + 1, item)));
-                    }
-                    mine[0] = Some(job(0, first));
-                });
-            }
-            _ => {
-                for (t, (item, slot)) in items.into_iter().zip(out.iter_mut()).enumerate() {
-                    *slot = Some(job(t, item));
-                }
-            }
-        }
-        out.into_iter().map(|r| r.expect("every job ran")).collect()
-    }
-
     /// Forward and backward of every slice on its own thread; leaves the batch gradient
     /// `g = Σ_t (b_t/B)·g_t` in `self.grads` (and, with `sums`, a dense network's per-layer
     /// `Σ g²` in `self.sums`) and returns the batch's mean loss and correct count. No weight
@@ -304,7 +268,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         let per = batch.div_ceil(self.nets.len());
         let used = batch.div_ceil(per);
         let nets: Vec<&mut N> = self.nets[..used].iter_mut().collect();
-        let results = Self::run(self.pool.as_ref(), nets, |t, net| {
+        let results = self.pool.run(nets, |t, net| {
             let (lo, hi) = (t * per, ((t + 1) * per).min(batch));
             net.slice_grads(loss, &samples[lo * d0..hi * d0], &targets[lo..hi])
         });
@@ -359,7 +323,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
                 (dst, parts)
             })
             .collect();
-        let partial = Self::run(self.pool.as_ref(), jobs, |p, (dst, parts)| {
+        let partial = self.pool.run(jobs, |p, (dst, parts)| {
             let mut sums = vec![T::ZERO; layers.len()];
             let n = dst.len();
             let mut lo = 0;
@@ -415,10 +379,10 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         }
         let grads = &self.grads;
         let nets: Vec<&mut N> = self.nets.iter_mut().collect();
-        let mut results = Self::run(self.pool.as_ref(), nets, |_, net| {
-            net.agd_update(agd, grads)
-        })
-        .into_iter();
+        let mut results = self
+            .pool
+            .run(nets, |_, net| net.agd_update(agd, grads))
+            .into_iter();
         let first = results.next().expect("at least one copy");
         debug_assert!(results.all(|r| r.is_ok() == first.is_ok()));
         first
@@ -464,7 +428,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
             })
             .collect();
         let plan_ref = &plan;
-        for r in Self::run(self.pool.as_ref(), jobs, |p, (ws, g)| {
+        for r in self.pool.run(jobs, |p, (ws, g)| {
             ws.into_iter()
                 .try_for_each(|w| plan_ref.apply(layout, p * part, w, g))
         }) {

@@ -315,13 +315,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         let jobs: Vec<(&mut [T], Vec<&[T]>)> = self
             .grads
             .chunks_mut(part)
-            .map(|dst| {
-                let parts = srcs
-                    .iter_mut()
-                    .map(|c| c.next().expect("same length"))
-                    .collect();
-                (dst, parts)
-            })
+            .map(|dst| (dst, next_of_each(&mut srcs)))
             .collect();
         let partial = self.pool.run(jobs, |p, (dst, parts)| {
             let mut sums = vec![T::ZERO; layers.len()];
@@ -419,13 +413,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
             .collect();
         let jobs: Vec<(Vec<&mut [T]>, &[T])> = grads
             .chunks(part)
-            .map(|g| {
-                let ws = copies
-                    .iter_mut()
-                    .map(|c| c.next().expect("same length"))
-                    .collect();
-                (ws, g)
-            })
+            .map(|g| (next_of_each(&mut copies), g))
             .collect();
         let plan_ref = &plan;
         for r in self.pool.run(jobs, |p, (ws, g)| {
@@ -459,6 +447,15 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         self.staging = staging;
         r
     }
+}
+
+/// The next item of each of `iters`, which are all as long as the iterator the caller walks
+/// beside them: one part of every copy's buffer, for the thread that takes that part.
+fn next_of_each<I: Iterator>(iters: &mut [I]) -> Vec<I::Item> {
+    iters
+        .iter_mut()
+        .map(|c| c.next().expect("same length"))
+        .collect()
 }
 
 /// The training loop drives a `DataParallel` like any network (`agd train --threads N`):

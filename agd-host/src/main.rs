@@ -1,6 +1,10 @@
 //! `agd`: train with Automatic Gradient Descent — no learning rate — and check it against the
 //! reference. This file only parses and dispatches.
 
+// The argument structs' doc comments are clap's `--help` text, written for a terminal
+// (`conv<channels>k<kernel>[s<stride>]`), not for rustdoc's Markdown.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -319,9 +319,15 @@ mod tests {
         within_a_minute(|| {
             let mut pool = Pool::new(1);
             assert_eq!(pool.run(vec![1, 2], |_, x| x + 1), vec![2, 3]);
-            // Longer than the spin: the worker is asleep when the next job comes.
+            // Longer than the spin: the worker goes to sleep (on a busy machine it may take
+            // a while to be scheduled again and get there, hence the wait), and is asleep
+            // when the next job comes.
             thread::sleep(SPIN * 3);
-            assert!(pool.shared.sleeping[0].load(Ordering::SeqCst));
+            let asleep = Instant::now();
+            while !pool.shared.sleeping[0].load(Ordering::SeqCst) {
+                assert!(asleep.elapsed() < Duration::from_secs(30), "never slept");
+                thread::sleep(Duration::from_millis(1));
+            }
             assert_eq!(pool.run(vec![1, 2], |_, x| x * 3), vec![3, 6]);
         });
     }

@@ -60,6 +60,7 @@ use agd_simd::{
 };
 
 use crate::error::Error;
+use crate::layout::{product, sum};
 use crate::net::{activate, activate_backward};
 
 /// How one sample's features are ordered in a buffer.
@@ -286,26 +287,20 @@ impl Conv2d {
             return false;
         }
         let (oh, ow) = (self.out_h(), self.out_w());
-        let params = product(&[self.c_out, self.c_in, self.kh, self.kw]);
-        // The weights twice: the scratch ([`Conv2d::scratch_for`]) holds them reordered and
-        // has room for them again where the unfolding is smaller. Their sum bounds every size.
-        let sizes = [
+        let sizes = (
             product(&[self.c_in, self.h, self.w]),
             product(&[self.c_out, oh, ow]),
-            params,
-            params,
+            product(&[self.c_out, self.c_in, self.kh, self.kw]),
             product(&[oh, ow, self.c_in, self.kh, self.kw]),
-        ];
-        let mut total = Some(0usize);
-        let mut i = 0;
-        while i < sizes.len() {
-            total = match (total, sizes[i]) {
-                (Some(t), Some(n)) => t.checked_add(n),
-                _ => None,
-            };
-            i += 1;
+        );
+        // The weights twice: the scratch ([`Conv2d::scratch_for`]) holds them reordered and
+        // has room for them again where the unfolding is smaller. Their sum bounds every size.
+        match sizes {
+            (Some(fi), Some(fo), Some(params), Some(unfolding)) => {
+                sum(&[fi, fo, params, params, unfolding]).is_some()
+            }
+            _ => false,
         }
-        total.is_some()
     }
 
     /// Output height `(h + 2·pad − kh) / stride + 1` (0 for an invalid shape; the layer must
@@ -1116,20 +1111,6 @@ impl Conv2d {
         }
         Ok(())
     }
-}
-
-/// The product of `xs`, if it fits in `usize`.
-const fn product(xs: &[usize]) -> Option<usize> {
-    let mut n = 1usize;
-    let mut i = 0;
-    while i < xs.len() {
-        n = match n.checked_mul(xs[i]) {
-            Some(n) => n,
-            None => return None,
-        };
-        i += 1;
-    }
-    Some(n)
 }
 
 /// `dst[c·rows + r] = src[r·cols + c]`: one sample from `rows x cols` to `cols x rows`.

@@ -65,8 +65,7 @@ impl<'a> Layout<'a> {
         for pair in widths.windows(2) {
             params = params.and_then(|n| n.checked_add(pair[0].checked_mul(pair[1])?));
         }
-        let features = widths.iter().try_fold(0usize, |n, &w| n.checked_add(w));
-        if params.is_none() || features.is_none() {
+        if params.is_none() || sum(widths).is_none() {
             return Err(Error::TooLarge);
         }
         Ok(Layout { widths })
@@ -130,4 +129,32 @@ impl<'a> Layout<'a> {
         let (o, i) = self.shape(k);
         T::from_f64(libm::sqrt(o as f64 / i as f64))
     }
+}
+
+/// The product of `xs`, if it fits in `usize`.
+pub(crate) const fn product(xs: &[usize]) -> Option<usize> {
+    let mut n = 1usize;
+    let mut i = 0;
+    while i < xs.len() {
+        n = match n.checked_mul(xs[i]) {
+            Some(n) => n,
+            None => return None,
+        };
+        i += 1;
+    }
+    Some(n)
+}
+
+/// The sum of `xs`, if it fits in `usize`.
+pub(crate) const fn sum(xs: &[usize]) -> Option<usize> {
+    let mut n = 0usize;
+    let mut i = 0;
+    while i < xs.len() {
+        n = match n.checked_add(xs[i]) {
+            Some(n) => n,
+            None => return None,
+        };
+        i += 1;
+    }
+    Some(n)
 }

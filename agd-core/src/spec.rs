@@ -26,7 +26,7 @@ use agd_simd::Element;
 
 use crate::conv::{Conv2d, Io, Order};
 use crate::error::Error;
-use crate::layout::MAX_DEPTH;
+use crate::layout::{MAX_DEPTH, product, sum};
 
 /// One layer of a network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,11 +143,8 @@ pub const fn try_chain(input: [usize; 3], layers: &mut [LayerSpec]) -> Result<()
     while k < layers.len() {
         match &mut layers[k] {
             LayerSpec::Dense { inputs, outputs } => {
-                *inputs = match c.checked_mul(h) {
-                    Some(ch) => match ch.checked_mul(w) {
-                        Some(n) => n,
-                        None => return Err(Error::TooLarge),
-                    },
+                *inputs = match product(&[c, h, w]) {
+                    Some(n) => n,
                     None => return Err(Error::TooLarge),
                 };
                 (c, h, w) = (*outputs, 1, 1);
@@ -306,29 +303,23 @@ const fn check_layers(layers: &[LayerSpec]) -> Result<(), Error> {
     }
     // The buffers' per-sample totals: every layer's weights, scratch and norms, every
     // block's features.
-    let mut total = Some(0usize);
+    let mut total = 0usize;
     k = 0;
     while k < layers.len() {
         let l = &layers[k];
         let sizes = [
+            total,
             l.param_count(),
             l.in_features(),
             l.out_features(),
             l.norm_count(),
             l.scratch_for(1, conv_io(layers, k)),
         ];
-        let mut i = 0;
-        while i < sizes.len() {
-            total = match total {
-                Some(t) => t.checked_add(sizes[i]),
-                None => None,
-            };
-            i += 1;
-        }
+        total = match sum(&sizes) {
+            Some(t) => t,
+            None => return Err(Error::TooLarge),
+        };
         k += 1;
-    }
-    if total.is_none() {
-        return Err(Error::TooLarge);
     }
     Ok(())
 }

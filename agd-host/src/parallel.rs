@@ -126,9 +126,7 @@ pub struct DataParallel<T, N = HostNet<T>> {
     grads: Vec<T>,
     /// A dense network's widths ([`Replica::dense_widths`]): its AGD step is split by range.
     dense: Option<Vec<usize>>,
-    /// For a dense network, each layer's weight range and the plain `Σ g²` of its part of
-    /// the last batch gradient.
-    layers: Vec<Range<usize>>,
+    /// For a dense network, each layer's plain `Σ g²` of the last batch gradient.
     sums: Vec<T>,
     /// Runs copies `1..` (no workers with one copy).
     pool: Pool,
@@ -168,19 +166,9 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
             .collect::<Result<Vec<_>, _>>()?;
         // Threads that cannot start leave their copies to the others (same results).
         let pool = Pool::new(threads - 1);
-        let layers = match net.dense_widths() {
-            Some(widths) => {
-                let layout = Layout::new(widths)?;
-                (0..layout.depth())
-                    .map(|k| layout.weight_range(k))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
         Ok(DataParallel {
             grads: vec![T::ZERO; net.param_count()],
             dense: net.dense_widths().map(<[usize]>::to_vec),
-            layers,
             sums: Vec::new(),
             nets,
             capacity,
@@ -307,7 +295,14 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         /// Entries summed before their squares are added up (32 KiB of `f32`).
         const BLOCK: usize = 8192;
         let part = self.part_len();
-        let layers: &[Range<usize>] = if sums { &self.layers } else { &[] };
+        // The layers' weight ranges (none without `sums`); the widths are a built network's.
+        let layers: Vec<Range<usize>> = match self.dense.as_deref().filter(|_| sums) {
+            Some(widths) => Layout::new(widths)
+                .map(|l| (0..l.depth()).map(|k| l.weight_range(k)).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let layers = &layers[..];
         let mut srcs: Vec<_> = self.nets[..w.len()]
             .iter()
             .map(|n| n.grads().chunks(part))
@@ -390,8 +385,8 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         let widths = self.dense.as_deref().unwrap_or_default();
         let layout = Layout::new(widths)?;
         let grads = &self.grads;
-        let norms: Vec<T> = (self.sums.iter().zip(&self.layers))
-            .map(|(&s, r)| sum_sq_checked(s, &grads[r.clone()]).norm())
+        let norms: Vec<T> = (self.sums.iter().enumerate())
+            .map(|(k, &s)| sum_sq_checked(s, &grads[layout.weight_range(k)]).norm())
             .collect();
         let plan = agd.plan(layout, self.nets[0].weights(), &norms)?;
         // Every part's range and lengths hold by construction; checked here all the same,

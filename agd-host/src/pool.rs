@@ -160,7 +160,7 @@ impl Pool {
             }
         }
         let mine = panic::catch_unwind(AssertUnwindSafe(|| task(0)));
-        wait(|| s.pending.load(Ordering::Acquire) == 0);
+        wait(|| s.pending.load(Ordering::Acquire) == 0, thread::yield_now);
         if let Err(p) = mine {
             panic::resume_unwind(p);
         }
@@ -184,15 +184,15 @@ impl Drop for Pool {
     }
 }
 
-/// Spins until `done()`, reading the clock every [`LOOKS`] spins; after [`SPIN`], yields the
-/// processor between looks.
-fn wait(done: impl Fn() -> bool) {
+/// Spins until `done()`, reading the clock every [`LOOKS`] spins; after [`SPIN`], calls
+/// `idle` (yield the processor, or sleep) at every [`LOOKS`]-th look instead.
+fn wait(done: impl Fn() -> bool, idle: impl Fn()) {
     let start = Instant::now();
     let mut spins = 0u32;
     while !done() {
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(LOOKS) && start.elapsed() > SPIN {
-            thread::yield_now();
+            idle();
         } else {
             hint::spin_loop();
         }
@@ -206,26 +206,17 @@ fn work(s: &Shared, w: usize) {
     // published before the thread got going is still this thread's to run.
     let mut seen = 0;
     loop {
-        let start = Instant::now();
-        let mut spins = 0u32;
-        loop {
-            if s.epoch.load(Ordering::Acquire) != seen {
-                break;
-            }
-            spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(LOOKS) || start.elapsed() < SPIN {
-                hint::spin_loop();
-                continue;
-            }
-            // Sleep. Either the caller sees `sleeping` after its epoch bump and unparks this
-            // thread, or this load sees the bump (SeqCst on both sides); an unpark that comes
-            // before the park makes the park return at once.
+        // Sleep. Either the caller sees `sleeping` after its epoch bump and unparks this
+        // thread, or this load sees the bump (SeqCst on both sides); an unpark that comes
+        // before the park makes the park return at once.
+        let sleep = || {
             s.sleeping[w].store(true, Ordering::SeqCst);
             if s.epoch.load(Ordering::SeqCst) == seen {
                 thread::park();
             }
             s.sleeping[w].store(false, Ordering::SeqCst);
-        }
+        };
+        wait(|| s.epoch.load(Ordering::Acquire) != seen, sleep);
         seen = s.epoch.load(Ordering::Acquire);
         if s.stop.load(Ordering::Acquire) {
             return;

@@ -289,18 +289,30 @@ impl<T: Element> Agd<T> {
     fn apply(&self, depth: usize, s: T, eta: T, norms: &[T], w: &mut [T], gr: &[T]) {
         let stride = norms.len();
         for (p, &n) in norms.iter().enumerate() {
-            match self.coefficient_for(depth, s, eta, n) {
-                Coefficient::Skip => {}
-                Coefficient::Scale(c) if stride == 1 => axpy(-c, gr, w),
-                Coefficient::Scale(c) => {
-                    for (wi, &gi) in w.iter_mut().zip(gr).skip(p).step_by(stride) {
-                        *wi -= c * gi;
-                    }
+            self.coefficient_for(depth, s, eta, n)
+                .apply(w, gr, p, stride);
+        }
+    }
+}
+
+impl<T: Element> Coefficient<T> {
+    /// `W ← W − c·g` on the entries `first, first + stride, …` of `w` (one slice of a layer;
+    /// `first = 0, stride = 1` for all of it), a [`Coefficient::Skip`] leaving them as they
+    /// are. Always inlined: called out of line, the M4 digits CNN's AGD step took 1,600
+    /// more instructions (121,880 against 120,280).
+    #[inline(always)]
+    pub(crate) fn apply(self, w: &mut [T], g: &[T], first: usize, stride: usize) {
+        match self {
+            Coefficient::Skip => {}
+            Coefficient::Scale(c) if stride == 1 => axpy(-c, g, w),
+            Coefficient::Scale(c) => {
+                for (wi, &gi) in w.iter_mut().zip(g).skip(first).step_by(stride) {
+                    *wi -= c * gi;
                 }
-                Coefficient::Divide(cs, n) => {
-                    for (wi, &gi) in w.iter_mut().zip(gr).skip(p).step_by(stride) {
-                        *wi -= cs * (gi / n);
-                    }
+            }
+            Coefficient::Divide(cs, n) => {
+                for (wi, &gi) in w.iter_mut().zip(g).skip(first).step_by(stride) {
+                    *wi -= cs * (gi / n);
                 }
             }
         }

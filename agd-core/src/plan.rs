@@ -4,7 +4,7 @@
 //! host's batch-parallel step plans once and has each thread update its own weight range of
 //! every copy of the network. [`Agd::step`] itself is a plan applied to every weight.
 
-use agd_simd::{Element, axpy};
+use agd_simd::Element;
 use heapless::Vec;
 
 use crate::agd::{Agd, Coefficient, StepReport, summarize};
@@ -140,15 +140,7 @@ impl<T: Element> StepPlan<T> {
                 &mut weights[lo - start..hi - start],
                 &grads[lo - start..hi - start],
             );
-            match c {
-                Coefficient::Skip => {}
-                Coefficient::Scale(c) => axpy(-c, g, w),
-                Coefficient::Divide(cs, n) => {
-                    for (wi, &gi) in w.iter_mut().zip(g) {
-                        *wi -= cs * (gi / n);
-                    }
-                }
-            }
+            c.apply(w, g, 0, 1);
         }
     }
 }

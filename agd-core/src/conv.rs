@@ -169,10 +169,21 @@ fn copy_runs<T: Element>(
     }
 }
 
-/// `dst += src`, the adjoint of one of [`copy_runs`]'s copies.
+/// `dst += src`, the adjoint of one of [`copy_runs`]'s copies: whole vectors, then entry by
+/// entry. Neighbouring windows' runs overlap (by `c_in` values at stride 2), so a run loads
+/// what the one before has just stored; whole vectors at the same offsets let each load take
+/// one stored vector as it is. The auto-vectorised loop ended a run of 48 with narrower
+/// stores, and the next run's wide loads across two of them stalled (the fold's hot spot in
+/// a profile of the MNIST CNN; this way its step is about 1 % faster).
 #[inline(always)]
 fn add_run<T: Element>(dst: &mut [T], src: &[T]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
+    let src = &src[..dst.len()];
+    let mut d = dst.chunks_exact_mut(T::LANES);
+    let mut s = src.chunks_exact(T::LANES);
+    for (d, s) in (&mut d).zip(&mut s) {
+        (T::V::load(d) + T::V::load(s)).store(d);
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
         *d += s;
     }
 }

@@ -48,15 +48,7 @@ pub fn save<T: Element>(
     net: &mut HostNet<T>,
     progress: Progress,
 ) -> Result<(), HostError> {
-    let elem = ElemType::of::<T>().ok_or_else(|| {
-        core(
-            path,
-            agd_core::Error::CheckpointElement {
-                expected: "f32 or f64",
-                got: T::NAME,
-            },
-        )
-    })?;
+    let elem = elem_of::<T>(path)?;
     let mut bytes = vec![0u8; checkpoint_len(net.widths(), elem)];
     let n = net
         .view()
@@ -64,6 +56,20 @@ pub fn save<T: Element>(
         .map_err(|e| core(path, e))?;
     bytes.truncate(n);
     write_atomically(path, &bytes)
+}
+
+/// The checkpoint element type of `T`, or the error for an element type a checkpoint cannot
+/// hold.
+fn elem_of<T: Element>(path: &Path) -> Result<ElemType, HostError> {
+    ElemType::of::<T>().ok_or_else(|| {
+        core(
+            path,
+            agd_core::Error::CheckpointElement {
+                expected: "f32 or f64",
+                got: T::NAME,
+            },
+        )
+    })
 }
 
 /// Replaces `path` by `bytes` so that a crash leaves either the old file or the new one.
@@ -156,15 +162,7 @@ pub fn save_conv<T: Element>(
     net: &mut HostConvNet<T>,
     progress: Progress,
 ) -> Result<(), HostError> {
-    let elem = ElemType::of::<T>().ok_or_else(|| {
-        core(
-            path,
-            agd_core::Error::CheckpointElement {
-                expected: "f32 or f64",
-                got: T::NAME,
-            },
-        )
-    })?;
+    let elem = elem_of::<T>(path)?;
     let mut bytes = vec![0u8; spec_checkpoint_len(net.layers(), elem)];
     let n = net
         .view()

@@ -510,13 +510,44 @@ impl<T: Element, N: Replica<T>> TrainNet<T> for DataParallel<T, N> {
         samples: &[T],
         targets: &[usize],
     ) -> Result<usize, agd_core::Error> {
-        // Copy 0 holds a slice of a batch: evaluate in slices of that size.
+        let mut correct = 0;
+        self.on_slices(samples, targets, |net, xs, ys| {
+            correct += net.count_correct(xs, ys)?;
+            Ok(())
+        })?;
+        Ok(correct)
+    }
+    fn score(
+        &mut self,
+        samples: &[T],
+        targets: &[usize],
+        loss: Loss,
+    ) -> Result<(usize, T), agd_core::Error> {
+        let (mut correct, mut sum) = (0, 0.0);
+        self.on_slices(samples, targets, |net, xs, ys| {
+            let (c, l) = net.score(xs, ys, loss)?;
+            correct += c;
+            sum += l.to_f64() * ys.len() as f64;
+            Ok(())
+        })?;
+        Ok((correct, T::from_f64(sum / targets.len().max(1) as f64)))
+    }
+}
+
+impl<T: Element, N: Replica<T>> DataParallel<T, N> {
+    /// Runs `f` on copy 0 over `samples` and their `targets` in slices of its capacity (it
+    /// holds a slice of a batch), for evaluation.
+    fn on_slices(
+        &mut self,
+        samples: &[T],
+        targets: &[usize],
+        mut f: impl FnMut(&mut N, &[T], &[usize]) -> Result<(), agd_core::Error>,
+    ) -> Result<(), agd_core::Error> {
         let net = &mut self.nets[0];
         let (d0, cap) = (net.inputs(), net.capacity());
-        let mut correct = 0;
         for (xs, ys) in samples.chunks(cap * d0).zip(targets.chunks(cap)) {
-            correct += net.count_correct(xs, ys)?;
+            f(net, xs, ys)?;
         }
-        Ok(correct)
+        Ok(())
     }
 }

@@ -241,6 +241,13 @@ pub trait TrainNet<T: Element> {
     /// how many of `targets` it predicts.
     fn count_correct(&mut self, samples: &[T], targets: &[usize])
     -> Result<usize, agd_core::Error>;
+    /// [`TrainNet::count_correct`], and the mean `loss` over the samples.
+    fn score(
+        &mut self,
+        samples: &[T],
+        targets: &[usize],
+        loss: Loss,
+    ) -> Result<(usize, T), agd_core::Error>;
 }
 
 /// The one [`TrainNet`] implementation of a host network whose steps run through its
@@ -297,6 +304,18 @@ macro_rules! train_net_through_view {
                 view.set_input(samples)?;
                 view.forward(targets.len())?;
                 Ok(view.count_correct(targets))
+            }
+            fn score(
+                &mut self,
+                samples: &[T],
+                targets: &[usize],
+                loss: Loss,
+            ) -> Result<(usize, T), agd_core::Error> {
+                let mut view = self.view();
+                view.set_input(samples)?;
+                view.forward(targets.len())?;
+                let correct = view.count_correct(targets);
+                Ok((correct, view.loss_grad(loss, targets)?))
             }
         }
     };

@@ -4,6 +4,7 @@
 use agd_core::{Agd, ConvNetwork, Loss, Network, SplitMix64};
 use agd_host::net::{HostConvNet, HostNet};
 use agd_host::parallel::{DataParallel, Replica};
+use agd_host::train::TrainNet;
 use rand_core::Rng;
 
 #[test]
@@ -38,6 +39,29 @@ fn two_threads_train_like_one() {
         assert!((p - q).abs() <= 1e-10, "{p} vs {q}");
     }
     same_weights_everywhere(&par);
+
+    // Scoring more samples than a copy holds (it holds half a batch) goes slice by slice
+    // and gives the single network's figures on the same weights.
+    single.weights_mut().copy_from_slice(par.net().weights());
+    let n = 2 * batch + 3;
+    let x: Vec<f64> = (0..n * widths[0])
+        .map(|_| rng.next_u32() as f64 / u32::MAX as f64 - 0.5)
+        .collect();
+    let y: Vec<usize> = (0..n).map(|_| rng.next_u32() as usize % 5).collect();
+    let (mut correct, mut sum) = (0, 0.0);
+    for (xs, ys) in x.chunks(batch * widths[0]).zip(y.chunks(batch)) {
+        let (c, l) = TrainNet::score(&mut single, xs, ys, Loss::Xent).unwrap();
+        correct += c;
+        sum += l * ys.len() as f64;
+    }
+    let (c, l) = par.score(&x, &y, Loss::Xent).unwrap();
+    assert_eq!(c, correct);
+    assert_eq!(par.count_correct(&x, &y).unwrap(), correct);
+    assert!(
+        (l - sum / n as f64).abs() <= 1e-12,
+        "{l} vs {}",
+        sum / n as f64
+    );
 }
 
 /// Every copy took the same steps: bit-identical weights.

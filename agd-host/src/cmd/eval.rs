@@ -10,6 +10,7 @@ use agd_host::HostError;
 use agd_host::checkpoint_file::{check_buffers, read_any};
 use agd_host::data::{DatasetKind, Split, load};
 use agd_host::net::{HostConvNet, HostNet};
+use agd_host::train::TrainNet;
 
 use crate::cmd::common::LossArg;
 
@@ -74,9 +75,6 @@ fn describe(header: &SpecHeader) -> String {
     parts.join(" → ")
 }
 
-/// Correct predictions and summed loss of one batch already in the network's input block.
-type BatchResult = Result<(usize, f64), agd_core::Error>;
-
 fn typed<T: Element>(args: &Args, header: &SpecHeader, bytes: &[u8]) -> Result<bool, HostError> {
     let path = args.load.as_path();
     let ckpt_err = |source| HostError::Checkpoint {
@@ -100,38 +98,17 @@ fn typed<T: Element>(args: &Args, header: &SpecHeader, bytes: &[u8]) -> Result<b
     let loss: Loss = args.loss.into();
     let (x, y) = (&data.test_x, &data.test_y);
     let cap = args.batch;
-    let (mut correct, mut loss_sum) = (0usize, 0.0f64);
-    let progress = if header.dense {
+    let (progress, (correct, loss_sum)) = if header.dense {
         let mut w = vec![inputs];
         w.extend(header.layers.iter().map(LayerSpec::out_features));
         let mut net = HostNet::<T>::new(&w, cap, false)?;
         let progress = net.view().load_checkpoint(bytes).map_err(ckpt_err)?;
-        let mut view = net.view();
-        for (xs, ys) in x.chunks(cap * inputs).zip(y.chunks(cap)) {
-            let r: BatchResult = (|| {
-                view.set_input(xs)?;
-                view.forward(ys.len())?;
-                let c = view.count_correct(ys);
-                Ok((c, view.loss_grad(loss, ys)?.to_f64()))
-            })();
-            tally(r, ys.len(), &mut correct, &mut loss_sum)?;
-        }
-        progress
+        (progress, score_all(&mut net, x, y, loss)?)
     } else {
         check_buffers(path, &header.layers, cap)?;
         let mut net = HostConvNet::<T>::new(&header.layers, cap)?;
         let progress = net.view().load_checkpoint(bytes).map_err(ckpt_err)?;
-        let mut view = net.view();
-        for (xs, ys) in x.chunks(cap * inputs).zip(y.chunks(cap)) {
-            let r: BatchResult = (|| {
-                view.set_input(xs)?;
-                view.forward(ys.len())?;
-                let c = view.count_correct(ys);
-                Ok((c, view.loss_grad(loss, ys)?.to_f64()))
-            })();
-            tally(r, ys.len(), &mut correct, &mut loss_sum)?;
-        }
-        progress
+        (progress, score_all(&mut net, x, y, loss)?)
     };
     let n = y.len();
     println!(
@@ -151,14 +128,19 @@ fn typed<T: Element>(args: &Args, header: &SpecHeader, bytes: &[u8]) -> Result<b
     Ok(true)
 }
 
-fn tally(
-    r: BatchResult,
-    batch: usize,
-    correct: &mut usize,
-    loss_sum: &mut f64,
-) -> Result<(), HostError> {
-    let (c, l) = r?;
-    *correct += c;
-    *loss_sum += l * batch as f64;
-    Ok(())
+/// Correct predictions and summed `loss` over `x`, in batches of the network's capacity.
+fn score_all<T: Element, N: TrainNet<T>>(
+    net: &mut N,
+    x: &[T],
+    y: &[usize],
+    loss: Loss,
+) -> Result<(usize, f64), HostError> {
+    let (inputs, cap) = (net.inputs(), net.capacity());
+    let (mut correct, mut loss_sum) = (0usize, 0.0f64);
+    for (xs, ys) in x.chunks(cap * inputs).zip(y.chunks(cap)) {
+        let (c, l) = net.score(xs, ys, loss)?;
+        correct += c;
+        loss_sum += l.to_f64() * ys.len() as f64;
+    }
+    Ok((correct, loss_sum))
 }

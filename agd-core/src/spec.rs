@@ -1,12 +1,14 @@
 //! Networks that mix convolution and dense layers: the layer list, and where each layer's
 //! weights, activations, errors and gradient norms sit in the flat buffers.
 //!
-//! A sample is always a flat vector. The network's input and every convolution output that a
-//! dense layer reads (or that is the network's output) are NCHW per sample, flattened row-major
-//! over (channel, row, column) — exactly torch's `flatten` — so "flatten" needs no layer and a
-//! dense layer after a convolution just reads its `c·h·w` outputs. Between two convolutions the
-//! activations and errors are channels-last (`h x w x c` per sample, [`conv_io`]), which makes
-//! the convolutions' unfolding a run of copies; only the values' order differs, not the maths.
+//! A sample is always a flat vector. The network's input (and a convolution's output when it is
+//! the network's output) is NCHW per sample, flattened row-major over (channel, row, column) —
+//! exactly torch's `flatten` — so "flatten" needs no layer. Every other convolution output,
+//! and the errors that come back to it, are channels-last (`h x w x c` per sample,
+//! [`conv_io`]), which makes the next convolution's unfolding a run of copies. A dense layer
+//! after a convolution keeps its weights in torch's order (`[d_out, c·h·w]`, what checkpoints
+//! and the golden files hold) and runs on a copy with the columns reordered to match
+//! ([`interleaved_input`]): only the values' order differs, not the maths.
 //! The buffers follow [`crate::layout`] with the widths `[f_0, …, f_L]` of the features
 //! between layers: activation block `k` (0 = input) is `capacity x f_k`, error block `k` is
 //! layer `k`'s output error `capacity x f_{k+1}`. Weights follow each other, conv `[c_out,
@@ -233,7 +235,7 @@ pub const fn conv_io(layers: &[LayerSpec], k: usize) -> Io {
         } else {
             Order::Interleaved
         },
-        output: if k + 1 < layers.len() && matches!(layers[k + 1], LayerSpec::Conv(_)) {
+        output: if k + 1 < layers.len() {
             Order::Interleaved
         } else {
             Order::Planar
@@ -241,14 +243,42 @@ pub const fn conv_io(layers: &[LayerSpec], k: usize) -> Io {
     }
 }
 
-/// Elements of the scratch buffer for `chunk` samples per product: the most any conv layer
-/// needs ([`Conv2d::scratch_for`]). A larger scratch only lets the layers take more samples per
+/// The convolution right before dense layer `k`, when the dense layer reads its channels-last
+/// output in another order than torch's `flatten` (several channels and several positions):
+/// the dense layer then runs on a copy of its weights with the columns in that order, in the
+/// scratch ([`Conv2d::cols_to_interleaved`]); its stored weights and gradient keep torch's
+/// order.
+pub const fn interleaved_input(layers: &[LayerSpec], k: usize) -> Option<Conv2d> {
+    if k == 0 || k >= layers.len() {
+        return None;
+    }
+    match (&layers[k - 1], &layers[k]) {
+        (LayerSpec::Conv(c), LayerSpec::Dense { .. }) if c.reorders_output() => Some(*c),
+        _ => None,
+    }
+}
+
+/// Scratch elements layer `k` needs for `chunk` samples per product: a conv layer's
+/// ([`Conv2d::scratch_for`]), or a dense layer's reordered weights ([`interleaved_input`]).
+const fn layer_scratch(layers: &[LayerSpec], k: usize, chunk: usize) -> usize {
+    match layers[k] {
+        LayerSpec::Conv(c) => c.scratch_for(chunk, conv_io(layers, k)),
+        LayerSpec::Dense { .. } if interleaved_input(layers, k).is_some() => {
+            layers[k].param_count()
+        }
+        LayerSpec::Dense { .. } => 0,
+    }
+}
+
+/// Elements of the scratch buffer for `chunk` samples per product: the most any layer needs
+/// (a conv layer's unfolding, [`Conv2d::scratch_for`], or a dense layer's reordered weights,
+/// [`interleaved_input`]). A larger scratch only lets the conv layers take more samples per
 /// product; the results are the same.
 pub const fn scratch_count_for(layers: &[LayerSpec], chunk: usize) -> usize {
     let mut n = 0;
     let mut k = 0;
     while k < layers.len() {
-        let s = layers[k].scratch_for(chunk, conv_io(layers, k));
+        let s = layer_scratch(layers, k, chunk);
         if s > n {
             n = s;
         }
@@ -313,7 +343,7 @@ const fn check_layers(layers: &[LayerSpec]) -> Result<(), Error> {
             l.in_features(),
             l.out_features(),
             l.norm_count(),
-            l.scratch_for(1, conv_io(layers, k)),
+            layer_scratch(layers, k, 1),
         ];
         total = match sum(&sizes) {
             Some(t) => t,

@@ -225,7 +225,17 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
         let w = &self.b.weights[layout.weight_range(k)];
         match layout.layer(k) {
             // z_n = W h_n for every sample: Z = H Wᵀ.
-            LayerSpec::Dense { .. } => matmul_nt(n, f_out, f_in, T::ONE, h, w, T::ZERO, z)?,
+            LayerSpec::Dense { .. } => {
+                let w = match spec::interleaved_input(layout.layers(), k) {
+                    Some(c) => {
+                        let wi = &mut self.b.scratch[..w.len()];
+                        c.cols_to_interleaved(f_out, w, wi);
+                        &*wi
+                    }
+                    None => w,
+                };
+                matmul_nt(n, f_out, f_in, T::ONE, h, w, T::ZERO, z)?
+            }
             LayerSpec::Conv(c) => c.forward_with(n, w, h, z, self.b.scratch, layout.conv_io(k))?,
         }
         // A convolution applies the activation itself, chunk by chunk ([`spec::conv_io`]).
@@ -301,9 +311,27 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
         };
         match layout.layer(k) {
             LayerSpec::Dense { .. } => {
-                // g_k = Σ_n δ_n h_nᵀ, δ_prev = Wᵀ δ
-                let sum = matmul_tn_sum_sq(f_out, f_in, n, T::ONE, delta, h, T::ZERO, g)?;
+                // g_k = Σ_n δ_n h_nᵀ, δ_prev = Wᵀ δ; after a convolution, over its
+                // channels-last output, through the scratch (see `spec::interleaved_input`).
+                let reorder = spec::interleaved_input(layout.layers(), k);
+                let sum = match reorder {
+                    Some(c) => {
+                        let gi = &mut self.b.scratch[..g.len()];
+                        let sum = matmul_tn_sum_sq(f_out, f_in, n, T::ONE, delta, h, T::ZERO, gi)?;
+                        c.cols_to_planar(f_out, gi, g);
+                        sum
+                    }
+                    None => matmul_tn_sum_sq(f_out, f_in, n, T::ONE, delta, h, T::ZERO, g)?,
+                };
                 if let Some(prev) = prev.as_deref_mut() {
+                    let w = match reorder {
+                        Some(c) => {
+                            let wi = &mut self.b.scratch[..w.len()];
+                            c.cols_to_interleaved(f_out, w, wi);
+                            &*wi
+                        }
+                        None => w,
+                    };
                     matmul_nn(n, f_in, f_out, T::ONE, delta, w, T::ZERO, prev)?;
                     activate_backward(prev, h);
                 }

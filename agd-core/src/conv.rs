@@ -386,7 +386,7 @@ impl Conv2d {
     /// columns: the weights of a dense layer over this layer's output, from torch's column
     /// order (NCHW) to the channels-last order the layer writes. Once per pass, instead of
     /// transposing every sample's output and errors (2.6 % of the MNIST CNN's step).
-    pub(crate) fn cols_to_interleaved<T: Element>(&self, rows: usize, src: &[T], dst: &mut [T]) {
+    pub fn cols_to_interleaved<T: Element>(&self, rows: usize, src: &[T], dst: &mut [T]) {
         let f = self.out_features();
         for (s, d) in src.chunks_exact(f).zip(dst.chunks_exact_mut(f)).take(rows) {
             transpose(self.c_out, self.positions(), s, d);
@@ -395,7 +395,7 @@ impl Conv2d {
 
     /// The inverse of [`Conv2d::cols_to_interleaved`]: a dense layer's gradient, formed over
     /// the channels-last output, back to torch's column order.
-    pub(crate) fn cols_to_planar<T: Element>(&self, rows: usize, src: &[T], dst: &mut [T]) {
+    pub fn cols_to_planar<T: Element>(&self, rows: usize, src: &[T], dst: &mut [T]) {
         let f = self.out_features();
         for (s, d) in src.chunks_exact(f).zip(dst.chunks_exact_mut(f)).take(rows) {
             transpose(self.positions(), self.c_out, s, d);

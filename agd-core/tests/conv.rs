@@ -269,6 +269,42 @@ fn every_order_and_chunk_gives_the_planar_results() {
 }
 
 #[test]
+fn dense_weights_reordered_for_a_channels_last_output_give_the_same_products() {
+    // A dense layer over a conv output: its torch-order weights against the planar output,
+    // and the reordered weights against the channels-last output, are the same sums in
+    // another order; and reordering back gives the weights bit for bit.
+    let mut rng = SplitMix64::new(41);
+    let rows = 4;
+    for cv in shapes() {
+        let (f, hw) = (cv.out_features(), cv.out_h() * cv.out_w());
+        let w = gaussian(&mut rng, rows * f);
+        let out = gaussian(&mut rng, f);
+        let mut wi = vec![0.0; rows * f];
+        cv.cols_to_interleaved(rows, &w, &mut wi);
+        let mut back = vec![0.0; rows * f];
+        cv.cols_to_planar(rows, &wi, &mut back);
+        assert_eq!(back, w, "{cv:?}");
+        let out_i = reorder(&out, cv.c_out, hw, Order::Interleaved);
+        for r in 0..rows {
+            let planar: f64 = w[r * f..][..f].iter().zip(&out).map(|(a, b)| a * b).sum();
+            let inter: f64 = wi[r * f..][..f]
+                .iter()
+                .zip(&out_i)
+                .map(|(a, b)| a * b)
+                .sum();
+            assert!(
+                (planar - inter).abs() <= 1e-12 * (1.0 + planar.abs()),
+                "{cv:?}"
+            );
+        }
+        assert_eq!(cv.reorders_output(), cv.c_out > 1 && hw > 1);
+        if !cv.reorders_output() {
+            assert_eq!(wi, w, "one channel or one position: the same order");
+        }
+    }
+}
+
+#[test]
 fn short_buffers_are_refused_not_panicked() {
     let cv = Conv2d {
         c_in: 2,

@@ -10,6 +10,7 @@
 pub mod baseline;
 pub mod checkpoint_file;
 pub mod data;
+pub mod fma_peak;
 pub mod golden;
 pub mod idx;
 pub mod layers;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use agd_core::{Agd, ConvNetwork, Loss, Network, SplitMix64};
 use agd_host::HostError;
+use agd_host::fma_peak::FmaPeak;
 use agd_host::layers::MNIST_CNN;
 use agd_host::net::{HostConvNet, HostNet};
 use agd_host::parallel::DataParallel;
@@ -70,6 +71,11 @@ pub struct GemmRow {
     pub naive_gflops: f64,
     /// `ours / matrixmultiply`.
     pub ratio: f64,
+    /// One core's FMA peak, measured in the same interleaved rounds ([`FmaPeak`]); null off
+    /// x86-64 or without AVX2 and FMA.
+    pub fma_peak_gflops: Option<f64>,
+    /// `ours_gflops / fma_peak_gflops`.
+    pub ours_of_peak: Option<f64>,
 }
 
 /// A training step's batch-parallel run: every field is null with `--threads 1` or a batch
@@ -282,9 +288,19 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         rounds: if quick { 1 } else { 3 },
         sample: Duration::from_micros(1),
     };
+    // The FMA peak as a third contender: 4096 rounds (3 MFLOP with AVX-512, about 20 µs), long
+    // enough that the call costs nothing next to it.
+    let peak = FmaPeak::detect();
+    let peak_iters = 4096;
+    let mut peak_call = || {
+        if let Some(p) = peak {
+            black_box(p.run(black_box(peak_iters)));
+        }
+    };
     let t = race(
         &budget,
         &mut [
+            &mut peak_call,
             &mut || ours(black_box(&mut c1)),
             // SAFETY: the pointers and strides describe `a` (m x k), `b` (k x n) and `c`
             // (m x n), all of which hold exactly those many values.
@@ -325,15 +341,18 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         );
     }
     let g = |s: f64| flops / s / 1e9;
+    let fma_peak_gflops = peak.map(|p| p.flops(peak_iters) / t[0].cpu_median / 1e9);
     GemmRow {
         op,
         m,
         k,
         n,
-        ours_gflops: g(t[0].cpu_median),
-        matrixmultiply_gflops: g(t[1].cpu_median),
+        ours_gflops: g(t[1].cpu_median),
+        matrixmultiply_gflops: g(t[2].cpu_median),
         naive_gflops: g(tn[0].cpu_median),
-        ratio: t[1].cpu_median / t[0].cpu_median,
+        ratio: t[2].cpu_median / t[1].cpu_median,
+        fma_peak_gflops,
+        ours_of_peak: fma_peak_gflops.map(|p| g(t[1].cpu_median) / p),
     }
 }
 
@@ -545,13 +564,26 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
 fn print_gemm(title: &str, rows: &[GemmRow]) {
     println!("{title}");
     println!(
-        "  {:<3} {:>4} {:>4} {:>4}  {:>9} {:>15} {:>8}  {:>8}",
-        "op", "M", "K", "N", "ours", "matrixmultiply", "naive", "ours/mm"
+        "  {:<3} {:>4} {:>4} {:>4}  {:>9} {:>15} {:>8}  {:>8}  {:>9}  {:>9}",
+        "op", "M", "K", "N", "ours", "matrixmultiply", "naive", "ours/mm", "FMA peak", "ours/peak"
     );
     for r in rows {
+        let (peak, of) = match (r.fma_peak_gflops, r.ours_of_peak) {
+            (Some(p), Some(f)) => (format!("{p:.1}"), format!("{:.0} %", 100.0 * f)),
+            _ => ("-".to_string(), "-".to_string()),
+        };
         println!(
-            "  {:<3} {:>4} {:>4} {:>4}  {:>9.1} {:>15.1} {:>8.2}  {:>7.2}x",
-            r.op, r.m, r.k, r.n, r.ours_gflops, r.matrixmultiply_gflops, r.naive_gflops, r.ratio
+            "  {:<3} {:>4} {:>4} {:>4}  {:>9.1} {:>15.1} {:>8.2}  {:>7.2}x  {:>9}  {:>9}",
+            r.op,
+            r.m,
+            r.k,
+            r.n,
+            r.ours_gflops,
+            r.matrixmultiply_gflops,
+            r.naive_gflops,
+            r.ratio,
+            peak,
+            of
         );
     }
 }

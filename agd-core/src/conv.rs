@@ -802,12 +802,14 @@ impl Conv2d {
         );
         // In the order of `wt`: its rows are written whole and `w` is read with a stride
         // (scattered single stores, `c_in·c_out` apart, cost about 4 ns each; this function
-        // and the next run per part and per layer, 2.6 % of the MNIST CNN's step that way).
+        // and the next run per part and per layer, 2.6 % of the MNIST CNN's step that way, now
+        // 0.7 %). Indexed reads, not `step_by`: on the M4 `step_by` cost 0.4 % more
+        // instructions per `digits_cnn` step, indexing the same as the scattered stores.
         let w = &w[..co * k];
         for (row, line) in wt.chunks_exact_mut(co).take(k).enumerate() {
             let at = (row % ci) * taps + row / ci;
-            for (v, &x) in line.iter_mut().zip(w[at..].iter().step_by(k)) {
-                *v = x;
+            for (o, v) in line.iter_mut().enumerate() {
+                *v = w[o * k + at];
             }
         }
     }
@@ -818,8 +820,8 @@ impl Conv2d {
         let (ci, taps, k) = (self.c_in, self.kernel_positions(), self.patch_len());
         for (src, dst) in w.chunks_exact(k).zip(wp.chunks_exact_mut(k)) {
             for (t, run) in dst.chunks_exact_mut(ci).enumerate() {
-                for (v, &x) in run.iter_mut().zip(src[t..].iter().step_by(taps)) {
-                    *v = x;
+                for (c, v) in run.iter_mut().enumerate() {
+                    *v = src[c * taps + t];
                 }
             }
         }

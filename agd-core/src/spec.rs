@@ -220,11 +220,11 @@ pub const fn delta_count(layers: &[LayerSpec], capacity: usize) -> usize {
     features_sum(layers, 1, layers.len() + 1) * capacity
 }
 
-/// How layer `k` (a convolution) meets its neighbours in a network. Its input and output are
-/// channels-last between two convolutions, in torch's planar order (NCHW, what `flatten`
-/// means) at the network's input and output and next to a dense layer; a dense layer's output
-/// is `outputs` channels of 1x1, the same in both orders, so a convolution after one reads it
-/// channels-last. It applies the `sqrt(2)·relu` after it (unless it is the last layer) and
+/// How layer `k` (a convolution) meets its neighbours in a network. Its output is
+/// channels-last unless it is the network's output (torch's planar order, NCHW, what
+/// `flatten` means); a dense layer after it reads that order through reordered weights
+/// ([`interleaved_input`]). Its input is planar at the network's input and channels-last
+/// otherwise: a dense layer's output is `outputs` channels of 1x1, the same in both orders. It applies the `sqrt(2)·relu` after it (unless it is the last layer) and
 /// the derivative of the one before it (unless it is the first).
 pub const fn conv_io(layers: &[LayerSpec], k: usize) -> Io {
     Io {

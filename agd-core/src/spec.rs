@@ -224,8 +224,9 @@ pub const fn delta_count(layers: &[LayerSpec], capacity: usize) -> usize {
 /// channels-last unless it is the network's output (torch's planar order, NCHW, what
 /// `flatten` means); a dense layer after it reads that order through reordered weights
 /// ([`interleaved_input`]). Its input is planar at the network's input and channels-last
-/// otherwise: a dense layer's output is `outputs` channels of 1x1, the same in both orders. It applies the `sqrt(2)·relu` after it (unless it is the last layer) and
-/// the derivative of the one before it (unless it is the first).
+/// otherwise: a dense layer's output is `outputs` channels of 1x1, the same in both orders.
+/// It applies the `sqrt(2)·relu` after it (unless it is the last layer) and the derivative
+/// of the one before it (unless it is the first).
 pub const fn conv_io(layers: &[LayerSpec], k: usize) -> Io {
     Io {
         activate_output: k + 1 < layers.len(),

@@ -226,14 +226,7 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
         match layout.layer(k) {
             // z_n = W h_n for every sample: Z = H Wᵀ.
             LayerSpec::Dense { .. } => {
-                let w = match spec::interleaved_input(layout.layers(), k) {
-                    Some(c) => {
-                        let wi = &mut self.b.scratch[..w.len()];
-                        c.cols_to_interleaved(f_out, w, wi);
-                        &*wi
-                    }
-                    None => w,
-                };
+                let w = dense_weights(layout, k, w, self.b.scratch);
                 matmul_nt(n, f_out, f_in, T::ONE, h, w, T::ZERO, z)?
             }
             LayerSpec::Conv(c) => c.forward_with(n, w, h, z, self.b.scratch, layout.conv_io(k))?,
@@ -324,14 +317,7 @@ impl<'a, T: Element> ConvNetMut<'a, T> {
                     None => matmul_tn_sum_sq(f_out, f_in, n, T::ONE, delta, h, T::ZERO, g)?,
                 };
                 if let Some(prev) = prev.as_deref_mut() {
-                    let w = match reorder {
-                        Some(c) => {
-                            let wi = &mut self.b.scratch[..w.len()];
-                            c.cols_to_interleaved(f_out, w, wi);
-                            &*wi
-                        }
-                        None => w,
-                    };
+                    let w = dense_weights(layout, k, w, self.b.scratch);
                     matmul_nn(n, f_in, f_out, T::ONE, delta, w, T::ZERO, prev)?;
                     activate_backward(prev, h);
                 }
@@ -420,6 +406,25 @@ impl<'a, T: Element> FlatNet<T> for ConvNetMut<'a, T> {
     }
     fn backward_pass(&mut self, batch: usize) -> Result<[T; MAX_DEPTH], Error> {
         self.backward_sums(batch)
+    }
+}
+
+/// Dense layer `k`'s weights `w` as its products read them: `w` itself, or, after a
+/// convolution whose channels-last output it reads, a copy in `scratch` with the columns in
+/// that order ([`spec::interleaved_input`]).
+fn dense_weights<'s, T: Element>(
+    layout: SpecLayout<'_>,
+    k: usize,
+    w: &'s [T],
+    scratch: &'s mut [T],
+) -> &'s [T] {
+    match spec::interleaved_input(layout.layers(), k) {
+        Some(c) => {
+            let wi = &mut scratch[..w.len()];
+            c.cols_to_interleaved(layout.features(k + 1), w, wi);
+            wi
+        }
+        None => w,
     }
 }
 

@@ -386,16 +386,20 @@ const CNN: [LayerSpec; 4] = chain(
     ],
 );
 
-#[test]
-fn network_gradients_match_finite_differences() {
-    let mut net = Net::new(&CNN, 2, 5);
-    let mut rng = SplitMix64::new(6);
-    let x = gaussian(&mut rng, 2 * 2 * 7 * 6);
-    let targets = [2, 0];
+/// The largest relative gap between the backward pass's gradient and central finite
+/// differences of the loss, over every weight of `layers` (two samples, square loss).
+fn finite_difference_gap(layers: &[LayerSpec], seed: u64) -> f64 {
+    let mut net = Net::new(layers, 2, seed);
+    let mut rng = SplitMix64::new(seed + 1);
+    let x = gaussian(&mut rng, 2 * layers[0].in_features());
+    let classes = layers[layers.len() - 1].out_features();
+    let targets = [2 % classes, 0];
     let mut v = net.view();
     v.set_input(&x).unwrap();
     v.compute_grads(Loss::Mse, &targets).unwrap();
-    let grads: Vec<f64> = (0..4).flat_map(|k| v.layer_grads(k).to_vec()).collect();
+    let grads: Vec<f64> = (0..layers.len())
+        .flat_map(|k| v.layer_grads(k).to_vec())
+        .collect();
     let w0 = v.weights().to_vec();
     let eps = 1e-6;
     let mut loss_at = |w: &[f64]| {
@@ -415,6 +419,29 @@ fn network_gradients_match_finite_differences() {
         let fd = (up - down) / (2.0 * eps);
         worst = worst.max((fd - grads[i]).abs() / scale);
     }
+    worst
+}
+
+#[test]
+fn network_gradients_match_finite_differences() {
+    let worst = finite_difference_gap(&CNN, 5);
+    assert!(worst < 1e-6, "finite differences differ by {worst:e}");
+}
+
+#[test]
+fn a_dense_layer_larger_than_every_conv_scratch_gets_room_for_its_reordered_weights() {
+    // conv 1→2 1x1 over 4x4 (a scratch of a few dozen values), then dense 32 → 40: the dense
+    // layer reads the conv's channels-last output through a reordered copy of its 1,280
+    // weights, which must fit in the scratch; and its gradient, formed over that order and
+    // reordered back, must be the true one.
+    const WIDE: [LayerSpec; 2] = chain([1, 4, 4], [conv(2, 1, 1, 0), dense(40)]);
+    let LayerSpec::Conv(c) = WIDE[0] else {
+        unreachable!()
+    };
+    assert!(c.reorders_output());
+    assert!(c.scratch_for(1, spec::conv_io(&WIDE, 0)) < 40 * 32);
+    assert_eq!(spec::scratch_count(&WIDE), 40 * 32);
+    let worst = finite_difference_gap(&WIDE, 8);
     assert!(worst < 1e-6, "finite differences differ by {worst:e}");
 }
 

@@ -1,8 +1,10 @@
 //! One core's floating-point peak, measured: independent chains of vector FMAs, as many as the
 //! host's widest vectors and two FMA ports can overlap. `agd bench` runs it in the same
 //! interleaved rounds as each matrix product, so that a kernel's GFLOP/s can be read as a
-//! fraction of what the core delivered at that moment: on this shared VM the clock moves by
-//! up to 2x between runs, and a fixed peak figure would mislead.
+//! fraction of what the core delivered at that moment: on this shared VM the products' speed
+//! moves by up to 2x between runs, and a fixed peak figure would mislead. (Measured this way
+//! the peak itself held steady while the products slowed: the slow spells are on the memory
+//! side, not the clock.)
 
 /// A peak measurement for this CPU: the widest FMA it has.
 #[derive(Debug, Clone, Copy)]

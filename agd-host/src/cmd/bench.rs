@@ -133,6 +133,12 @@ pub struct StepRow {
     pub separate_norms_median_us: f64,
     /// The target from the performance issue, µs.
     pub target_us: f64,
+    /// The step's matrix products timed alone in this run, µs: the sum, over every product
+    /// the step runs, of its time at the `ours_gflops` of its row in `gemm` or
+    /// `gemm_backward` (each timed alone, over and over, on operands left in cache). What
+    /// the step would take with nothing but its products and no cold operand; null for a
+    /// step whose products are not all rows of this report.
+    pub products_alone_us: Option<f64>,
     /// The batch-parallel run, as three fields of this row.
     #[serde(flatten)]
     pub threaded: Threaded,
@@ -450,6 +456,7 @@ fn step_row(
         best_wall_us: t[0].wall_best * 1e6,
         separate_norms_median_us: t[1].cpu_median * 1e6,
         target_us,
+        products_alone_us: None,
         threaded: Threaded::new(threads, t[0], t.get(2).copied()),
     })
 }
@@ -512,27 +519,31 @@ fn cnn_step_row(
     })
 }
 
+/// The `[784, 256, 256, 10]` b128 step's other products: `Δ_prev = Δ W` (`nn`) and `G = Δᵀ
+/// H` (`tn`).
+const BACKWARD_SHAPES: &[(&str, (usize, usize, usize))] = &[
+    ("nn", (128, 256, 256)),
+    ("nn", (128, 10, 256)),
+    ("tn", (256, 128, 784)),
+    ("tn", (256, 128, 256)),
+    ("tn", (10, 128, 256)),
+];
+
 /// Every benchmark, in the order of the report.
 pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
-    let gemm = GEMM_SHAPES
+    let gemm: Vec<GemmRow> = GEMM_SHAPES
         .iter()
         .map(|&s| gemm_row("nt", s, quick))
         .collect();
-    // The step's other products: Δ_prev = Δ W (nn) and G = Δᵀ H (tn), at batch 128.
-    let backward: &[(&'static str, (usize, usize, usize))] = &[
-        ("nn", (128, 256, 256)),
-        ("nn", (128, 10, 256)),
-        ("tn", (256, 128, 784)),
-        ("tn", (256, 128, 256)),
-        ("tn", (10, 128, 256)),
-    ];
-    let gemm_backward = backward
+    let gemm_backward: Vec<GemmRow> = BACKWARD_SHAPES
         .iter()
         .map(|&(op, s)| gemm_row(op, s, quick))
         .collect();
     let mut step = Vec::new();
     for (widths, batch, target) in STEPS {
-        step.push(step_row(widths, batch, target, quick, threads)?);
+        let mut row = step_row(widths, batch, target, quick, threads)?;
+        row.products_alone_us = products_alone_us(widths, batch, &[&gemm, &gemm_backward]);
+        step.push(row);
     }
     let cnn_step = cnn_step_row(quick, step[0].median_us, threads)?;
     let (rows, cols) = (784, 256);
@@ -558,6 +569,38 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         power_iteration_us: t[0].cpu_median * 1e6,
         quick,
     })
+}
+
+/// The products of a dense step (widths `d_0..d_L`, batch `b`), as `(op, m, k, n)`: per layer
+/// the forward `Z = H Wᵀ` (`nt`, `b x d_in x d_out`) and the weight gradient `G = Δᵀ H` (`tn`,
+/// `d_out x b x d_in`), and for every layer but the first the errors `Δ W` (`nn`, `b x d_out x
+/// d_in`).
+fn step_products(widths: &[usize], b: usize) -> Vec<(&'static str, usize, usize, usize)> {
+    let mut v = Vec::new();
+    for (l, pair) in widths.windows(2).enumerate() {
+        let (d_in, d_out) = (pair[0], pair[1]);
+        v.push(("nt", b, d_in, d_out));
+        v.push(("tn", d_out, b, d_in));
+        if l > 0 {
+            v.push(("nn", b, d_out, d_in));
+        }
+    }
+    v
+}
+
+/// [`StepRow::products_alone_us`]: the step's products at the speeds their rows measured,
+/// µs; `None` if a product has no row.
+fn products_alone_us(widths: &[usize], batch: usize, tables: &[&[GemmRow]]) -> Option<f64> {
+    step_products(widths, batch)
+        .into_iter()
+        .map(|(op, m, k, n)| {
+            let row = tables
+                .iter()
+                .flat_map(|t| t.iter())
+                .find(|r| (r.op, r.m, r.k, r.n) == (op, m, k, n))?;
+            Some(2.0 * (m * k * n) as f64 / (row.ours_gflops * 1e3))
+        })
+        .sum()
 }
 
 fn print_gemm(title: &str, rows: &[GemmRow]) {
@@ -628,6 +671,17 @@ fn print_tables(r: &Report) {
             separate
         );
     }
+    for s in &r.step {
+        if let Some(us) = s.products_alone_us {
+            println!(
+                "  the {:?} b{} step's products, each timed alone (rows above): {us:.1} µs, \
+                 {:.0} % of its median",
+                s.widths,
+                s.batch,
+                100.0 * us / s.median_us
+            );
+        }
+    }
     let c = &r.cnn_step;
     println!(
         "MNIST CNN {} b{}, f32, one thread: median {:.0} µs per step ({:.2}x the \
@@ -654,6 +708,62 @@ fn print_tables(r: &Report) {
 mod tests {
     use super::*;
 
+    fn gemm(op: &'static str, (m, k, n): (usize, usize, usize), ours_gflops: f64) -> GemmRow {
+        GemmRow {
+            op,
+            m,
+            k,
+            n,
+            ours_gflops,
+            matrixmultiply_gflops: 1.0,
+            naive_gflops: 1.0,
+            ratio: 1.0,
+            fma_peak_gflops: None,
+            ours_of_peak: None,
+        }
+    }
+
+    /// A step's products are its layers' forward and weight-gradient products and every
+    /// layer's but the first errors, each timed at its own row's speed; a missing row gives
+    /// no figure, and a row of the right shape in the wrong layout does not stand in.
+    #[test]
+    fn products_alone_sum_the_steps_products_at_their_rows_speeds() {
+        assert_eq!(
+            step_products(&[4, 3, 2], 5),
+            [
+                ("nt", 5, 4, 3),
+                ("tn", 3, 5, 4),
+                ("nt", 5, 3, 2),
+                ("tn", 2, 5, 3),
+                ("nn", 5, 2, 3),
+            ]
+        );
+        // 2·m·k·n flops at g GFLOP/s take 2·m·k·n / (1000·g) µs.
+        let forward = [gemm("nt", (5, 4, 3), 0.12), gemm("nt", (5, 3, 2), 0.03)];
+        let mut backward = vec![
+            gemm("tn", (3, 5, 4), 0.06),
+            gemm("tn", (2, 5, 3), 0.02),
+            gemm("nn", (5, 2, 3), 0.01),
+        ];
+        let us = products_alone_us(&[4, 3, 2], 5, &[&forward, &backward]).unwrap();
+        assert!((us - (1.0 + 2.0 + 2.0 + 3.0 + 6.0)).abs() < 1e-9, "{us}");
+        backward[2] = gemm("tn", (5, 2, 3), 0.01);
+        assert_eq!(
+            products_alone_us(&[4, 3, 2], 5, &[&forward, &backward]),
+            None
+        );
+        // The bench's own rows hold every product of its [784, 256, 256, 10] b128 step.
+        let shapes = step_products(STEPS[0].0, STEPS[0].1);
+        assert_eq!(shapes.len(), 8);
+        for (op, m, k, n) in shapes {
+            let listed = match op {
+                "nt" => GEMM_SHAPES.contains(&(m, k, n)),
+                _ => BACKWARD_SHAPES.contains(&(op, (m, k, n))),
+            };
+            assert!(listed, "{op} {m}x{k}x{n}");
+        }
+    }
+
     /// The threaded figures are three plain fields of each row's JSON, as the docs
     /// (README, BENCHMARKS.md) list them: numbers after a split step, nulls otherwise.
     #[test]
@@ -669,13 +779,15 @@ mod tests {
             best_wall_us: 4.0,
             separate_norms_median_us: 5.0,
             target_us: 6.0,
+            products_alone_us: None,
             threaded,
         };
         let split = Threaded::new(2, timing(0.75), Some(timing(0.5)));
         assert_eq!(
             serde_json::to_string(&row(split)).unwrap(),
             r#"{"widths":[64,10],"batch":2,"median_us":3.0,"best_wall_us":4.0,"#.to_string()
-                + r#""separate_norms_median_us":5.0,"target_us":6.0,"threads":2,"#
+                + r#""separate_norms_median_us":5.0,"target_us":6.0,"#
+                + r#""products_alone_us":null,"threads":2,"#
                 + r#""threaded_best_wall_us":500000.0,"threaded_speedup":1.5}"#
         );
         let whole = Threaded::new(2, timing(0.75), None);

@@ -2,7 +2,9 @@
 //! look at, and prints the median thread CPU time per step:
 //! `cargo run --release -p agd-host --example cnn_profile -- 200`. With `IM2COL=1` set, it
 //! first times each conv layer's unfolding and folding back (ns per unfolded entry); with
-//! `GEMMS=1`, the matrix products the conv layers run (GFLOP/s and µs per call).
+//! `GEMMS=1`, the matrix products the conv layers run (GFLOP/s and µs per call); with
+//! `LAYERS=1`, each conv layer's forward pass, weight gradient and input gradient over the
+//! whole batch, as the network calls them (median µs of 20).
 
 use agd_core::{Agd, ConvNetwork, Loss, SplitMix64};
 use agd_host::layers::MNIST_CNN;
@@ -150,6 +152,9 @@ fn main() {
             );
         }
     }
+    if std::env::var("LAYERS").is_ok() {
+        layer_times(&layers, batch);
+    }
     let mut t = Vec::with_capacity(steps);
     for _ in 0..steps {
         let c0 = cpu();
@@ -165,4 +170,57 @@ fn main() {
         t[0] * 1e6,
         t[t.len() / 10] * 1e6
     );
+}
+
+/// Each conv layer's forward pass, weight gradient and input gradient (where the network
+/// forms one) over `batch` samples, with the orders and activations the network uses and a
+/// scratch of the network's size: median µs of 20 calls each.
+fn layer_times(layers: &[agd_core::spec::LayerSpec], batch: usize) {
+    let mut scratch = vec![0.0f32; agd_core::spec::scratch_count(layers)];
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e6
+    };
+    for (li, l) in layers.iter().enumerate() {
+        let agd_core::spec::LayerSpec::Conv(cv) = l else {
+            continue;
+        };
+        let io = agd_core::spec::conv_io(layers, li);
+        let value = |i: usize| ((i * 7919) % 13) as f32 * 0.1 - 0.3;
+        let h: Vec<f32> = (0..batch * cv.in_features()).map(value).collect();
+        let w: Vec<f32> = (0..cv.param_count()).map(|i| value(i) * 0.1).collect();
+        let d: Vec<f32> = (0..batch * cv.out_features()).map(value).collect();
+        let mut z = vec![0.0f32; batch * cv.out_features()];
+        let mut g = vec![0.0f32; cv.param_count()];
+        let mut prev = vec![0.0f32; batch * cv.in_features()];
+        let (mut fwd, mut grad, mut input) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..20 {
+            let t0 = cpu();
+            cv.forward_with(batch, &w, &h, &mut z, &mut scratch, io)
+                .expect("forward");
+            fwd.push(cpu() - t0);
+            let t0 = cpu();
+            cv.backward_with(batch, &w, &h, &d, Some(&mut g), None, &mut scratch, io)
+                .expect("weight gradient");
+            grad.push(cpu() - t0);
+            if io.activated_input {
+                let t0 = cpu();
+                cv.backward_with(batch, &w, &h, &d, None, Some(&mut prev), &mut scratch, io)
+                    .expect("input gradient");
+                input.push(cpu() - t0);
+            }
+        }
+        let input = if input.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.0} µs", median(input))
+        };
+        println!(
+            "layer {li} ({} MFLOP a pass): forward {:.0} µs, weight gradient {:.0} µs, input \
+             gradient {input}",
+            2 * batch * cv.positions() * cv.patch_len() * cv.c_out / 1_000_000,
+            median(fwd),
+            median(grad)
+        );
+    }
 }

@@ -519,15 +519,16 @@ fn cnn_step_row(
     })
 }
 
-/// The `[784, 256, 256, 10]` b128 step's other products: `Δ_prev = Δ W` (`nn`) and `G = Δᵀ
-/// H` (`tn`).
-const BACKWARD_SHAPES: &[(&str, (usize, usize, usize))] = &[
-    ("nn", (128, 256, 256)),
-    ("nn", (128, 10, 256)),
-    ("tn", (256, 128, 784)),
-    ("tn", (256, 128, 256)),
-    ("tn", (10, 128, 256)),
-];
+/// The `[784, 256, 256, 10]` b128 step's products other than the forward ones (`STEPS[0]`,
+/// [`step_products`]): the errors `Δ_prev = Δ W` (`nn`), then the weight gradients `G = Δᵀ H`
+/// (`tn`), each in layer order.
+fn backward_shapes() -> Vec<(&'static str, usize, usize, usize)> {
+    let shapes = step_products(STEPS[0].0, STEPS[0].1);
+    ["nn", "tn"]
+        .into_iter()
+        .flat_map(|op| shapes.iter().copied().filter(move |s| s.0 == op))
+        .collect()
+}
 
 /// Every benchmark, in the order of the report.
 pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
@@ -535,9 +536,9 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         .iter()
         .map(|&s| gemm_row("nt", s, quick))
         .collect();
-    let gemm_backward: Vec<GemmRow> = BACKWARD_SHAPES
-        .iter()
-        .map(|&(op, s)| gemm_row(op, s, quick))
+    let gemm_backward: Vec<GemmRow> = backward_shapes()
+        .into_iter()
+        .map(|(op, m, k, n)| gemm_row(op, (m, k, n), quick))
         .collect();
     let mut step = Vec::new();
     for (widths, batch, target) in STEPS {
@@ -752,13 +753,25 @@ mod tests {
             products_alone_us(&[4, 3, 2], 5, &[&forward, &backward]),
             None
         );
-        // The bench's own rows hold every product of its [784, 256, 256, 10] b128 step.
+        // The bench's own rows hold every product of its [784, 256, 256, 10] b128 step, the
+        // backward ones in the report's order.
+        let backward = backward_shapes();
+        assert_eq!(
+            backward,
+            [
+                ("nn", 128, 256, 256),
+                ("nn", 128, 10, 256),
+                ("tn", 256, 128, 784),
+                ("tn", 256, 128, 256),
+                ("tn", 10, 128, 256),
+            ]
+        );
         let shapes = step_products(STEPS[0].0, STEPS[0].1);
         assert_eq!(shapes.len(), 8);
         for (op, m, k, n) in shapes {
             let listed = match op {
                 "nt" => GEMM_SHAPES.contains(&(m, k, n)),
-                _ => BACKWARD_SHAPES.contains(&(op, (m, k, n))),
+                _ => backward.contains(&(op, m, k, n)),
             };
             assert!(listed, "{op} {m}x{k}x{n}");
         }

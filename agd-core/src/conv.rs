@@ -40,8 +40,7 @@
 //! the arithmetic. With the same layers, the host and the device chunk alike and agree to the
 //! bit.
 //!
-//! Two inputs skip the row-major unfolding (the input gradient always unfolds back through
-//! `dcols` and [`Conv2d::fold`]):
+//! Two inputs skip the row-major unfolding:
 //!
 //! * A planar or one-channel input (the grey first layer) is unfolded transposed
 //!   ([`Conv2d::unfold_t`], `K x S·P`): each row is a run along an input row (28 values, not
@@ -52,12 +51,19 @@
 //!   at all when the unfolding's room holds its padded image: one copy of the sample, padded
 //!   and dealt into row-parity planes (`Windows`), is read in place by one strided product
 //!   per kernel row (`matmul_nn_ld` forward, `matmul_tn_ld` weight gradient), whose `A` rows
-//!   are the overlapping windows. A microcontroller (scalar kernels, which take only
-//!   contiguous operands) keeps the unfolding; its scratch is the same size either way. The
-//!   weight gradient still sums sample after sample, position after position.
+//!   are the overlapping windows. The input gradient is their adjoint, also in place: one
+//!   product per kernel row adds each window's `Δ · wp` back onto the (zeroed) padded image
+//!   (`matmul_nn_ld_add`, the rows of `C` overlapping), and the image's inside, times the
+//!   activation's derivative, is the input gradient: no `dcols`, no fold. A microcontroller
+//!   (scalar kernels, which take only contiguous operands) keeps the unfolding and the fold;
+//!   its scratch is the same size either way. The weight gradient still sums sample after
+//!   sample, position after position.
+//!
+//! Otherwise the input gradient is `dcols = Δ · wp`, folded back ([`Conv2d::fold`]).
 
 use agd_simd::{
-    Element, Strides, Vector, matmul_nn, matmul_nn_ld, matmul_nt, matmul_tn, matmul_tn_ld,
+    Element, Strides, Vector, matmul_nn, matmul_nn_ld, matmul_nn_ld_add, matmul_nt, matmul_tn,
+    matmul_tn_ld,
 };
 
 use crate::error::Error;
@@ -205,9 +211,10 @@ pub(crate) struct Part {
 /// into `stride` planes by row parity, so that for every kernel row `ki` the `kw·c_in` inputs
 /// of output position `(oy, ox)` start `stride·c_in·(oy·grid + ox)` after that kernel row's
 /// base ([`Conv2d::window_base`]). Each kernel row is then one strided product over the `R =
-/// out_h·grid` windows (`matmul_nt_ld`, `matmul_tn_ld`, the rows of `A` overlapping), the
+/// out_h·grid` windows (`matmul_nn_ld` forward, `matmul_tn_ld` weight gradient, the rows of
+/// `A` overlapping; `matmul_nn_ld_add` adds the input gradient back onto them), the
 /// `grid − out_w` extra windows per output row reading padding or the next row: their outputs
-/// are dropped, and their errors set to 0 so they add nothing to the weight gradient.
+/// are dropped, and their errors set to 0 so they add nothing to either gradient.
 ///
 /// On the MNIST CNN (stride 2, 16 and 32 channels) the three depth-48 (or 96) products cost
 /// about what the one depth-144 (288) product over the unfolding does, and the unfolding
@@ -706,6 +713,28 @@ impl Conv2d {
         xp[s * win.rows * line..].fill(T::ZERO);
     }
 
+    /// The adjoint of [`Conv2d::pad_input`]: copies the inside of a padded image `xp` (the
+    /// input's rows, without the padding) to the channels-last sample `x`; with the layer's
+    /// input `h`, times the derivative of the activation that made it, as
+    /// [`activate_backward`] would after the copy.
+    fn unpad<T: Element>(&self, win: &Windows, xp: &[T], x: &mut [T], h: Option<&[T]>) {
+        let (s, ci, pad) = (self.stride, self.c_in, self.pad);
+        let (line, run) = (win.width * ci, self.w * ci);
+        for (y, dst) in x.chunks_exact_mut(run).take(self.h).enumerate() {
+            let py = y + pad;
+            let src = &xp[((py % s) * win.rows + py / s) * line + pad * ci..][..run];
+            match h {
+                Some(h) => {
+                    let s2 = crate::net::sqrt2::<T>();
+                    for ((d, &v), &hv) in dst.iter_mut().zip(src).zip(&h[y * run..][..run]) {
+                        *d = if hv > T::ZERO { v * s2 } else { T::ZERO };
+                    }
+                }
+                None => dst.copy_from_slice(src),
+            }
+        }
+    }
+
     /// Where kernel row `ki`'s windows start in a padded image: row `ki / s` of plane
     /// `ki mod s`. Window `r = oy·grid + ox` of that kernel row is the `kw·c_in` values from
     /// `s·c_in·r` on.
@@ -1085,34 +1114,57 @@ impl Conv2d {
             };
             let cols = &mut cols[..m * p * k];
             let win = self.windows::<T>(io.input, p * k);
-            if let (Some(g), Some(win)) = (grads.as_deref_mut(), win) {
-                // One sample at a time: gᵀ[ki·kw·c_in.., :] (kw·c_in x c_out) +=
-                // windows_kiᵀ (kw·c_in x R) · Δ (R x c_out), the extra windows' errors 0.
+            if let Some(win) = win {
+                // One sample at a time, through its padded image (`xp`) and its errors with
+                // the extra windows' set to 0 (`dp`, `R x c_out`).
                 let (xp, dp) = cols.split_at_mut(win.image);
                 let dp = &mut dp[..win.r * c_out];
                 let (run, ow) = (self.kw * self.c_in, self.out_w());
                 for t in 0..m {
-                    self.pad_input(&win, &h[(n + t) * fi..][..fi], xp);
                     for oy in 0..self.out_h() {
                         let row = &mut dp[oy * win.grid * c_out..][..win.grid * c_out];
                         let (valid, extra) = row.split_at_mut(ow * c_out);
                         valid.copy_from_slice(&d[(t * p + oy * ow) * c_out..][..ow * c_out]);
                         extra.fill(T::ZERO);
                     }
-                    let beta = if part.first && n + t == 0 {
-                        T::ZERO
-                    } else {
-                        T::ONE
-                    };
-                    for ki in 0..self.kh {
-                        let ld = Strides {
-                            lda: self.stride * self.c_in,
-                            ldb: c_out,
-                            ldc: c_out,
+                    if let Some(g) = grads.as_deref_mut() {
+                        // gᵀ[ki·kw·c_in.., :] (kw·c_in x c_out) +=
+                        // windows_kiᵀ (kw·c_in x R) · Δ (R x c_out).
+                        self.pad_input(&win, &h[(n + t) * fi..][..fi], xp);
+                        let beta = if part.first && n + t == 0 {
+                            T::ZERO
+                        } else {
+                            T::ONE
                         };
-                        let a = &xp[self.window_base(&win, ki)..];
-                        let gk = &mut g[ki * run * c_out..];
-                        matmul_tn_ld(run, c_out, win.r, T::ONE, a, dp, beta, gk, ld)?;
+                        for ki in 0..self.kh {
+                            let ld = Strides {
+                                lda: self.stride * self.c_in,
+                                ldb: c_out,
+                                ldc: c_out,
+                            };
+                            let a = &xp[self.window_base(&win, ki)..];
+                            let gk = &mut g[ki * run * c_out..];
+                            matmul_tn_ld(run, c_out, win.r, T::ONE, a, dp, beta, gk, ld)?;
+                        }
+                    }
+                    if let Some(prev) = prev.as_deref_mut() {
+                        // The adjoint of the forward's windows: each window gets
+                        // Δ (R x c_out) · wp_ki (c_out x kw·c_in) added back where it was
+                        // read, the windows overlapping, into the padded image's room
+                        // (zeroed); then its inside is the input gradient.
+                        xp.fill(T::ZERO);
+                        for ki in 0..self.kh {
+                            let ld = Strides {
+                                lda: c_out,
+                                ldb: k,
+                                ldc: self.stride * self.c_in,
+                            };
+                            let (b, xk) = (&wp[ki * run..], &mut xp[self.window_base(&win, ki)..]);
+                            matmul_nn_ld_add(win.r, run, c_out, T::ONE, dp, b, xk, ld)?;
+                        }
+                        let pc = &mut prev[(n + t) * fi..][..fi];
+                        let hn = &h[(n + t) * fi..][..fi];
+                        self.unpad(&win, xp, pc, io.activated_input.then_some(hn));
                     }
                 }
             } else if let Some(g) = grads.as_deref_mut() {
@@ -1133,7 +1185,9 @@ impl Conv2d {
                     matmul_tn(k, c_out, m * p, T::ONE, cols, d, beta, g)?;
                 }
             }
-            if let Some(prev) = prev.as_deref_mut() {
+            if let Some(prev) = prev.as_deref_mut()
+                && win.is_none()
+            {
                 // dcols (m·P x K) = Δ (m·P x c_out) · wp (c_out x K), folded back.
                 matmul_nn(m * p, k, c_out, T::ONE, d, wp, T::ZERO, cols)?;
                 let pc = &mut prev[n * fi..][..m * fi];

@@ -579,7 +579,8 @@ fn tn<T: Element>(
 ///
 /// The rows of `A` and `B` may overlap (a stride shorter than a row): a convolution reads its
 /// inputs in place this way, each output position's window starting a stride after the
-/// previous one's. `C`'s may not: `ldc` is at least its row length.
+/// previous one's. `C`'s may not (`ldc` is at least its row length), except in
+/// [`matmul_nn_ld_add`], which adds each row onto `C` in turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Strides {
     /// Between rows of `A` as stored.
@@ -746,6 +747,56 @@ pub fn matmul_tn_ld<T: Element>(
         OpA::Cols(a, ld.lda),
         OpB::Rows(b, ld.ldb),
         beta,
+        c,
+        ld.ldc,
+        None,
+    );
+    Ok(())
+}
+
+/// `C += α · A · B` over strided operands whose rows of `C` may overlap (`ldc` shorter than
+/// `n`): row `i` of the product is added onto the `n` entries from `c[i·ldc]`, row after row,
+/// so an entry that several rows cover receives each of their sums. Entry `(i, p)` of `A` is
+/// at `a[i·lda + p]`, entry `(p, j)` of `B` at `b[p·ldb + j]`.
+///
+/// This is the adjoint of [`matmul_nt_ld`] / [`matmul_nn_ld`] reading overlapping windows:
+/// a convolution's input gradient adds each output position's `kw·c_in` values back onto the
+/// window it read, in place, with no unfolded matrix to fold back. Same kernels as
+/// [`matmul_nn_ld`], whose every path reads, adds to and stores `C` a row (or a tile's row)
+/// at a time, in order, so each read sees every earlier store.
+///
+/// ```
+/// // Windows of 2, one step apart, each adding [1, 1] times its row of A onto x.
+/// let mut x = [0.0f32; 4];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 2, ldc: 1 };
+/// agd_simd::matmul_nn_ld_add(3, 2, 1, 1.0, &[1.0, 2.0, 3.0], &[1.0, 1.0], &mut x, ld).unwrap();
+/// assert_eq!(x, [1.0, 3.0, 5.0, 3.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_ld_add<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    ld: Strides,
+) -> Result<(), Error> {
+    check_ld("a", m, k, ld.lda, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_ld("c", m, n, ld.ldc, c.len())?;
+    // β = 1: the blocked loop's tiles and the unpacked kernels each read, add to and store
+    // one row of `C` before the next (through raw pointers or a fresh slice per row), so
+    // overlapping rows accumulate. `gemm` with `ldc = n` is only ever this with disjoint rows.
+    gemm(
+        m,
+        n,
+        k,
+        alpha,
+        OpA::Rows(a, ld.lda),
+        OpB::Rows(b, ld.ldb),
+        T::ONE,
         c,
         ld.ldc,
         None,

@@ -43,7 +43,7 @@ pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_checked, sum_sq_scal
 pub use element::{Element, Vector};
 pub use error::Error;
 pub use gemm::{
-    Strides, matmul_nn, matmul_nn_ld, matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld,
-    matmul_tn_sum_sq,
+    Strides, matmul_nn, matmul_nn_ld, matmul_nn_ld_add, matmul_nt, matmul_nt_ld, matmul_tn,
+    matmul_tn_ld, matmul_tn_sum_sq,
 };
 pub use power::power_iteration;

@@ -58,6 +58,31 @@ pub fn matmul_nn<T: Element>(
     }
 }
 
+/// `C += α A B` row after row, row `i` of the product added onto the `n` entries from
+/// `c[i·ldc]` (rows may overlap, `ldc < n`); `A` is `m x k` with rows `lda` apart, `B` is
+/// `k x n` with rows `ldb` apart.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_ld_add<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    (a, lda): (&[T], usize),
+    (b, ldb): (&[T], usize),
+    c: &mut [T],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = T::ZERO;
+            for p in 0..k {
+                s += a[i * lda + p] * b[p * ldb + j];
+            }
+            c[i * ldc + j] += alpha * s;
+        }
+    }
+}
+
 /// `C ← α Aᵀ B + β C`, `A` is `k x m`, `B` is `k x n`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_tn<T: Element>(

@@ -180,6 +180,95 @@ fn exact_sweep<T: Element>(op: Op) {
     }
 }
 
+/// [`agd_simd::matmul_nn_ld_add`], the adjoint of reading overlapping windows: for `(m, n, k)`
+/// in `SHAPES³` (every fourth triple, with every stride below), strided `A` (windows one
+/// apart, rows in place, gaps) and `B` (rows in place, gaps), and rows of `C` that overlap
+/// (`ldc` of 0, 1, half a row, a row less one), just meet, or leave gaps: equal to the naive
+/// twin to the last bit (integer data, so every order of the additions is exact), nothing
+/// past the last row touched.
+fn exact_overlapping_rows<T: Element>() {
+    let mut rng = Rng::new(0xA6D0_0AD0);
+    let mut case = 0usize;
+    for &m in &SHAPES {
+        for &n in &SHAPES {
+            for &k in &SHAPES {
+                case += 1;
+                if !case.is_multiple_of(4) {
+                    continue;
+                }
+                let alpha = T::from_f64([1.0, -0.5, 3.0][case % 3]);
+                for lda in [1, k, k + 2] {
+                    for ldb in [n, n + 1] {
+                        for ldc in [0, 1, n / 2, n - 1, n, n + 3] {
+                            let a = int_matrix::<T>(&mut rng, 1, (m - 1) * lda + k);
+                            let b = int_matrix::<T>(&mut rng, 1, (k - 1) * ldb + n);
+                            let mut c0 = int_matrix::<T>(&mut rng, 1, (m - 1) * ldc + n);
+                            c0.extend([sentinel::<T>(); 3]);
+                            let (mut fast, mut slow) = (c0.clone(), c0.clone());
+                            let ld = agd_simd::Strides { lda, ldb, ldc };
+                            agd_simd::matmul_nn_ld_add(m, n, k, alpha, &a, &b, &mut fast, ld)
+                                .unwrap_or_else(|e| panic!("{m}x{n}x{k} {ld:?}: {e}"));
+                            naive::matmul_nn_ld_add(
+                                m,
+                                n,
+                                k,
+                                alpha,
+                                (&a, lda),
+                                (&b, ldb),
+                                &mut slow,
+                                ldc,
+                            );
+                            let what = format!("{} {m}x{n}x{k} {ld:?}", T::NAME);
+                            for (idx, (f, s)) in fast.iter().zip(&slow).enumerate() {
+                                assert!(f == s, "{what}: c[{idx}] fast {f:?} naive {s:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_overlapping_rows_f32() {
+    exact_overlapping_rows::<f32>();
+}
+
+#[test]
+fn exact_overlapping_rows_f64() {
+    exact_overlapping_rows::<f64>();
+}
+
+/// [`agd_simd::matmul_nn_ld_add`] refuses operands shorter than its shape and strides.
+#[test]
+fn overlapping_rows_short_slices_are_refused() {
+    let ld = agd_simd::Strides {
+        lda: 2,
+        ldb: 3,
+        ldc: 1,
+    };
+    let (a, b) = (vec![1.0f32; 2 * 2 + 2], vec![1.0f32; 3 + 3]);
+    let mut c = vec![0.0f32; 2 + 3];
+    agd_simd::matmul_nn_ld_add(3, 3, 2, 1.0, &a, &b, &mut c, ld).unwrap();
+    assert_eq!(c, [2.0, 4.0, 6.0, 4.0, 2.0]);
+    let short = |e: Result<(), Error>, operand: &str| {
+        assert!(matches!(e, Err(Error::ShortSlice { operand: o, .. }) if o == operand));
+    };
+    short(
+        agd_simd::matmul_nn_ld_add(3, 3, 2, 1.0, &a[1..], &b, &mut c, ld),
+        "a",
+    );
+    short(
+        agd_simd::matmul_nn_ld_add(3, 3, 2, 1.0, &a, &b[1..], &mut c, ld),
+        "b",
+    );
+    short(
+        agd_simd::matmul_nn_ld_add(3, 3, 2, 1.0, &a, &b, &mut c[1..], ld),
+        "c",
+    );
+}
+
 #[test]
 fn exact_all_shapes_nt_f32() {
     exact_sweep::<f32>(Op::Nt);

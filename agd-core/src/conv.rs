@@ -40,13 +40,19 @@
 //! the arithmetic. With the same layers, the host and the device chunk alike and agree to the
 //! bit.
 //!
-//! Two inputs skip the row-major unfolding:
+//! Some inputs skip the row-major unfolding:
 //!
-//! * A planar or one-channel input (the grey first layer) is unfolded transposed
-//!   ([`Conv2d::unfold_t`], `K x S·P`): each row is a run along an input row (28 values, not
-//!   runs of 3), and the forward and weight-gradient products become `Z = colsTᵀ · wt`
-//!   (`matmul_tn`) and `gᵀ = colsT · Δ` (`matmul_nn`), with `wt` the tap-major weights
-//!   transposed (`K x c_out`).
+//! * On a host (vector kernels), a one-channel input (the grey first layer) is read in place:
+//!   each sample is copied zero-padded, and the forward and weight-gradient products gather
+//!   every output position's `kh·kw` taps from it at fixed offsets (`matmul_gather`,
+//!   `matmul_gather_tn`), with a block of positions (or of taps) held in registers across all
+//!   the taps, so each output is stored once. On the MNIST CNN this layer's forward pass went
+//!   from about 635 to 500 µs and its weight gradient from about 480 to 310 µs a batch.
+//! * Otherwise a planar or one-channel input is unfolded transposed ([`Conv2d::unfold_t`],
+//!   `K x S·P`): each row is a run along an input row (28 values, not runs of 3), and the
+//!   forward and weight-gradient products become `Z = colsTᵀ · wt` (`matmul_tn`) and
+//!   `gᵀ = colsT · Δ` (`matmul_nn`), with `wt` the tap-major weights transposed
+//!   (`K x c_out`).
 //! * On a host (vector kernels), a channels-last input with several channels is not unfolded
 //!   at all when the unfolding's room holds its padded image: one copy of the sample, padded
 //!   and dealt into row-parity planes (`Windows`), is read in place by one strided product
@@ -62,13 +68,17 @@
 //! Otherwise the input gradient is `dcols = Δ · wp`, folded back ([`Conv2d::fold`]).
 
 use agd_simd::{
-    Element, Strides, Vector, matmul_nn, matmul_nn_ld, matmul_nn_ld_add, matmul_nt, matmul_tn,
-    matmul_tn_ld,
+    Element, Grid, Strides, Vector, matmul_gather, matmul_gather_tn, matmul_nn, matmul_nn_ld,
+    matmul_nn_ld_add, matmul_nt, matmul_tn, matmul_tn_ld,
 };
 
 use crate::error::Error;
 use crate::layout::{product, sum};
 use crate::net::{activate, activate_backward};
+
+/// The most kernel taps (`kh·kw`) a one-channel layer reads straight from its padded input
+/// ([`agd_simd::matmul_gather`]); larger kernels unfold.
+pub const MAX_GATHER_TAPS: usize = 64;
 
 /// How one sample's features are ordered in a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -735,6 +745,55 @@ impl Conv2d {
         }
     }
 
+    /// Whether this layer reads a one-channel input straight from a zero-padded copy of each
+    /// sample ([`agd_simd::matmul_gather`] forward, [`agd_simd::matmul_gather_tn`] weight
+    /// gradient) instead of unfolding it: on a host (vector kernels), with at most
+    /// [`MAX_GATHER_TAPS`] taps and room in the unfolding's part of the scratch (`room`) for
+    /// the padded image. Returns the padded image's length.
+    fn gathers<T: Element>(&self, room: usize) -> Option<usize> {
+        let len = self.padded_h() * self.padded_w();
+        (T::LANES > 1
+            && self.c_in == 1
+            && self.kernel_positions() <= MAX_GATHER_TAPS
+            && len <= room)
+            .then_some(len)
+    }
+
+    /// The output grid and tap offsets of [`Conv2d::gathers`] over a padded image.
+    fn gather_geometry(&self) -> (Grid, [usize; MAX_GATHER_TAPS]) {
+        let pw = self.padded_w();
+        let grid = Grid {
+            rows: self.out_h(),
+            cols: self.out_w(),
+            row_step: self.stride * pw,
+            col_step: self.stride,
+        };
+        let mut taps = [0; MAX_GATHER_TAPS];
+        for i in 0..self.kh {
+            for j in 0..self.kw {
+                taps[i * self.kw + j] = i * pw + j;
+            }
+        }
+        (grid, taps)
+    }
+
+    /// Writes one one-channel sample `x` zero-padded into `xp` (`padded_h x padded_w`).
+    fn pad_plane<T: Element>(&self, x: &[T], xp: &mut [T]) {
+        let (pad, pw) = (self.pad, self.padded_w());
+        let xp = &mut xp[..self.padded_h() * pw];
+        xp[..pad * pw].fill(T::ZERO);
+        for (src, dst) in x
+            .chunks_exact(self.w)
+            .take(self.h)
+            .zip(xp[pad * pw..].chunks_exact_mut(pw))
+        {
+            dst[..pad].fill(T::ZERO);
+            dst[pad..pad + self.w].copy_from_slice(src);
+            dst[pad + self.w..].fill(T::ZERO);
+        }
+        xp[(pad + self.h) * pw..].fill(T::ZERO);
+    }
+
     /// Where kernel row `ki`'s windows start in a padded image: row `ki / s` of plane
     /// `ki mod s`. Window `r = oy·grid + ox` of that kernel row is the `kw·c_in` values from
     /// `s·c_in·r` on.
@@ -984,6 +1043,30 @@ impl Conv2d {
             }
             return Ok(());
         }
+        if let Some(len) = self.gathers::<T>(p * k) {
+            // Z (P x c_out) = windows (P x K, read in place) · wt (K x c_out), per sample.
+            let (grid, taps) = self.gather_geometry();
+            let taps = &taps[..self.kernel_positions()];
+            let xp = &mut cols[..len];
+            for (hn, zn) in h[..batch * fi]
+                .chunks_exact(fi)
+                .zip(z[..batch * fo].chunks_exact_mut(fo))
+            {
+                self.pad_plane(hn, xp);
+                let co = self.c_out;
+                if transposes {
+                    let zt = &mut out[..fo];
+                    matmul_gather(grid, taps, xp, wp, co, T::ZERO, zt, co)?;
+                    transpose(p, co, zt, zn);
+                } else {
+                    matmul_gather(grid, taps, xp, wp, co, T::ZERO, zn, co)?;
+                }
+                if io.activate_output {
+                    activate(zn);
+                }
+            }
+            return Ok(());
+        }
         for (hc, zc) in h[..batch * fi]
             .chunks(s * fi)
             .zip(z[..batch * fo].chunks_mut(s * fo))
@@ -1174,7 +1257,19 @@ impl Conv2d {
                 } else {
                     T::ONE
                 };
-                if self.unfolds_transposed(io.input) {
+                if let Some(len) = self.gathers::<T>(p * k) {
+                    // gᵀ (K x c_out, tap-major) += windowsᵀ (K x P, read in place) · Δ
+                    // (P x c_out), sample after sample.
+                    let (grid, taps) = self.gather_geometry();
+                    let taps = &taps[..self.kernel_positions()];
+                    let xp = &mut cols[..len];
+                    for (t, hn) in hc.chunks_exact(fi).enumerate() {
+                        self.pad_plane(hn, xp);
+                        let b = if t == 0 { beta } else { T::ONE };
+                        let dn = &d[t * fo..][..fo];
+                        matmul_gather_tn(grid, taps, xp, dn, c_out, c_out, b, g)?;
+                    }
+                } else if self.unfolds_transposed(io.input) {
                     // gᵀ (K x c_out, tap-major) += colsT (K x m·P) · Δ (m·P x c_out)
                     self.unfold_t(m, hc, cols)?;
                     matmul_nn(k, c_out, m * p, T::ONE, cols, d, beta, g)?;

@@ -29,6 +29,7 @@ extern crate std;
 mod blas1;
 mod element;
 mod error;
+mod gather;
 mod gemm;
 mod gemm_scalar;
 // M-profile ARM and RISC-V have no vector unit to tile for: there the register-tiled scalar
@@ -42,6 +43,7 @@ mod small;
 pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_checked, sum_sq_scaled};
 pub use element::{Element, Vector};
 pub use error::Error;
+pub use gather::{Grid, matmul_gather, matmul_gather_tn};
 pub use gemm::{
     Strides, matmul_nn, matmul_nn_ld, matmul_nn_ld_add, matmul_nt, matmul_nt_ld, matmul_tn,
     matmul_tn_ld, matmul_tn_sum_sq,

@@ -83,6 +83,65 @@ pub fn matmul_nn_ld_add<T: Element>(
     }
 }
 
+/// [`crate::matmul_gather`]: `C[pos, j] ← Σ_p a[base(pos) + taps[p]] · b[p·n + j] + β·C`
+/// over the grid's positions in order, `C`'s rows `ldc` apart.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_gather<T: Element>(
+    grid: crate::Grid,
+    taps: &[usize],
+    a: &[T],
+    b: &[T],
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    for r in 0..grid.rows {
+        for q in 0..grid.cols {
+            let base = r * grid.row_step + q * grid.col_step;
+            let row = &mut c[(r * grid.cols + q) * ldc..][..n];
+            for (j, cj) in row.iter_mut().enumerate() {
+                let mut s = T::ZERO;
+                for (p, &t) in taps.iter().enumerate() {
+                    s += a[base + t] * b[p * n + j];
+                }
+                *cj = if beta == T::ZERO { s } else { s + beta * *cj };
+            }
+        }
+    }
+}
+
+/// [`crate::matmul_gather_tn`]: `G[p, j] ← β·G + Σ_pos a[base(pos) + taps[p]] · d[pos·ldd + j]`,
+/// the positions in order.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_gather_tn<T: Element>(
+    grid: crate::Grid,
+    taps: &[usize],
+    a: &[T],
+    d: &[T],
+    ldd: usize,
+    n: usize,
+    beta: T,
+    g: &mut [T],
+) {
+    for (p, &t) in taps.iter().enumerate() {
+        for j in 0..n {
+            let mut s = if beta == T::ZERO {
+                T::ZERO
+            } else {
+                beta * g[p * n + j]
+            };
+            for r in 0..grid.rows {
+                for q in 0..grid.cols {
+                    let x = a[r * grid.row_step + q * grid.col_step + t];
+                    s += x * d[(r * grid.cols + q) * ldd + j];
+                }
+            }
+            g[p * n + j] = s;
+        }
+    }
+}
+
 /// `C ← α Aᵀ B + β C`, `A` is `k x m`, `B` is `k x n`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_tn<T: Element>(

@@ -1,0 +1,521 @@
+//! Products whose left operand is gathered from an image in place: a convolution's windows,
+//! read at fixed offsets from each output position, with no unfolded matrix in between.
+//!
+//! Output position `(r, q)` of a `rows x cols` [`Grid`] reads the `k = taps.len()` values
+//! `a[r·row_step + q·col_step + taps[p]]`: with a zero-padded one-channel image whose rows
+//! are `width` apart, `row_step = stride·width`, `col_step = stride` and `taps[i·kw + j] =
+//! i·width + j` make row `r·cols + q` of `A` the window of output position `(r, q)`.
+//!
+//! | function | product | a convolution's |
+//! |---|---|---|
+//! | [`matmul_gather`] | `C (positions x n) ← A · B + β·C` | forward pass |
+//! | [`matmul_gather_tn`] | `G (k x n) ← Aᵀ · D + β·G` | weight gradient |
+//!
+//! On a host a tile keeps a block of positions (forward) or of taps (weight gradient) in
+//! vector registers across the whole depth, so each output is stored once; the unfolded
+//! route writes and reads back a `positions x k` matrix first, which for a one-channel first
+//! layer (`k = 9`) costs more than the products. Targets without vectors run plain loops.
+
+use crate::element::Element;
+use crate::error::{Error, check};
+
+/// The output positions of a gathered product: a `rows x cols` grid, position `(r, q)`'s
+/// window starting `r·row_step + q·col_step` into the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// Rows of output positions.
+    pub rows: usize,
+    /// Output positions per row.
+    pub cols: usize,
+    /// Between the windows of consecutive rows (`stride · image width`).
+    pub row_step: usize,
+    /// Between the windows of neighbouring positions in a row (the stride).
+    pub col_step: usize,
+}
+
+impl Grid {
+    /// Output positions, `rows · cols`.
+    fn positions(&self) -> Result<usize, Error> {
+        self.rows
+            .checked_mul(self.cols)
+            .ok_or(Error::DimensionOverflow)
+    }
+
+    /// Checks that every window lies inside an image of `len` values.
+    fn check_image(&self, taps: &[usize], len: usize) -> Result<(), Error> {
+        if self.rows == 0 || self.cols == 0 || taps.is_empty() {
+            return Ok(());
+        }
+        let reach = taps.iter().copied().max().unwrap_or(0);
+        let needed = (self.rows - 1)
+            .checked_mul(self.row_step)
+            .and_then(|x| (self.cols - 1).checked_mul(self.col_step)?.checked_add(x))
+            .and_then(|x| x.checked_add(reach))
+            .and_then(|x| x.checked_add(1))
+            .ok_or(Error::DimensionOverflow)?;
+        if len < needed {
+            return Err(Error::ShortSlice {
+                operand: "a",
+                needed,
+                got: len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks `rows` rows of `n` values, `ld` apart (`ld ≥ n`), against a slice of `len`.
+fn check_rows(
+    operand: &'static str,
+    rows: usize,
+    n: usize,
+    ld: usize,
+    len: usize,
+) -> Result<(), Error> {
+    if rows == 0 || n == 0 {
+        return Ok(());
+    }
+    if ld < n {
+        return Err(Error::ShortSlice {
+            operand: "ld",
+            needed: n,
+            got: ld,
+        });
+    }
+    let needed = (rows - 1)
+        .checked_mul(ld)
+        .and_then(|x| x.checked_add(n))
+        .ok_or(Error::DimensionOverflow)?;
+    if len < needed {
+        return Err(Error::ShortSlice {
+            operand,
+            needed,
+            got: len,
+        });
+    }
+    Ok(())
+}
+
+/// `C ← A · B + β·C` with `A` gathered over `grid` (see the module docs): row `r·cols + q`
+/// of `C`, `ldc` apart, is `Σ_p a[r·row_step + q·col_step + taps[p]] · B[p, :] + β·C`, with
+/// `B` a row-major `k x n` matrix (`k = taps.len()`). With `β = 0`, `C` is only written.
+///
+/// ```
+/// // A 3 x 3 one-channel image, its four 2 x 2 windows (stride 1) times two filters.
+/// let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+/// let grid = agd_simd::Grid { rows: 2, cols: 2, row_step: 3, col_step: 1 };
+/// let taps = [0, 1, 3, 4];
+/// // Filter 0 sums its window, filter 1 takes its top-left value.
+/// let b = [1.0f32, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+/// let mut c = [0.0f32; 8];
+/// agd_simd::matmul_gather(grid, &taps, &x, &b, 2, 0.0, &mut c, 2).unwrap();
+/// assert_eq!(c, [12.0, 1.0, 16.0, 2.0, 24.0, 4.0, 28.0, 5.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_gather<T: Element>(
+    grid: Grid,
+    taps: &[usize],
+    a: &[T],
+    b: &[T],
+    n: usize,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) -> Result<(), Error> {
+    let positions = grid.positions()?;
+    grid.check_image(taps, a.len())?;
+    check("b", taps.len(), n, b.len())?;
+    check_rows("c", positions, n, ldc, c.len())?;
+    if positions == 0 || n == 0 {
+        return Ok(());
+    }
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    if T::LANES > 1 && !taps.is_empty() {
+        host::forward::<T, T::Kernel>(grid, taps, a, b, n, beta, c, ldc);
+        return Ok(());
+    }
+    crate::naive::matmul_gather(grid, taps, a, b, n, beta, c, ldc);
+    Ok(())
+}
+
+/// `G ← Aᵀ · D + β·G` with `A` gathered over `grid` (see the module docs): entry `(p, j)` of
+/// the row-major `k x n` matrix `G` (`k = taps.len()`) is `Σ_(r, q) a[r·row_step + q·col_step +
+/// taps[p]] · D[r·cols + q, j] + β·G`, with `D`'s rows `ldd` apart. The sum runs over the
+/// positions in order, row after row, from `β·G`. With `β = 0`, `G` is only written.
+///
+/// ```
+/// // The 2 x 2 windows of a 3 x 3 image, each weighted by its position's error.
+/// let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+/// let grid = agd_simd::Grid { rows: 2, cols: 2, row_step: 3, col_step: 1 };
+/// let d = [1.0f32, 0.0, 0.0, 1.0];
+/// let mut g = [0.0f32; 4];
+/// agd_simd::matmul_gather_tn(grid, &[0, 1, 3, 4], &x, &d, 1, 1, 0.0, &mut g).unwrap();
+/// assert_eq!(g, [1.0 + 5.0, 2.0 + 6.0, 4.0 + 8.0, 5.0 + 9.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_gather_tn<T: Element>(
+    grid: Grid,
+    taps: &[usize],
+    a: &[T],
+    d: &[T],
+    ldd: usize,
+    n: usize,
+    beta: T,
+    g: &mut [T],
+) -> Result<(), Error> {
+    let positions = grid.positions()?;
+    grid.check_image(taps, a.len())?;
+    check_rows("d", positions, n, ldd, d.len())?;
+    check("g", taps.len(), n, g.len())?;
+    if taps.is_empty() || n == 0 {
+        return Ok(());
+    }
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    if T::LANES > 1 {
+        host::weight_grad::<T, T::Kernel>(grid, taps, a, d, ldd, n, beta, g);
+        return Ok(());
+    }
+    crate::naive::matmul_gather_tn(grid, taps, a, d, ldd, n, beta, g);
+    Ok(())
+}
+
+/// The vector kernels (hosts).
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+mod host {
+    use super::Grid;
+    use crate::element::Element;
+    use crate::kernel::{Lanes, Microkernel, rows_per_tile};
+
+    /// `c[0..cols] ← acc + β·c` for one row of accumulators (`c` not read when `β = 0`).
+    ///
+    /// # Safety
+    /// `c` readable (if `β ≠ 0`) and writable for `cols <= NVU · N` values.
+    #[inline(always)]
+    unsafe fn store_row<T: Element, V: Lanes<T>, const NVU: usize>(
+        acc: [V; NVU],
+        beta: T,
+        c: *mut T,
+        cols: usize,
+    ) {
+        let vb = V::splat(beta);
+        if cols == NVU * V::N {
+            for (v, &s) in acc.iter().enumerate() {
+                // SAFETY: a whole vector of the row (caller).
+                unsafe {
+                    let p = c.add(v * V::N);
+                    let r = if beta == T::ZERO {
+                        s
+                    } else if beta == T::ONE {
+                        V::load(p).add(s)
+                    } else {
+                        V::load(p).fmadd(vb, s)
+                    };
+                    r.store(p);
+                }
+            }
+            return;
+        }
+        // The last columns of a product: through a copy, so that only the copy (not the
+        // caller's accumulators) is indexed by the column count.
+        let acc = core::hint::black_box(acc);
+        let mut col = 0;
+        for s in acc {
+            if col >= cols {
+                break;
+            }
+            let len = (cols - col).min(V::N);
+            // SAFETY: `len` values from column `col` of the row (caller).
+            unsafe {
+                let p = c.add(col);
+                let r = if beta == T::ZERO {
+                    s
+                } else {
+                    V::load_partial(p, len).fmadd(vb, s)
+                };
+                r.store_partial(p, len);
+            }
+            col += V::N;
+        }
+    }
+
+    /// `R` neighbouring positions of a grid row times a packed panel of `NVU` vectors per
+    /// tap: `C[i, :] ← Σ_p a[i·step + taps[p]] · bp[p, :] + β·C[i, :]`.
+    ///
+    /// # Safety
+    /// `a` readable at `i·step + t` for `i < R` and every tap `t`; `bp` readable for
+    /// `taps.len()` rows of `NVU · N` values; `c` as [`store_row`] for `R` rows `ldc` apart.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn positions_tile<T: Element, V: Lanes<T>, const R: usize, const NVU: usize>(
+        taps: &[usize],
+        a: *const T,
+        step: usize,
+        bp: *const T,
+        beta: T,
+        c: *mut T,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let mut acc = [[V::zero(); NVU]; R];
+        let mut bp = bp;
+        for &t in taps {
+            let mut b = [V::zero(); NVU];
+            for (v, bv) in b.iter_mut().enumerate() {
+                // SAFETY: panel row `p` holds `NVU · N` values (caller).
+                *bv = unsafe { V::load(bp.add(v * V::N)) };
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: inside the image (caller).
+                let x = V::splat(unsafe { *a.add(i * step + t) });
+                for (s, &bv) in row.iter_mut().zip(&b) {
+                    *s = x.fmadd(bv, *s);
+                }
+            }
+            bp = bp.wrapping_add(NVU * V::N);
+        }
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: row `i < R` of `C` (caller).
+            unsafe { store_row::<T, V, NVU>(*row, beta, c.add(i * ldc), cols) };
+        }
+    }
+
+    /// `R` taps times the positions of the whole grid:
+    /// `G[p, :] ← Σ_pos a[base(pos) + taps[p]] · D[pos, :] + β·G[p, :]` for the `R` taps.
+    ///
+    /// # Safety
+    /// Every window inside `a`; `d` readable for every position's `cols` values, `ldd`
+    /// apart, whole vectors when `cols = NVU · N`; `g` as [`store_row`] for `R` rows `ldg`
+    /// apart.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn taps_tile<T: Element, V: Lanes<T>, const R: usize, const NVU: usize>(
+        grid: Grid,
+        taps: &[usize],
+        a: *const T,
+        d: *const T,
+        ldd: usize,
+        beta: T,
+        g: *mut T,
+        ldg: usize,
+        cols: usize,
+    ) {
+        let mut off = [0usize; R];
+        off.copy_from_slice(&taps[..R]);
+        let mut acc = [[V::zero(); NVU]; R];
+        let whole = cols == NVU * V::N;
+        let mut dp = d;
+        for r in 0..grid.rows {
+            let mut ap = a.wrapping_add(r * grid.row_step);
+            for _ in 0..grid.cols {
+                let mut dv = [V::zero(); NVU];
+                for (v, x) in dv.iter_mut().enumerate() {
+                    let col = v * V::N;
+                    // SAFETY: the position's `cols` values of `D` (caller).
+                    *x = unsafe {
+                        if whole {
+                            V::load(dp.add(col))
+                        } else if col < cols {
+                            V::load_partial(dp.add(col), (cols - col).min(V::N))
+                        } else {
+                            V::zero()
+                        }
+                    };
+                }
+                for (row, &t) in acc.iter_mut().zip(&off) {
+                    // SAFETY: inside the window (caller).
+                    let x = V::splat(unsafe { *ap.add(t) });
+                    for (s, &y) in row.iter_mut().zip(&dv) {
+                        *s = x.fmadd(y, *s);
+                    }
+                }
+                ap = ap.wrapping_add(grid.col_step);
+                dp = dp.wrapping_add(ldd);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: row `i < R` of `G` (caller).
+            unsafe { store_row::<T, V, NVU>(*row, beta, g.add(i * ldg), cols) };
+        }
+    }
+
+    /// Calls [`positions_tile`] for `rows` positions and `nv` vectors per row (`rows <=
+    /// rows_per_tile(nv)`).
+    ///
+    /// # Safety
+    /// As [`positions_tile`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_positions<T: Element, K: Microkernel<T>>(
+        rows: usize,
+        nv: usize,
+        taps: &[usize],
+        a: *const T,
+        step: usize,
+        bp: *const T,
+        beta: T,
+        c: *mut T,
+        ldc: usize,
+        cols: usize,
+    ) {
+        macro_rules! go {
+            ($nv:literal: $($r:literal)*) => {
+                match rows {
+                    // SAFETY: forwarded from the caller.
+                    $($r => unsafe {
+                        positions_tile::<T, K::V, $r, $nv>(taps, a, step, bp, beta, c, ldc, cols)
+                    },)*
+                    _ => unreachable!("rows_per_tile bounds the rows"),
+                }
+            };
+        }
+        match nv {
+            1 => go!(1: 1 2 3 4 5 6 7 8 9 10 11 12),
+            2 => go!(2: 1 2 3 4 5 6 7 8 9 10 11 12),
+            3 if K::NV >= 3 => go!(3: 1 2 3 4 5 6 7 8),
+            4 if K::NV >= 4 => go!(4: 1 2 3 4 5 6),
+            _ => unreachable!("kernels have at most four vectors per row"),
+        }
+    }
+
+    /// Calls [`taps_tile`] for `rows` taps and `nv` vectors per row (`rows <=
+    /// rows_per_tile(nv)`).
+    ///
+    /// # Safety
+    /// As [`taps_tile`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_taps<T: Element, K: Microkernel<T>>(
+        rows: usize,
+        nv: usize,
+        grid: Grid,
+        taps: &[usize],
+        a: *const T,
+        d: *const T,
+        ldd: usize,
+        beta: T,
+        g: *mut T,
+        ldg: usize,
+        cols: usize,
+    ) {
+        macro_rules! go {
+            ($nv:literal: $($r:literal)*) => {
+                match rows {
+                    // SAFETY: forwarded from the caller.
+                    $($r => unsafe {
+                        taps_tile::<T, K::V, $r, $nv>(grid, taps, a, d, ldd, beta, g, ldg, cols)
+                    },)*
+                    _ => unreachable!("rows_per_tile bounds the taps"),
+                }
+            };
+        }
+        match nv {
+            1 => go!(1: 1 2 3 4 5 6 7 8 9 10 11 12),
+            2 => go!(2: 1 2 3 4 5 6 7 8 9 10 11 12),
+            3 if K::NV >= 3 => go!(3: 1 2 3 4 5 6 7 8),
+            4 if K::NV >= 4 => go!(4: 1 2 3 4 5 6),
+            _ => unreachable!("kernels have at most four vectors per row"),
+        }
+    }
+
+    /// `count` items shared evenly between the fewest blocks of at most `cap`: the size of
+    /// block `t` (a short remainder block has too few accumulators to hide the FMA latency).
+    fn even(count: usize, cap: usize) -> impl Iterator<Item = (usize, usize)> {
+        let blocks = count.div_ceil(cap).max(1);
+        let (base, extra) = (count / blocks, count % blocks);
+        let mut start = 0;
+        (0..blocks).map(move |t| {
+            let len = base + usize::from(t < extra);
+            let item = (start, len);
+            start += len;
+            item
+        })
+    }
+
+    /// [`super::matmul_gather`] on a host, bounds checked: per panel of columns, `B` packed
+    /// once (zero-padded to whole vectors), then every grid row in tiles of positions.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward<T: Element, K: Microkernel<T>>(
+        grid: Grid,
+        taps: &[usize],
+        a: &[T],
+        b: &[T],
+        n: usize,
+        beta: T,
+        c: &mut [T],
+        ldc: usize,
+    ) {
+        let w = <K::V as Lanes<T>>::N;
+        let k = taps.len();
+        let mut buf = K::buf();
+        let bp = K::buf_ptr(&mut buf);
+        let (ap, cp) = (a.as_ptr(), c.as_mut_ptr());
+        let mut j0 = 0;
+        while j0 < n {
+            let cols = (K::NV * w).min(n - j0);
+            let nv = cols.div_ceil(w);
+            let nr = nv * w;
+            // The panel holds `KC · NV · w` values: taps in blocks of at most `KC · NV / nv`
+            // rows, the first applying β and the others adding.
+            let kc_cap = K::KC * K::NV / nv;
+            for (p0, kc) in even(k, kc_cap) {
+                for p in 0..kc {
+                    for j in 0..nr {
+                        let v = if j < cols {
+                            b[(p0 + p) * n + j0 + j]
+                        } else {
+                            T::ZERO
+                        };
+                        // SAFETY: `kc · nr <= KC · NV · w`, the buffer's length.
+                        unsafe { *bp.add(p * nr + j) = v };
+                    }
+                }
+                let beta_p = if p0 == 0 { beta } else { T::ONE };
+                let tp = &taps[p0..p0 + kc];
+                for r in 0..grid.rows {
+                    for (q0, len) in even(grid.cols, rows_per_tile::<T, K>(nv)) {
+                        // SAFETY: the entry point checked every window against `a` and
+                        // every position's row of `C`; the panel holds `kc` rows of `nr`.
+                        unsafe {
+                            let at = ap.add(r * grid.row_step + q0 * grid.col_step);
+                            let ct = cp.add((r * grid.cols + q0) * ldc + j0);
+                            let step = grid.col_step;
+                            let b = bp.cast_const();
+                            run_positions::<T, K>(len, nv, tp, at, step, b, beta_p, ct, ldc, cols);
+                        }
+                    }
+                }
+            }
+            j0 += cols;
+        }
+    }
+
+    /// [`super::matmul_gather_tn`] on a host, bounds checked: per panel of columns and block
+    /// of taps, one pass over every position with the block's sums in registers.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn weight_grad<T: Element, K: Microkernel<T>>(
+        grid: Grid,
+        taps: &[usize],
+        a: &[T],
+        d: &[T],
+        ldd: usize,
+        n: usize,
+        beta: T,
+        g: &mut [T],
+    ) {
+        let w = <K::V as Lanes<T>>::N;
+        let (ap, dp, gp) = (a.as_ptr(), d.as_ptr(), g.as_mut_ptr());
+        let mut j0 = 0;
+        while j0 < n {
+            let cols = (K::NV * w).min(n - j0);
+            let nv = cols.div_ceil(w);
+            for (p0, len) in even(taps.len(), rows_per_tile::<T, K>(nv)) {
+                // SAFETY: the entry point checked every window against `a`, every position's
+                // row of `D` and `G`'s `k x n` values.
+                unsafe {
+                    let tp = &taps[p0..p0 + len];
+                    let (dt, gt) = (dp.add(j0), gp.add(p0 * n + j0));
+                    run_taps::<T, K>(len, nv, grid, tp, ap, dt, ldd, beta, gt, n, cols);
+                }
+            }
+            j0 += cols;
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! Criterion benches of every agd-simd kernel at the sizes an MLP step uses
-//! (`cargo bench -p agd-simd`). `agd bench` is the side-by-side comparison with the
+//! Criterion benches of every agd-simd kernel at the sizes an MLP step (and the MNIST CNN's
+//! conv layers) use (`cargo bench -p agd-simd`). `agd bench` is the side-by-side comparison with the
 //! `matrixmultiply` crate; these track each kernel on its own over time.
 
 use std::hint::black_box;
@@ -74,6 +74,67 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
+/// The convolution kernels at the shapes of the MNIST CNN, one sample: the 16→32
+/// stride-2 layer's windows read in place (`_ld`, the three products of one kernel row) and
+/// its input gradient added back onto them, and the grey first layer's gathered products.
+fn conv(c: &mut Criterion) {
+    use agd_simd::{Grid, Strides};
+    let mut g = c.benchmark_group("conv");
+    // 16→32, 3x3, stride 2 on a padded 28x28 image dealt into row-parity planes: 210 windows
+    // (14 rows of 15) of kw·c_in = 48 values, 32 (= stride·c_in) apart.
+    let (r, run, co) = (210, 48, 32);
+    let image = data(2 * 15 * 30 * 16 + 16, 3);
+    let w = data(run * co, 4);
+    let d = data(r * co, 5);
+    let mut z = vec![0.0f32; r * co];
+    let ld = Strides {
+        lda: 32,
+        ldb: co,
+        ldc: co,
+    };
+    g.throughput(Throughput::Elements((2 * r * run * co) as u64));
+    g.bench_function("matmul_nn_ld/210x48x32", |b| {
+        b.iter(|| agd_simd::matmul_nn_ld(r, co, run, 1.0, black_box(&image), &w, 0.0, &mut z, ld))
+    });
+    let mut gw = vec![0.0f32; run * co];
+    g.bench_function("matmul_tn_ld/48x210x32", |b| {
+        b.iter(|| agd_simd::matmul_tn_ld(run, co, r, 1.0, black_box(&image), &d, 0.0, &mut gw, ld))
+    });
+    let wt = data(co * run, 6);
+    let mut dx = vec![0.0f32; image.len()];
+    let back = Strides {
+        lda: co,
+        ldb: run,
+        ldc: 32,
+    };
+    g.bench_function("matmul_nn_ld_add/210x32x48", |b| {
+        b.iter(|| agd_simd::matmul_nn_ld_add(r, run, co, 1.0, black_box(&d), &wt, &mut dx, back))
+    });
+    // The grey layer: 1→16, 3x3, pad 1 on 28x28, read from a 30x30 padded copy.
+    let grid = Grid {
+        rows: 28,
+        cols: 28,
+        row_step: 30,
+        col_step: 1,
+    };
+    let taps: Vec<usize> = (0..3)
+        .flat_map(|i| (0..3).map(move |j| i * 30 + j))
+        .collect();
+    let x = data(30 * 30, 7);
+    let wg = data(9 * 16, 8);
+    let dg = data(784 * 16, 9);
+    let mut zg = vec![0.0f32; 784 * 16];
+    let mut gg = vec![0.0f32; 9 * 16];
+    g.throughput(Throughput::Elements((2 * 784 * 9 * 16) as u64));
+    g.bench_function("matmul_gather/28x28x9x16", |b| {
+        b.iter(|| agd_simd::matmul_gather(grid, &taps, black_box(&x), &wg, 16, 0.0, &mut zg, 16))
+    });
+    g.bench_function("matmul_gather_tn/28x28x9x16", |b| {
+        b.iter(|| agd_simd::matmul_gather_tn(grid, &taps, black_box(&x), &dg, 16, 16, 0.0, &mut gg))
+    });
+    g.finish();
+}
+
 fn level1(c: &mut Criterion) {
     let n = 784 * 256;
     let x = data(n, 3);
@@ -107,5 +168,5 @@ fn power(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, matmul, level1, power);
+criterion_group!(benches, matmul, conv, level1, power);
 criterion_main!(benches);

@@ -6,6 +6,11 @@
 //! * matrix products in the three layouts a dense layer needs
 //!   ([`matmul_nt`] forward, [`matmul_nn`] back-propagation, [`matmul_tn`] weight gradient,
 //!   and [`matmul_tn_sum_sq`], which also sums the gradient's squares as it writes it);
+//! * the same over strided operands whose rows may overlap, for a convolution's windows read
+//!   in place ([`matmul_nt_ld`], [`matmul_nn_ld`], [`matmul_tn_ld`], and [`matmul_nn_ld_add`],
+//!   which adds each row back onto overlapping windows), and products that gather a
+//!   one-channel image's windows at fixed tap offsets ([`matmul_gather`] forward,
+//!   [`matmul_gather_tn`] weight gradient);
 //! * level-1 kernels: [`dot`], [`axpy`], [`scale`], [`amax`], and an overflow-safe
 //!   Frobenius norm [`nrm2`] / [`sum_sq_scaled`] / [`sum_sq_checked`];
 //! * [`power_iteration`] for the top singular value with a caller-kept warm-start vector.

@@ -18,6 +18,7 @@
 
 use crate::element::Element;
 use crate::error::{Error, check};
+use crate::gemm::{check_c, check_ld};
 
 /// The output positions of a gathered product: a `rows x cols` grid, position `(r, q)`'s
 /// window starting `r·row_step + q·col_step` into the image.
@@ -64,38 +65,6 @@ impl Grid {
     }
 }
 
-/// Checks `rows` rows of `n` values, `ld` apart (`ld ≥ n`), against a slice of `len`.
-fn check_rows(
-    operand: &'static str,
-    rows: usize,
-    n: usize,
-    ld: usize,
-    len: usize,
-) -> Result<(), Error> {
-    if rows == 0 || n == 0 {
-        return Ok(());
-    }
-    if ld < n {
-        return Err(Error::ShortSlice {
-            operand: "ld",
-            needed: n,
-            got: ld,
-        });
-    }
-    let needed = (rows - 1)
-        .checked_mul(ld)
-        .and_then(|x| x.checked_add(n))
-        .ok_or(Error::DimensionOverflow)?;
-    if len < needed {
-        return Err(Error::ShortSlice {
-            operand,
-            needed,
-            got: len,
-        });
-    }
-    Ok(())
-}
-
 /// `C ← A · B + β·C` with `A` gathered over `grid` (see the module docs): row `r·cols + q`
 /// of `C`, `ldc` apart, is `Σ_p a[r·row_step + q·col_step + taps[p]] · B[p, :] + β·C`, with
 /// `B` a row-major `k x n` matrix (`k = taps.len()`). With `β = 0`, `C` is only written.
@@ -125,7 +94,7 @@ pub fn matmul_gather<T: Element>(
     let positions = grid.positions()?;
     grid.check_image(taps, a.len())?;
     check("b", taps.len(), n, b.len())?;
-    check_rows("c", positions, n, ldc, c.len())?;
+    check_c(positions, n, ldc, c.len())?;
     if positions == 0 || n == 0 {
         return Ok(());
     }
@@ -165,7 +134,7 @@ pub fn matmul_gather_tn<T: Element>(
 ) -> Result<(), Error> {
     let positions = grid.positions()?;
     grid.check_image(taps, a.len())?;
-    check_rows("d", positions, n, ldd, d.len())?;
+    check_ld("d", positions, n, ldd, d.len())?;
     check("g", taps.len(), n, g.len())?;
     if taps.is_empty() || n == 0 {
         return Ok(());
@@ -184,7 +153,7 @@ pub fn matmul_gather_tn<T: Element>(
 mod host {
     use super::Grid;
     use crate::element::Element;
-    use crate::kernel::{Lanes, Microkernel, rows_per_tile};
+    use crate::kernel::{Lanes, Microkernel, finish_row, rows_per_tile};
 
     /// `c[0..cols] ← acc + β·c` for one row of accumulators (`c` not read when `β = 0`).
     ///
@@ -215,27 +184,19 @@ mod host {
             }
             return;
         }
-        // The last columns of a product: through a copy, so that only the copy (not the
-        // caller's accumulators) is indexed by the column count.
+        // The last columns of a product: through a copy, as the matrix tile's last columns.
         let acc = core::hint::black_box(acc);
-        let mut col = 0;
-        for s in acc {
-            if col >= cols {
-                break;
-            }
-            let len = (cols - col).min(V::N);
-            // SAFETY: `len` values from column `col` of the row (caller).
-            unsafe {
-                let p = c.add(col);
-                let r = if beta == T::ZERO {
-                    s
-                } else {
-                    V::load_partial(p, len).fmadd(vb, s)
-                };
-                r.store_partial(p, len);
-            }
-            col += V::N;
-        }
+        // SAFETY: `acc` holds NVU · N >= cols values; `c` as the caller guarantees.
+        unsafe {
+            finish_row::<T, V>(
+                acc.as_ptr().cast::<T>(),
+                cols,
+                V::splat(T::ONE),
+                beta,
+                vb,
+                c,
+            )
+        };
     }
 
     /// `R` neighbouring positions of a grid row times a packed panel of `NVU` vectors per
@@ -338,81 +299,32 @@ mod host {
         }
     }
 
-    /// Calls [`positions_tile`] for `rows` positions and `nv` vectors per row (`rows <=
-    /// rows_per_tile(nv)`).
-    ///
-    /// # Safety
-    /// As [`positions_tile`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run_positions<T: Element, K: Microkernel<T>>(
-        rows: usize,
-        nv: usize,
-        taps: &[usize],
-        a: *const T,
-        step: usize,
-        bp: *const T,
-        beta: T,
-        c: *mut T,
-        ldc: usize,
-        cols: usize,
-    ) {
-        macro_rules! go {
-            ($nv:literal: $($r:literal)*) => {
-                match rows {
-                    // SAFETY: forwarded from the caller.
-                    $($r => unsafe {
-                        positions_tile::<T, K::V, $r, $nv>(taps, a, step, bp, beta, c, ldc, cols)
-                    },)*
-                    _ => unreachable!("rows_per_tile bounds the rows"),
-                }
-            };
-        }
-        match nv {
-            1 => go!(1: 1 2 3 4 5 6 7 8 9 10 11 12),
-            2 => go!(2: 1 2 3 4 5 6 7 8 9 10 11 12),
-            3 if K::NV >= 3 => go!(3: 1 2 3 4 5 6 7 8),
-            4 if K::NV >= 4 => go!(4: 1 2 3 4 5 6),
-            _ => unreachable!("kernels have at most four vectors per row"),
-        }
+    /// `$f::<T, $V, rows, NV>$args` for one of the listed row counts.
+    macro_rules! rows {
+        ($f:ident, $V:ty, $rows:expr, $nv:literal: [$($r:literal)*] $args:tt) => {
+            match $rows {
+                $($r => $f::<T, $V, $r, $nv> $args,)*
+                _ => unreachable!("rows_per_tile bounds the rows"),
+            }
+        };
     }
 
-    /// Calls [`taps_tile`] for `rows` taps and `nv` vectors per row (`rows <=
-    /// rows_per_tile(nv)`).
-    ///
-    /// # Safety
-    /// As [`taps_tile`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run_taps<T: Element, K: Microkernel<T>>(
-        rows: usize,
-        nv: usize,
-        grid: Grid,
-        taps: &[usize],
-        a: *const T,
-        d: *const T,
-        ldd: usize,
-        beta: T,
-        g: *mut T,
-        ldg: usize,
-        cols: usize,
-    ) {
-        macro_rules! go {
-            ($nv:literal: $($r:literal)*) => {
-                match rows {
-                    // SAFETY: forwarded from the caller.
-                    $($r => unsafe {
-                        taps_tile::<T, K::V, $r, $nv>(grid, taps, a, d, ldd, beta, g, ldg, cols)
-                    },)*
-                    _ => unreachable!("rows_per_tile bounds the taps"),
+    /// Calls tile `$f` with `rows` rows (positions or taps) and `nv` vectors per row, the
+    /// shapes [`crate::kernel::run_tile`] instantiates (`rows <= rows_per_tile(nv)`).
+    macro_rules! dispatch {
+        ($f:ident, $K:ty, $rows:expr, $nv:expr, $args:tt) => {
+            match $nv {
+                1 => rows!($f, <$K as Microkernel<T>>::V, $rows, 1: [1 2 3 4 5 6 7 8 9 10 11 12] $args),
+                2 => rows!($f, <$K as Microkernel<T>>::V, $rows, 2: [1 2 3 4 5 6 7 8 9 10 11 12] $args),
+                3 if <$K as Microkernel<T>>::NV >= 3 => {
+                    rows!($f, <$K as Microkernel<T>>::V, $rows, 3: [1 2 3 4 5 6 7 8] $args)
                 }
-            };
-        }
-        match nv {
-            1 => go!(1: 1 2 3 4 5 6 7 8 9 10 11 12),
-            2 => go!(2: 1 2 3 4 5 6 7 8 9 10 11 12),
-            3 if K::NV >= 3 => go!(3: 1 2 3 4 5 6 7 8),
-            4 if K::NV >= 4 => go!(4: 1 2 3 4 5 6),
-            _ => unreachable!("kernels have at most four vectors per row"),
-        }
+                4 if <$K as Microkernel<T>>::NV >= 4 => {
+                    rows!($f, <$K as Microkernel<T>>::V, $rows, 4: [1 2 3 4 5 6] $args)
+                }
+                _ => unreachable!("kernels have at most four vectors per row"),
+            }
+        };
     }
 
     /// `count` items shared evenly between the fewest blocks of at most `cap`: the size of
@@ -478,7 +390,13 @@ mod host {
                             let ct = cp.add((r * grid.cols + q0) * ldc + j0);
                             let step = grid.col_step;
                             let b = bp.cast_const();
-                            run_positions::<T, K>(len, nv, tp, at, step, b, beta_p, ct, ldc, cols);
+                            dispatch!(
+                                positions_tile,
+                                K,
+                                len,
+                                nv,
+                                (tp, at, step, b, beta_p, ct, ldc, cols)
+                            );
                         }
                     }
                 }
@@ -512,7 +430,13 @@ mod host {
                 unsafe {
                     let tp = &taps[p0..p0 + len];
                     let (dt, gt) = (dp.add(j0), gp.add(p0 * n + j0));
-                    run_taps::<T, K>(len, nv, grid, tp, ap, dt, ldd, beta, gt, n, cols);
+                    dispatch!(
+                        taps_tile,
+                        K,
+                        len,
+                        nv,
+                        (grid, tp, ap, dt, ldd, beta, gt, n, cols)
+                    );
                 }
             }
             j0 += cols;

@@ -592,7 +592,7 @@ pub struct Strides {
 }
 
 /// Checks that `rows` stored rows of `len` values, `ld` apart, lie inside a slice of `got`.
-fn check_ld(
+pub(crate) fn check_ld(
     operand: &'static str,
     rows: usize,
     len: usize,
@@ -617,7 +617,7 @@ fn check_ld(
 }
 
 /// `C ← α · C`'s rows `ldc` apart: rejects an `ldc` shorter than a row (rows would overlap).
-fn check_c(m: usize, n: usize, ldc: usize, got: usize) -> Result<(), Error> {
+pub(crate) fn check_c(m: usize, n: usize, ldc: usize, got: usize) -> Result<(), Error> {
     if m > 1 && ldc < n {
         return Err(Error::ShortSlice {
             operand: "ldc",

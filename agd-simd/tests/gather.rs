@@ -144,7 +144,7 @@ fn short_operands_are_refused() {
     );
     named(
         agd_simd::matmul_gather(grid, &taps, &a, &b, 4, 0.0, &mut c, 3),
-        "ld",
+        "ldc",
     );
     named(
         agd_simd::matmul_gather_tn(grid, &taps, &a[1..], &d, 4, 4, 0.0, &mut g),

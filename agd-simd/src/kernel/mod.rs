@@ -283,7 +283,7 @@ pub(crate) unsafe fn tile<
 /// `row` readable for `cols` values, rounded up to a whole vector; `c` readable (if
 /// `β ≠ 0`) and writable for `cols` values.
 #[inline(always)]
-unsafe fn finish_row<T: Element, V: Lanes<T>>(
+pub(crate) unsafe fn finish_row<T: Element, V: Lanes<T>>(
     row: *const T,
     cols: usize,
     va: V,

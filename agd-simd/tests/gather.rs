@@ -99,6 +99,25 @@ fn gathered_products_match_naive_f64() {
     sweep::<f64>();
 }
 
+/// No taps (`k = 0`): `C ← β·C` and `G` (empty) untouched; no positions: nothing written.
+#[test]
+fn empty_shapes() {
+    let (grid, _) = geometry(4, 4, 3, 3, 1);
+    let a = vec![1.0f32; 16];
+    let mut c = vec![2.0f32; 4 * 3];
+    agd_simd::matmul_gather(grid, &[], &a, &[], 3, 0.5, &mut c, 3).unwrap();
+    assert!(c.iter().all(|&v| v == 1.0));
+    agd_simd::matmul_gather_tn(grid, &[], &a, &c, 3, 3, 0.5, &mut []).unwrap();
+    let none = Grid { rows: 0, ..grid };
+    let mut c = vec![2.0f32; 3];
+    agd_simd::matmul_gather(none, &[0, 1], &a, &[1.0; 6], 3, 0.0, &mut c, 3).unwrap();
+    assert_eq!(c, [2.0; 3]);
+    // With no positions the weight gradient is β·G.
+    let mut g = vec![4.0f32; 6];
+    agd_simd::matmul_gather_tn(none, &[0, 1], &a, &[], 3, 3, 0.5, &mut g).unwrap();
+    assert_eq!(g, [2.0; 6]);
+}
+
 /// With `β = 0` the outputs are only written: NaN garbage in them does not leak.
 #[test]
 fn beta_zero_only_writes() {

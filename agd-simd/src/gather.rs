@@ -153,6 +153,7 @@ pub fn matmul_gather_tn<T: Element>(
 mod host {
     use super::Grid;
     use crate::element::Element;
+    use crate::gemm::{even_blocks, pack_rows};
     use crate::kernel::{Lanes, Microkernel, finish_row, rows_per_tile};
 
     /// `c[0..cols] ← acc + β·c` for one row of accumulators (`c` not read when `β = 0`).
@@ -327,20 +328,6 @@ mod host {
         };
     }
 
-    /// `count` items shared evenly between the fewest blocks of at most `cap`: the size of
-    /// block `t` (a short remainder block has too few accumulators to hide the FMA latency).
-    fn even(count: usize, cap: usize) -> impl Iterator<Item = (usize, usize)> {
-        let blocks = count.div_ceil(cap).max(1);
-        let (base, extra) = (count / blocks, count % blocks);
-        let mut start = 0;
-        (0..blocks).map(move |t| {
-            let len = base + usize::from(t < extra);
-            let item = (start, len);
-            start += len;
-            item
-        })
-    }
-
     /// [`super::matmul_gather`] on a host, bounds checked: per panel of columns, `B` packed
     /// once (zero-padded to whole vectors), then every grid row in tiles of positions.
     #[allow(clippy::too_many_arguments)]
@@ -367,22 +354,14 @@ mod host {
             // The panel holds `KC · NV · w` values: taps in blocks of at most `KC · NV / nv`
             // rows, the first applying β and the others adding.
             let kc_cap = K::KC * K::NV / nv;
-            for (p0, kc) in even(k, kc_cap) {
-                for p in 0..kc {
-                    for j in 0..nr {
-                        let v = if j < cols {
-                            b[(p0 + p) * n + j0 + j]
-                        } else {
-                            T::ZERO
-                        };
-                        // SAFETY: `kc · nr <= KC · NV · w`, the buffer's length.
-                        unsafe { *bp.add(p * nr + j) = v };
-                    }
-                }
+            for (p0, kc) in even_blocks(k, kc_cap) {
+                // SAFETY: `B` holds `k x n` values (checked by the entry point);
+                // `kc · nr <= KC · NV · w`, the buffer's length.
+                unsafe { pack_rows::<T, K>(b.as_ptr().add(p0 * n + j0), n, kc, cols, nr, bp) };
                 let beta_p = if p0 == 0 { beta } else { T::ONE };
                 let tp = &taps[p0..p0 + kc];
                 for r in 0..grid.rows {
-                    for (q0, len) in even(grid.cols, rows_per_tile::<T, K>(nv)) {
+                    for (q0, len) in even_blocks(grid.cols, rows_per_tile::<T, K>(nv)) {
                         // SAFETY: the entry point checked every window against `a` and
                         // every position's row of `C`; the panel holds `kc` rows of `nr`.
                         unsafe {
@@ -424,7 +403,7 @@ mod host {
         while j0 < n {
             let cols = (K::NV * w).min(n - j0);
             let nv = cols.div_ceil(w);
-            for (p0, len) in even(taps.len(), rows_per_tile::<T, K>(nv)) {
+            for (p0, len) in even_blocks(taps.len(), rows_per_tile::<T, K>(nv)) {
                 // SAFETY: the entry point checked every window against `a`, every position's
                 // row of `D` and `G`'s `k x n` values.
                 unsafe {

@@ -246,16 +246,6 @@ fn blocked<T: Element, K: Microkernel<T>>(
             3 => (rows_per_tile::<T, K>(3), K::KC * K::NV / 3),
             _ => (rows_per_tile::<T, K>(4), K::KC * K::NV / 4),
         };
-        let tiles = if m <= rows_cap {
-            1
-        } else {
-            m.div_ceil(rows_cap)
-        };
-        let (tile_base, tile_extra) = if tiles == 1 {
-            (m, 0)
-        } else {
-            (m / tiles, m % tiles)
-        };
         // Equal depth blocks, so no block is a sliver.
         let kc_max = if k <= kc_cap {
             k
@@ -274,7 +264,7 @@ fn blocked<T: Element, K: Microkernel<T>>(
             // p < k, j < n; the buffer holds KC·NV·w >= kc·nv·w = kc·nr values.
             let (panel, ld_panel) = unsafe {
                 match b {
-                    OpB::Rows(s, ldb) if cols == nr && (tiles == 1 || ldb == nr) => {
+                    OpB::Rows(s, ldb) if cols == nr && (m <= rows_cap || ldb == nr) => {
                         (s.as_ptr().add(p0 * ldb + j0), ldb)
                     }
                     OpB::Rows(s, ldb) => {
@@ -288,14 +278,10 @@ fn blocked<T: Element, K: Microkernel<T>>(
                 }
             };
             let beta_p = if p0 == 0 { beta } else { T::ONE };
-            let mut i0 = 0;
-            let mut t = 0;
-            while i0 < m {
-                // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4
-                // with 12-row tiles): a short remainder tile has too few accumulators to hide
-                // the FMA latency.
-                let rows = tile_base + usize::from(t < tile_extra);
-                t += 1;
+            // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4 with
+            // 12-row tiles): a short remainder tile has too few accumulators to hide the FMA
+            // latency.
+            for (i0, rows) in even_blocks(m, rows_cap) {
                 // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
                 // inside A and C (checked by the entry points); the panel holds kc rows of
                 // nr >= cols readable values, `ld_panel` apart; `rows <= rows_per_tile(nv)`.
@@ -321,7 +307,6 @@ fn blocked<T: Element, K: Microkernel<T>>(
                         *s += tile_sum_sq::<T, K::V>(c_tile, rows, cols, ldc);
                     }
                 }
-                i0 += rows;
             }
             p0 += kc;
         }
@@ -366,6 +351,23 @@ unsafe fn tile_sum_sq<T: Element, V: Lanes<T>>(
     acc[0].add(acc[1]).add(acc[2].add(acc[3])).reduce_add()
 }
 
+/// `count` items shared evenly between the fewest blocks of at most `cap` (at least one
+/// block): `(start, len)` of each, the longer ones first. A short remainder block has too few
+/// accumulators to hide the FMA latency; the matrix products' row tiles and the gathered
+/// products' tiles (positions, taps, depth) are cut this way.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+pub(crate) fn even_blocks(count: usize, cap: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = count.div_ceil(cap).max(1);
+    let (base, extra) = (count / blocks, count % blocks);
+    let mut start = 0;
+    (0..blocks).map(move |t| {
+        let len = base + usize::from(t < extra);
+        let item = (start, len);
+        start += len;
+        item
+    })
+}
+
 /// Packs `kc x cols` of a row-major `op(B)` (stride `ldb`) into `kc` rows of `nr`, zeroing
 /// columns `cols..nr`.
 ///
@@ -373,7 +375,7 @@ unsafe fn tile_sum_sq<T: Element, V: Lanes<T>>(
 /// `b` readable at `p·ldb + j` for `p < kc`, `j < cols`; `dst` writable for `kc · nr`.
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[inline(always)]
-unsafe fn pack_rows<T: Element, K: Microkernel<T>>(
+pub(crate) unsafe fn pack_rows<T: Element, K: Microkernel<T>>(
     b: *const T,
     ldb: usize,
     kc: usize,

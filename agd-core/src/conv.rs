@@ -74,7 +74,7 @@ use agd_simd::{
 
 use crate::error::Error;
 use crate::layout::{product, sum};
-use crate::net::{activate, activate_backward, derivative_times};
+use crate::net::{activate, activate_backward};
 
 /// The most kernel taps (`kh·kw`) a one-channel layer reads straight from its padded input
 /// ([`agd_simd::matmul_gather`]); larger kernels unfold.
@@ -737,7 +737,7 @@ impl Conv2d {
                 Some(h) => {
                     let s2 = crate::net::sqrt2::<T>();
                     for ((d, &v), &hv) in dst.iter_mut().zip(src).zip(&h[y * run..][..run]) {
-                        *d = derivative_times(v, hv, s2);
+                        *d = if hv > T::ZERO { v * s2 } else { T::ZERO };
                     }
                 }
                 None => dst.copy_from_slice(src),

@@ -32,15 +32,8 @@ pub(crate) fn activate<T: Element>(z: &mut [T]) {
 pub(crate) fn activate_backward<T: Element>(delta: &mut [T], h: &[T]) {
     let s2 = sqrt2::<T>();
     for (d, &hv) in delta.iter_mut().zip(h) {
-        *d = derivative_times(*d, hv, s2);
+        *d = if hv > T::ZERO { *d * s2 } else { T::ZERO };
     }
-}
-
-/// One entry of [`activate_backward`]: `δ · sqrt(2)·1[h > 0]`, `s2` being `sqrt(2)`; for a
-/// loop that writes the result elsewhere (a conv layer's input gradient copied out).
-#[inline(always)]
-pub(crate) fn derivative_times<T: Element>(delta: T, h: T, s2: T) -> T {
-    if h > T::ZERO { delta * s2 } else { T::ZERO }
 }
 
 /// A dense network over borrowed buffers (see the module docs).

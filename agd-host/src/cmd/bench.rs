@@ -399,7 +399,7 @@ fn step_row(
         rounds: match (quick, big) {
             (true, true) => 3,
             (true, false) => 5,
-            (false, true) => 21,
+            (false, true) => 61,
             (false, false) => 51,
         },
         sample: Duration::from_micros(if quick { 300 } else { 500 }),
@@ -481,7 +481,7 @@ fn cnn_step_row(
     par.sync();
     let (mut failure, mut par_failure) = (None, None);
     let budget = Budget {
-        rounds: if quick { 3 } else { 21 },
+        rounds: if quick { 3 } else { 61 },
         sample: Duration::from_micros(1),
     };
     let mut single = || {

@@ -395,14 +395,22 @@ fn step_row(
     let agd = Agd::new();
     let mut failure = None;
     let big = widths.iter().sum::<usize>() > 2000;
+    // Each sample is a run of consecutive steps of one contender, as training runs them
+    // (BENCHMARKS.md, "How the figures are taken"): a step timed right after another
+    // contender's starts from caches that one filled (the `[784,1024³,10]` step so took
+    // 20.6–21.4 ms against 16.4–16.8 ms a step in `agd train`'s epochs).
     let budget = Budget {
         rounds: match (quick, big) {
             (true, true) => 3,
             (true, false) => 5,
-            (false, true) => 61,
-            (false, false) => 51,
+            (false, true) => 15,
+            (false, false) => 21,
         },
-        sample: Duration::from_micros(if quick { 300 } else { 500 }),
+        sample: match (quick, big) {
+            (true, _) => Duration::from_micros(300),
+            (false, true) => Duration::from_millis(200),
+            (false, false) => Duration::from_millis(50),
+        },
     };
     let mut par = DataParallel::<f32>::new(widths, batch, threads)?;
     // A batch of one cannot be split: no threaded figure then.
@@ -480,9 +488,8 @@ fn cnn_step_row(
     par.net().weights_mut().copy_from_slice(net.weights());
     par.sync();
     let (mut failure, mut par_failure) = (None, None);
-    // Each sample is a run of consecutive steps (about 8), as training runs them: a step
-    // timed alone, right after the other contender's, starts from caches that contender
-    // filled and took 8–10 % longer than the steps of `agd train`'s epochs.
+    // Runs of about 8 consecutive steps per sample, as for the dense steps: a CNN step timed
+    // right after the two-thread one took 8–10 % longer than the steps of `agd train`'s epochs.
     let budget = Budget {
         rounds: if quick { 3 } else { 21 },
         sample: Duration::from_millis(if quick { 1 } else { 100 }),

@@ -407,7 +407,8 @@ fn step_row(
             (false, false) => 21,
         },
         sample: match (quick, big) {
-            (true, _) => Duration::from_micros(300),
+            (true, true) => Duration::from_millis(40),
+            (true, false) => Duration::from_millis(5),
             (false, true) => Duration::from_millis(200),
             (false, false) => Duration::from_millis(50),
         },
@@ -492,7 +493,7 @@ fn cnn_step_row(
     // right after the two-thread one took 8–10 % longer than the steps of `agd train`'s epochs.
     let budget = Budget {
         rounds: if quick { 3 } else { 21 },
-        sample: Duration::from_millis(if quick { 1 } else { 100 }),
+        sample: Duration::from_millis(if quick { 30 } else { 100 }),
     };
     let mut single = || {
         let mut view = net.view();

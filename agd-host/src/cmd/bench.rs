@@ -84,7 +84,7 @@ pub struct GemmRow {
 pub struct Threaded {
     /// Threads of the batch-parallel run.
     pub threads: Option<usize>,
-    /// The fastest step on `threads` threads by the wall clock, µs.
+    /// The fastest sample's wall-clock time per step on `threads` threads, µs.
     pub threaded_best_wall_us: Option<f64>,
     /// `best_wall_us / threaded_best_wall_us`.
     pub threaded_speedup: Option<f64>,
@@ -123,9 +123,10 @@ pub struct StepRow {
     pub widths: Vec<usize>,
     /// Batch size.
     pub batch: usize,
-    /// Median time of one step (forward, loss, backward, AGD update), µs of thread CPU time.
+    /// Median time of one step (forward, loss, backward, AGD update), µs of thread CPU time:
+    /// the median over samples, each a run of consecutive steps, of their time per step.
     pub median_us: f64,
-    /// The fastest step by the wall clock, µs.
+    /// The fastest sample's wall-clock time per step, µs.
     pub best_wall_us: f64,
     /// Median time of the same step with the gradient norms taken in a pass of their own
     /// (`compute_grads`, then `Agd::step`) instead of with the gradient product
@@ -154,9 +155,10 @@ pub struct CnnStepRow {
     pub layers: String,
     /// Batch size.
     pub batch: usize,
-    /// Median time of one step (forward, loss, backward, AGD update), µs of thread CPU time.
+    /// Median time of one step (forward, loss, backward, AGD update), µs of thread CPU time:
+    /// the median over samples, each a run of consecutive steps, of their time per step.
     pub median_us: f64,
-    /// The fastest step by the wall clock, µs.
+    /// The fastest sample's wall-clock time per step, µs.
     pub best_wall_us: f64,
     /// `469 · median_us`: one MNIST training epoch on one thread, s.
     pub epoch_seconds: f64,
@@ -399,19 +401,15 @@ fn step_row(
     // (BENCHMARKS.md, "How the figures are taken"): a step timed right after another
     // contender's starts from caches that one filled (the `[784,1024³,10]` step so took
     // 20.6–21.4 ms against 16.4–16.8 ms a step in `agd train`'s epochs).
+    let (rounds, sample_ms) = match (quick, big) {
+        (true, true) => (3, 40),
+        (true, false) => (5, 5),
+        (false, true) => (15, 200),
+        (false, false) => (21, 50),
+    };
     let budget = Budget {
-        rounds: match (quick, big) {
-            (true, true) => 3,
-            (true, false) => 5,
-            (false, true) => 15,
-            (false, false) => 21,
-        },
-        sample: match (quick, big) {
-            (true, true) => Duration::from_millis(40),
-            (true, false) => Duration::from_millis(5),
-            (false, true) => Duration::from_millis(200),
-            (false, false) => Duration::from_millis(50),
-        },
+        rounds,
+        sample: Duration::from_millis(sample_ms),
     };
     let mut par = DataParallel::<f32>::new(widths, batch, threads)?;
     // A batch of one cannot be split: no threaded figure then.
@@ -703,7 +701,7 @@ fn print_tables(r: &Report) {
     );
     if let Some((n, us, x)) = c.threaded.figures() {
         println!(
-            "  fastest step by the wall clock {:.0} µs; on {n} threads {us:.0} µs ({x:.2}x)",
+            "  fastest run of steps by the wall clock {:.0} µs a step; on {n} threads {us:.0} µs ({x:.2}x)",
             c.best_wall_us
         );
     }

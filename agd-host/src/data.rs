@@ -357,7 +357,7 @@ fn standardise<T: Element>(
     mean: f64,
     std: f64,
 ) -> Vec<T> {
-    let mut out = with_capacity_on_huge_pages(rows.len() * d);
+    let mut out = crate::pages::vec_on_huge_pages(rows.len() * d);
     for &r in rows {
         out.extend(
             raw[r * d..(r + 1) * d]
@@ -664,7 +664,7 @@ fn read_int_labels(path: &Path, n: usize) -> Result<Vec<usize>, HostError> {
 /// Values of a non-`u8` table in `T`, every one finite there.
 fn table_in<T: Element>(path: &Path, a: &IdxArray, d: usize) -> Result<Vec<T>, HostError> {
     let values = a.to_f64();
-    let mut out = with_capacity_on_huge_pages(values.len());
+    let mut out = crate::pages::vec_on_huge_pages(values.len());
     for (i, &v) in values.iter().enumerate() {
         let x = T::from_f64(v);
         if !x.is_finite() {
@@ -679,39 +679,6 @@ fn table_in<T: Element>(path: &Path, a: &IdxArray, d: usize) -> Result<Vec<T>, H
         out.push(x);
     }
     Ok(out)
-}
-
-/// An empty vector with room for `len` values, whose memory Linux is asked to back with
-/// transparent huge pages (`madvise(MADV_HUGEPAGE)` over the 2 MB-aligned part of the
-/// allocation, before anything is written to it). Elsewhere, for less than 2 MB, or where the
-/// kernel declines, it is an ordinary vector: the advice changes how pages are mapped, never
-/// what they hold.
-///
-/// Why: training gathers each batch from random rows of the whole training set (188 MB for
-/// MNIST in `f32`). With 4 KB pages nearly every row costs a page walk, two-level on a virtual
-/// machine; on the development VM the gather took 72–78 ms of a 0.59 s MNIST epoch, and 38–42
-/// ms with the set on huge pages (BENCHMARKS.md).
-fn with_capacity_on_huge_pages<T>(len: usize) -> Vec<T> {
-    let v = Vec::with_capacity(len);
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE_PAGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let end = start + v.capacity() * std::mem::size_of::<T>();
-        let (lo, hi) = (
-            start.next_multiple_of(HUGE_PAGE),
-            end / HUGE_PAGE * HUGE_PAGE,
-        );
-        if hi > lo {
-            // SAFETY: [lo, hi) is page-aligned and lies inside the vector's allocation (its
-            // `capacity` values); the advice only changes how those pages will be backed.
-            // A refusal (an error return) leaves ordinary pages, so it is not checked.
-            unsafe {
-                libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    v
 }
 
 /// `--dataset idx`: see the module docs.
@@ -779,18 +746,6 @@ fn load_idx<T: Element>(dir: &Path) -> Result<Dataset<T>, HostError> {
 
 #[cfg(test)]
 mod tests {
-
-    /// The huge-page vector is an ordinary vector to its user: the room asked for, values
-    /// read back as written (5 MB: at least one whole 2 MB page is advised).
-    #[test]
-    fn huge_page_vector_holds_what_is_written() {
-        let len = 5 << 18;
-        let mut v = with_capacity_on_huge_pages::<f32>(len);
-        assert!(v.is_empty() && v.capacity() >= len);
-        v.extend((0..len).map(|i| i as f32));
-        assert!(v.iter().enumerate().all(|(i, &x)| x == i as f32));
-        assert!(with_capacity_on_huge_pages::<f64>(0).is_empty());
-    }
     use super::*;
 
     #[test]

@@ -15,6 +15,7 @@ pub mod golden;
 pub mod idx;
 pub mod layers;
 pub mod net;
+pub mod pages;
 pub mod parallel;
 pub mod pool;
 pub mod report;

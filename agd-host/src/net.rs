@@ -1,6 +1,7 @@
-//! A network sized at run time (widths from the command line), owning its buffers in `Vec`s
+//! A network sized at run time (widths from the command line), owning its buffers (on huge pages, [`crate::pages`])
 //! and lending them to the same [`NetMut`] (dense) or [`ConvNetMut`] (conv) the device uses.
 
+use crate::pages::HugeBuf;
 use agd_core::spec::{self, LayerSpec, SpecLayout};
 use agd_core::{
     ConvBuffers, ConvNetMut, ConvNetwork, Element, Layout, NetMut, Network, act_count, delta_count,
@@ -23,14 +24,10 @@ fn input_block<T>(
     }
 }
 
-/// `n` zeros, or [`agd_core::Error::TooLarge`] when that much memory cannot be had (instead
-/// of the allocator's abort: `agd train --widths 64,4000000000,10` is a one-line error).
-fn zeros<T: Element>(n: usize) -> Result<Vec<T>, agd_core::Error> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| agd_core::Error::TooLarge)?;
-    v.resize(n, T::ZERO);
-    Ok(v)
+/// `n` zeros on huge pages ([`crate::pages`]), or [`agd_core::Error::TooLarge`] when that
+/// much memory cannot be had.
+fn zeros<T: Element>(n: usize) -> Result<HugeBuf<T>, agd_core::Error> {
+    HugeBuf::zeros(n)
 }
 
 /// The activation and error buffers' lengths for `capacity` samples, from their per-sample
@@ -52,10 +49,10 @@ fn per_batch(
 pub struct HostNet<T> {
     widths: Vec<usize>,
     capacity: usize,
-    weights: Vec<T>,
-    grads: Vec<T>,
-    acts: Vec<T>,
-    deltas: Vec<T>,
+    weights: HugeBuf<T>,
+    grads: HugeBuf<T>,
+    acts: HugeBuf<T>,
+    deltas: HugeBuf<T>,
 }
 
 impl<T: Element> HostNet<T> {
@@ -139,12 +136,12 @@ pub struct HostConvNet<T> {
     /// Checked by `SpecLayout::new` in [`HostConvNet::new`]; private, so it stays checked.
     layers: Vec<LayerSpec>,
     capacity: usize,
-    weights: Vec<T>,
-    grads: Vec<T>,
-    acts: Vec<T>,
-    deltas: Vec<T>,
-    scratch: Vec<T>,
-    norms: Vec<T>,
+    weights: HugeBuf<T>,
+    grads: HugeBuf<T>,
+    acts: HugeBuf<T>,
+    deltas: HugeBuf<T>,
+    scratch: HugeBuf<T>,
+    norms: HugeBuf<T>,
 }
 
 impl<T: Element> HostConvNet<T> {

@@ -28,6 +28,7 @@ use agd_simd::{axpy, dot, sum_sq_checked};
 use core::ops::Range;
 
 use crate::net::{HostConvNet, HostNet};
+use crate::pages::HugeBuf;
 use crate::pool::Pool;
 use crate::train::{TrainNet, Update};
 
@@ -122,8 +123,9 @@ pub struct DataParallel<T, N = HostNet<T>> {
     capacity: usize,
     /// A whole batch's inputs, filled through [`TrainNet::input_mut`] and cut into slices.
     staging: Vec<T>,
-    /// The batch gradient `Σ_t (b_t/B) g_t` of the last step.
-    grads: Vec<T>,
+    /// The batch gradient `Σ_t (b_t/B) g_t` of the last step (on huge pages, like the
+    /// networks' buffers).
+    grads: HugeBuf<T>,
     /// A dense network's widths ([`Replica::dense_widths`]): its AGD step is split by range.
     dense: Option<Vec<usize>>,
     /// For a dense network, each layer's plain `Σ g²` of the last batch gradient.
@@ -167,7 +169,7 @@ impl<T: Element, N: Replica<T>> DataParallel<T, N> {
         // Threads that cannot start leave their copies to the others (same results).
         let pool = Pool::new(threads - 1);
         Ok(DataParallel {
-            grads: vec![T::ZERO; net.param_count()],
+            grads: HugeBuf::zeros(net.param_count())?,
             dense: net.dense_widths().map(<[usize]>::to_vec),
             sums: Vec::new(),
             nets,

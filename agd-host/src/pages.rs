@@ -53,6 +53,14 @@ impl<T: Element> HugeBuf<T> {
     }
 }
 
+impl<T: Clone> HugeBuf<T> {
+    /// A copy of `values` on huge pages; [`agd_core::Error::TooLarge`] when the memory cannot
+    /// be had.
+    pub fn copy_of(values: &[T]) -> Result<Self, agd_core::Error> {
+        Self::from_fn(values.len(), |i| values[i].clone())
+    }
+}
+
 impl<T> HugeBuf<T> {
     /// The buffer `[value(0), …, value(len − 1)]`; [`agd_core::Error::TooLarge`] when the
     /// memory cannot be had.
@@ -132,7 +140,7 @@ impl<T: Clone> Clone for HugeBuf<T> {
     /// A copy on its own huge pages. Panics (where `Vec::clone` would abort) if the memory
     /// cannot be had.
     fn clone(&self) -> Self {
-        HugeBuf::from_fn(self.len, |i| self[i].clone()).expect("memory for a copy of a buffer")
+        HugeBuf::copy_of(self).expect("memory for a copy of a buffer")
     }
 }
 
@@ -210,6 +218,7 @@ mod tests {
                 *x = i as f32;
             }
             let mut c = b.clone();
+            assert_eq!(*HugeBuf::copy_of(&b).unwrap(), *b);
             c.iter_mut().for_each(|x| *x += 1.0);
             assert!(b.iter().enumerate().all(|(i, &x)| x == i as f32));
             assert!(c.iter().enumerate().all(|(i, &x)| x == i as f32 + 1.0));

@@ -13,6 +13,7 @@ use agd_host::HostError;
 use agd_host::fma_peak::FmaPeak;
 use agd_host::layers::MNIST_CNN;
 use agd_host::net::{HostConvNet, HostNet};
+use agd_host::pages::HugeBuf;
 use agd_host::parallel::DataParallel;
 use agd_host::timing::thread_cpu;
 use rand_core::Rng;
@@ -266,13 +267,19 @@ fn uniform(rng: &mut SplitMix64, len: usize) -> Vec<f32> {
     (0..len).map(|_| uniform_one(rng)).collect()
 }
 
+/// `values` where the networks keep their buffers, on huge pages ([`agd_host::pages`]): every
+/// contender's operands live in memory like the weights and activations a step hands it.
+fn on_pages(values: &[f32]) -> HugeBuf<f32> {
+    HugeBuf::copy_of(values).expect("memory for a benchmark's operands")
+}
+
 /// `C = A Bᵀ` (`nt`), `A B` (`nn`) or `Aᵀ B` (`tn`) by all three contenders.
 fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> GemmRow {
     let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
-    let a = uniform(&mut rng, m * k);
-    let b = uniform(&mut rng, k * n);
-    let mut c1 = vec![0.0f32; m * n];
-    let mut c2 = vec![0.0f32; m * n];
+    let a = on_pages(&uniform(&mut rng, m * k));
+    let b = on_pages(&uniform(&mut rng, k * n));
+    let mut c1 = on_pages(&vec![0.0f32; m * n]);
+    let mut c2 = on_pages(&vec![0.0f32; m * n]);
     let mut c3 = vec![0.0f32; m * n];
     // matrixmultiply strides (row stride, column stride) describing the same layouts.
     let (rsa, csa) = if op == "tn" { (1, m) } else { (k, 1) };
@@ -558,7 +565,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
     let cnn_step = cnn_step_row(quick, step[0].median_us, threads)?;
     let (rows, cols) = (784, 256);
     let mut rng = SplitMix64::new(3);
-    let a = uniform(&mut rng, rows * cols);
+    let a = on_pages(&uniform(&mut rng, rows * cols));
     let mut v = uniform(&mut rng, cols);
     let mut u = vec![0.0f32; rows];
     let budget = Budget {

@@ -193,6 +193,59 @@ fn advise_huge_pages(start: *mut u8, len: usize) {
     let _ = (start, len);
 }
 
+/// What the machine grants, for `agd bench` to report next to its figures: the kernel's
+/// transparent-huge-page mode and how much of a fresh 4 MiB [`HugeBuf`] it backed with huge
+/// pages.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HugePageProbe {
+    /// The bracketed word of `/sys/kernel/mm/transparent_hugepage/enabled` (`always`,
+    /// `madvise` or `never`); `None` where there is no such file (not Linux, no THP).
+    pub thp_mode: Option<String>,
+    /// KiB on huge pages in the mapping that holds the 4 MiB probe buffer (`AnonHugePages` in
+    /// `/proc/self/smaps`; the kernel may have merged neighbouring buffers into the same
+    /// mapping): 0 when none were granted; `None` where that cannot be read.
+    pub probe_huge_kib: Option<u64>,
+}
+
+/// Allocates a 4 MiB [`HugeBuf`] and looks up how the kernel backed it.
+pub fn probe() -> HugePageProbe {
+    let thp_mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .ok()
+        .and_then(|s| thp_mode(&s));
+    let buf = HugeBuf::<f32>::zeros(1 << 20).ok();
+    let probe_huge_kib = buf.as_ref().and_then(|b| {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        anon_huge_kib_at(&smaps, b.as_ptr() as usize)
+    });
+    HugePageProbe {
+        thp_mode,
+        probe_huge_kib,
+    }
+}
+
+/// The bracketed (selected) word of a sysfs choice list, `always [madvise] never` → `madvise`.
+fn thp_mode(text: &str) -> Option<String> {
+    let start = text.find('[')? + 1;
+    let len = text[start..].find(']')?;
+    Some(text[start..start + len].to_string())
+}
+
+/// `AnonHugePages` (KiB) of the mapping in `smaps` text that contains address `addr`.
+fn anon_huge_kib_at(smaps: &str, addr: usize) -> Option<u64> {
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-')
+            && let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+        {
+            inside = (lo..hi).contains(&addr);
+        } else if inside && let Some(rest) = line.strip_prefix("AnonHugePages:") {
+            return rest.trim().trim_end_matches("kB").trim().parse().ok();
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +275,42 @@ mod tests {
             c.iter_mut().for_each(|x| *x += 1.0);
             assert!(b.iter().enumerate().all(|(i, &x)| x == i as f32));
             assert!(c.iter().enumerate().all(|(i, &x)| x == i as f32 + 1.0));
+        }
+    }
+
+    /// The probe's parsers: the selected THP mode, and the huge-page KiB of the mapping that
+    /// holds an address (not of the one before or after it).
+    #[test]
+    fn probe_reads_the_mode_and_the_right_mapping() {
+        assert_eq!(
+            thp_mode("always [madvise] never\n").as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(
+            thp_mode("[always] madvise never").as_deref(),
+            Some("always")
+        );
+        assert_eq!(thp_mode("no choice"), None);
+        let smaps = "\
+7f0000000000-7f0000200000 rw-p 00000000 00:00 0
+Size:               2048 kB
+AnonHugePages:         0 kB
+7f0000200000-7f0000800000 rw-p 00000000 00:00 0
+Size:               6144 kB
+AnonHugePages:      4096 kB
+VmFlags: rd wr mr mw me ac hg
+7f0000800000-7f0000801000 r--p 00000000 08:01 1234 /usr/lib/libc.so.6
+AnonHugePages:         0 kB
+";
+        assert_eq!(anon_huge_kib_at(smaps, 0x7f0000100000), Some(0));
+        assert_eq!(anon_huge_kib_at(smaps, 0x7f0000200000), Some(4096));
+        assert_eq!(anon_huge_kib_at(smaps, 0x7f00007fffff), Some(4096));
+        assert_eq!(anon_huge_kib_at(smaps, 0x7f0000800000), Some(0));
+        assert_eq!(anon_huge_kib_at(smaps, 0x1000), None);
+        // The live probe finds its buffer's mapping on Linux.
+        let p = probe();
+        if cfg!(target_os = "linux") {
+            assert!(p.probe_huge_kib.is_some(), "{p:?}");
         }
     }
 

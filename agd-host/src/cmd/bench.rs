@@ -186,6 +186,8 @@ pub struct Report {
     pub cnn_step: CnnStepRow,
     /// One power-iteration round on a 784 x 256 matrix, µs.
     pub power_iteration_us: f64,
+    /// Whether the operands and networks above got huge pages ([`agd_host::pages`]).
+    pub huge_pages: agd_host::pages::HugePageProbe,
     /// `true` for a `--quick` run.
     pub quick: bool,
 }
@@ -584,6 +586,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         step,
         cnn_step,
         power_iteration_us: t[0].cpu_median * 1e6,
+        huge_pages: agd_host::pages::probe(),
         quick,
     })
 }
@@ -715,6 +718,18 @@ fn print_tables(r: &Report) {
     println!(
         "power iteration, one round on 784 x 256: {:.2} µs",
         r.power_iteration_us
+    );
+    let h = &r.huge_pages;
+    println!(
+        "memory: transparent huge pages {}; {}",
+        h.thp_mode.as_deref().unwrap_or("unavailable"),
+        match h.probe_huge_kib {
+            Some(0) => "a 4 MiB probe buffer got none: operands and networks sat on 4 KiB \
+                        pages, slower (BENCHMARKS.md, session 13)"
+                .to_string(),
+            Some(k) => format!("a 4 MiB probe buffer's mapping holds {k} KiB of them"),
+            None => "could not tell whether buffers got them".to_string(),
+        }
     );
     if r.quick {
         println!("(--quick: few rounds; rerun without it for figures to quote)");

@@ -1,5 +1,7 @@
-//! A network sized at run time (widths from the command line), owning its buffers (on huge pages, [`crate::pages`])
-//! and lending them to the same [`NetMut`] (dense) or [`ConvNetMut`] (conv) the device uses.
+//! A network sized at run time (widths from the command line), owning its buffers (on huge
+//! pages: [`crate::pages`]) and lending them to the same [`NetMut`] (dense) or [`ConvNetMut`]
+//! (conv) the device uses. A buffer that cannot be had is [`agd_core::Error::TooLarge`], not
+//! the allocator's abort (`agd train --widths 64,4000000000,10` is a one-line error).
 
 use crate::pages::HugeBuf;
 use agd_core::spec::{self, LayerSpec, SpecLayout};
@@ -22,12 +24,6 @@ fn input_block<T>(
         // Activation block 0, the input, starts the buffer (agd_core::layout, spec).
         Ok(&mut acts[..batch * inputs])
     }
-}
-
-/// `n` zeros on huge pages ([`crate::pages`]), or [`agd_core::Error::TooLarge`] when that
-/// much memory cannot be had.
-fn zeros<T: Element>(n: usize) -> Result<HugeBuf<T>, agd_core::Error> {
-    HugeBuf::zeros(n)
 }
 
 /// The activation and error buffers' lengths for `capacity` samples, from their per-sample
@@ -72,10 +68,10 @@ impl<T: Element> HostNet<T> {
         Ok(HostNet {
             widths: widths.to_vec(),
             capacity,
-            weights: zeros(params)?,
-            grads: zeros(if grad_buffer { params } else { 0 })?,
-            acts: zeros(acts)?,
-            deltas: zeros(deltas)?,
+            weights: HugeBuf::zeros(params)?,
+            grads: HugeBuf::zeros(if grad_buffer { params } else { 0 })?,
+            acts: HugeBuf::zeros(acts)?,
+            deltas: HugeBuf::zeros(deltas)?,
         })
     }
 
@@ -159,12 +155,12 @@ impl<T: Element> HostConvNet<T> {
         Ok(HostConvNet {
             layers: layers.to_vec(),
             capacity,
-            weights: zeros(layout.param_count())?,
-            grads: zeros(layout.param_count())?,
-            acts: zeros(acts)?,
-            deltas: zeros(deltas)?,
-            scratch: zeros(layout.scratch_count())?,
-            norms: zeros(layout.norm_count())?,
+            weights: HugeBuf::zeros(layout.param_count())?,
+            grads: HugeBuf::zeros(layout.param_count())?,
+            acts: HugeBuf::zeros(acts)?,
+            deltas: HugeBuf::zeros(deltas)?,
+            scratch: HugeBuf::zeros(layout.scratch_count())?,
+            norms: HugeBuf::zeros(layout.norm_count())?,
         })
     }
 

@@ -7,7 +7,8 @@
 //! under virtualisation). On Linux these buffers ask for 2 MiB pages
 //! (`madvise(MADV_HUGEPAGE)`, which is all `transparent_hugepage=madvise`, the usual setting,
 //! needs). BENCHMARKS.md has the figures (session 13): the `[784,256,256,10]` b128 step about
-//! 7 % faster, `[784,1024³,10]` about 12 %, MNIST's batch gather about twice as fast.
+//! 6 % faster, `[784,1024³,10]` about 11 %, the MNIST CNN's 10–16 %, MNIST's batch gather
+//! more than twice as fast.
 //!
 //! The advice only changes how pages are backed, never what they hold; where it is not
 //! available (another OS, THP disabled) the buffers are ordinary memory.
@@ -29,9 +30,9 @@ const HUGE_PAGE: usize = 2 << 20;
 /// most 2 MiB is wasted per buffer); smaller ones stay ordinary allocations.
 const MIN_HUGE_BYTES: usize = 64 << 10;
 
-/// A fixed-length, zero-initialised buffer of `T` on transparent huge pages (from 64 KiB
-/// on): 2 MiB-aligned, its length rounded up to whole huge pages, advised
-/// before it is first written. Derefs to `[T]`.
+/// A fixed-length buffer of `T` on transparent huge pages (from 64 KiB on): 2 MiB-aligned,
+/// its length rounded up to whole huge pages, advised before it is first written. Derefs to
+/// `[T]`; smaller buffers are ordinary 64-byte-aligned allocations.
 pub struct HugeBuf<T> {
     ptr: NonNull<T>,
     len: usize,

@@ -13,7 +13,7 @@ use agd_host::HostError;
 use agd_host::fma_peak::FmaPeak;
 use agd_host::layers::MNIST_CNN;
 use agd_host::net::{HostConvNet, HostNet};
-use agd_host::pages::HugeBuf;
+use agd_host::pages::{self, HugeBuf};
 use agd_host::parallel::DataParallel;
 use agd_host::timing::thread_cpu;
 use rand_core::Rng;
@@ -187,7 +187,7 @@ pub struct Report {
     /// One power-iteration round on a 784 x 256 matrix, µs.
     pub power_iteration_us: f64,
     /// Whether the operands and networks above got huge pages ([`agd_host::pages`]).
-    pub huge_pages: agd_host::pages::HugePageProbe,
+    pub huge_pages: pages::HugePageProbe,
     /// `true` for a `--quick` run.
     pub quick: bool,
 }
@@ -280,8 +280,8 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
     let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
     let a = on_pages(&uniform(&mut rng, m * k));
     let b = on_pages(&uniform(&mut rng, k * n));
-    let mut c1 = on_pages(&vec![0.0f32; m * n]);
-    let mut c2 = on_pages(&vec![0.0f32; m * n]);
+    let mut c1 = HugeBuf::zeros(m * n).expect("memory for a benchmark's operands");
+    let mut c2 = HugeBuf::zeros(m * n).expect("memory for a benchmark's operands");
     let mut c3 = vec![0.0f32; m * n];
     // matrixmultiply strides (row stride, column stride) describing the same layouts.
     let (rsa, csa) = if op == "tn" { (1, m) } else { (k, 1) };
@@ -586,7 +586,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         step,
         cnn_step,
         power_iteration_us: t[0].cpu_median * 1e6,
-        huge_pages: agd_host::pages::probe(),
+        huge_pages: pages::probe(),
         quick,
     })
 }

@@ -150,7 +150,7 @@ impl<T> fmt::Debug for HugeBuf<T> {
         f.debug_struct("HugeBuf")
             .field("len", &self.len)
             .field(
-                "huge_pages",
+                "advised",
                 &self.layout.is_some_and(|l| l.align() == HUGE_PAGE),
             )
             .finish()

@@ -2,10 +2,13 @@
 //! (interleaved rounds, median thread CPU time) but one shape per run and as many rounds as
 //! asked, for A/B comparisons of kernel changes:
 //! `cargo run --release -p agd-host --example gemm_race -- nt 64 64 64 [rounds] [f64]`
-//! (`nt`, `nn` or `tn`, then M K N). Prints each contender's median GFLOP/s and the ratio.
+//! (`nt`, `nn` or `tn`, then M K N). Prints each contender's median GFLOP/s, the ratio, and
+//! the FMA peak measured in the same rounds.
 use std::hint::black_box;
 use std::time::Instant;
 
+use agd_host::fma_peak::FmaPeak;
+use agd_host::pages::HugeBuf;
 use agd_host::timing::thread_cpu;
 use agd_simd::Element;
 
@@ -35,10 +38,12 @@ fn race<T: Element>(op: &str, m: usize, k: usize, n: usize, rounds: usize, gemm:
         s ^= s << 17;
         T::from_f64((s % 2001) as f64 / 1000.0 - 1.0)
     };
+    // Operands where `agd bench` and the networks keep them (huge pages, 64-byte aligned).
     let a: Vec<T> = (0..m * k).map(|_| next()).collect();
     let b: Vec<T> = (0..k * n).map(|_| next()).collect();
-    let mut c1 = vec![T::ZERO; m * n];
-    let mut c2 = vec![T::ZERO; m * n];
+    let (a, b) = (HugeBuf::copy_of(&a).unwrap(), HugeBuf::copy_of(&b).unwrap());
+    let mut c1 = HugeBuf::<T>::zeros(m * n).unwrap();
+    let mut c2 = HugeBuf::<T>::zeros(m * n).unwrap();
     let (rsa, csa): (isize, isize) = if op == "tn" {
         (1, m as isize)
     } else {
@@ -79,15 +84,21 @@ fn race<T: Element>(op: &str, m: usize, k: usize, n: usize, rounds: usize, gemm:
     };
     ours(&mut c1);
     mm(&mut c2);
-    for (x, y) in c1.iter().zip(&c2) {
+    for (x, y) in c1.iter().zip(c2.iter()) {
         let (x, y) = (x.to_f64(), y.to_f64());
         assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "disagree");
     }
     let t = Instant::now();
     ours(&mut c1);
     let reps = ((300e-6 / t.elapsed().as_secs_f64()) as usize).max(1);
-    let (mut to, mut tm) = (Vec::new(), Vec::new());
+    let (mut to, mut tm, mut tp) = (Vec::new(), Vec::new(), Vec::new());
+    let peak = FmaPeak::detect();
     for _ in 0..rounds {
+        if let Some(p) = peak {
+            let c0 = thread_cpu();
+            black_box(p.run(black_box(16384)));
+            tp.push(p.flops(16384) / (thread_cpu() - c0) / 1e9);
+        }
         let c0 = thread_cpu();
         for _ in 0..reps {
             ours(black_box(&mut c1));
@@ -104,13 +115,21 @@ fn race<T: Element>(op: &str, m: usize, k: usize, n: usize, rounds: usize, gemm:
         v[v.len() / 2]
     };
     let (o, mmt) = (med(&mut to), med(&mut tm));
+    let peak_gflops = if tp.is_empty() {
+        f64::NAN
+    } else {
+        med(&mut tp)
+    };
     let g = |t: f64| 2.0 * (m * n * k) as f64 / t / 1e9;
     println!(
-        "{op} {m}x{k}x{n}: ours {:.1} GFLOP/s ({:.2} us), mm {:.1} GFLOP/s, ours/mm {:.3}x",
+        "{op} {m}x{k}x{n}: ours {:.1} GFLOP/s ({:.2} us), mm {:.1} GFLOP/s, ours/mm {:.3}x, \
+         FMA peak {:.0} GFLOP/s (ours {:.0} %)",
         g(o),
         o * 1e6,
         g(mmt),
-        mmt / o
+        mmt / o,
+        peak_gflops,
+        100.0 * g(o) / peak_gflops
     );
 }
 

@@ -43,6 +43,15 @@ fn quick_bench_reports_every_figure_as_json() {
             assert!(g.is_finite() && g > 0.0, "{key} = {g} in {r}");
         }
     }
+    let square = v["gemm_square"].as_array().expect("gemm_square array");
+    let square: Vec<(&str, u64)> = square
+        .iter()
+        .map(|r| {
+            assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+            (r["op"].as_str().unwrap(), r["m"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(square, vec![("nn", 64), ("nn", 16), ("nn", 256)]);
     let steps = v["step"].as_array().expect("step array");
     let widths: Vec<Vec<u64>> = steps
         .iter()

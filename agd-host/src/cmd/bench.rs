@@ -46,6 +46,11 @@ const GEMM_SHAPES: [(usize, usize, usize); 7] = [
     (256, 256, 256),
 ];
 
+/// The square shapes again as the plain product `C = A B` (`nn`), the layout a BLAS user
+/// means by `(M, K, N)`: `B` is read as stored, where the forward layout (`GEMM_SHAPES`, `nt`)
+/// has to transpose it first.
+const SQUARE_SHAPES: [(usize, usize, usize); 3] = [(64, 64, 64), (16, 16, 16), (256, 256, 256)];
+
 /// Training-step networks and batch sizes, with the step-time target in µs.
 const STEPS: [(&[usize], usize, f64); 3] = [
     (&[784, 256, 256, 10], 128, 1000.0),
@@ -180,6 +185,8 @@ pub struct Report {
     /// The back-propagation (`nn`) and weight-gradient (`tn`) layouts at the shapes the
     /// `[784, 256, 256, 10]` b128 step runs.
     pub gemm_backward: Vec<GemmRow>,
+    /// The square shapes as the plain product `C = A B` (`nn`).
+    pub gemm_square: Vec<GemmRow>,
     /// Training steps.
     pub step: Vec<StepRow>,
     /// The MNIST CNN training step, batch 128, one thread.
@@ -558,6 +565,10 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         .into_iter()
         .map(|(op, m, k, n)| gemm_row(op, (m, k, n), quick))
         .collect();
+    let gemm_square: Vec<GemmRow> = SQUARE_SHAPES
+        .iter()
+        .map(|&s| gemm_row("nn", s, quick))
+        .collect();
     let mut step = Vec::new();
     for (widths, batch, target) in STEPS {
         let mut row = step_row(widths, batch, target, quick, threads)?;
@@ -583,6 +594,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
     Ok(Report {
         gemm,
         gemm_backward,
+        gemm_square,
         step,
         cnn_step,
         power_iteration_us: t[0].cpu_median * 1e6,
@@ -658,6 +670,10 @@ fn print_tables(r: &Report) {
     print_gemm(
         "back-propagation products of the [784,256,256,10] b128 step (GFLOP/s)",
         &r.gemm_backward,
+    );
+    print_gemm(
+        "square products as plain C = A·B (nn: B read as stored, not transposed) (GFLOP/s)",
+        &r.gemm_square,
     );
     println!("AGD training step (forward, loss, backward, update), f32, one thread");
     println!(

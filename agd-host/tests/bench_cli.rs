@@ -72,6 +72,14 @@ fn quick_bench_reports_every_figure_as_json() {
             vec![64, 64, 10]
         ]
     );
+    // The FMA peak beside each step: null only on a CPU without AVX2 and FMA.
+    for row in steps.iter().chain([&v["cnn_step"]]) {
+        let p = &row["fma_peak_gflops"];
+        assert!(
+            p.is_null() || p.as_f64().is_some_and(|g| g.is_finite() && g > 0.0),
+            "{row}"
+        );
+    }
     for s in steps {
         assert!(s["batch"].as_u64().unwrap() >= 1);
         let us = s["median_us"].as_f64().unwrap();

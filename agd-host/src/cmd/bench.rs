@@ -146,6 +146,10 @@ pub struct StepRow {
     /// the step would take with nothing but its products and no cold operand; null for a
     /// step whose products are not all rows of this report.
     pub products_alone_us: Option<f64>,
+    /// One core's FMA peak, GFLOP/s, measured in the same interleaved rounds as the step
+    /// (null without AVX2 and FMA): on a VM whose speed moves between runs, it says how fast
+    /// the core ran while the step was timed.
+    pub fma_peak_gflops: Option<f64>,
     /// The batch-parallel run, as three fields of this row.
     #[serde(flatten)]
     pub threaded: Threaded,
@@ -172,6 +176,9 @@ pub struct CnnStepRow {
     pub target_epoch_seconds: f64,
     /// `median_us` over the `[784, 256, 256, 10]` b128 step's median in the same run.
     pub vs_dense_step: f64,
+    /// One core's FMA peak, GFLOP/s, measured in the same interleaved rounds as the step
+    /// (null without AVX2 and FMA).
+    pub fma_peak_gflops: Option<f64>,
     /// The batch-parallel run, as three fields of this row.
     #[serde(flatten)]
     pub threaded: Threaded,
@@ -228,15 +235,21 @@ struct Timing {
 
 /// Times several contenders in interleaved rounds.
 fn race(budget: &Budget, fs: &mut [&mut dyn FnMut()]) -> Vec<Timing> {
-    // Calibrate: calls per sample so that a sample lasts about `budget.sample`.
+    race_weighted(budget, fs, &vec![1.0; fs.len()])
+}
+
+/// [`race`] with contender `i`'s samples lasting about `weights[i] · budget.sample`.
+fn race_weighted(budget: &Budget, fs: &mut [&mut dyn FnMut()], weights: &[f64]) -> Vec<Timing> {
+    // Calibrate: calls per sample so that a sample lasts about its share of `budget.sample`.
     let reps: Vec<u64> = fs
         .iter_mut()
-        .map(|f| {
+        .zip(weights)
+        .map(|(f, &w)| {
             f();
             let t = Instant::now();
             f();
             let one = t.elapsed().as_secs_f64().max(1e-9);
-            ((budget.sample.as_secs_f64() / one) as u64).clamp(1, 1_000_000)
+            ((w * budget.sample.as_secs_f64() / one) as u64).clamp(1, 1_000_000)
         })
         .collect();
     let mut cpu = vec![Vec::with_capacity(budget.rounds); fs.len()];
@@ -260,6 +273,42 @@ fn race(budget: &Budget, fs: &mut [&mut dyn FnMut()]) -> Vec<Timing> {
             wall_best: w,
         })
         .collect()
+}
+
+/// FMA-peak rounds per call of the peak contender: 3 MFLOP with AVX-512, about 20 µs.
+const PEAK_ITERS: usize = 4096;
+
+/// Share of a step's sample given to the FMA peak beside it: enough rounds to take a median,
+/// little added to the run.
+const PEAK_WEIGHT: f64 = 0.1;
+
+/// Times `contenders` (the first the step whose speed is reported) in interleaved rounds with
+/// the FMA peak, where the CPU has one, as one more contender with short samples: the timings
+/// in the order given, and the peak in GFLOP/s.
+fn race_with_peak(
+    budget: &Budget,
+    contenders: Vec<&mut dyn FnMut()>,
+) -> (Vec<Timing>, Option<f64>) {
+    let peak = FmaPeak::detect();
+    let mut peak_call = || {
+        if let Some(p) = peak {
+            black_box(p.run(black_box(PEAK_ITERS)));
+        }
+    };
+    let n = contenders.len();
+    let mut fs: Vec<&mut dyn FnMut()> = Vec::with_capacity(n + 1);
+    for f in contenders {
+        fs.push(f);
+    }
+    let mut weights = vec![1.0; n];
+    if peak.is_some() {
+        fs.push(&mut peak_call);
+        weights.push(PEAK_WEIGHT);
+    }
+    let mut t = race_weighted(budget, &mut fs, &weights);
+    let gflops = peak.map(|p| p.flops(PEAK_ITERS) / t[n].cpu_median / 1e9);
+    t.truncate(n);
+    (t, gflops)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -464,10 +513,10 @@ fn step_row(
             par_failure = Some(e);
         }
     };
-    let t = if threads > 1 {
-        race(&budget, &mut [&mut single, &mut separate, &mut parallel])
+    let (t, fma_peak_gflops) = if threads > 1 {
+        race_with_peak(&budget, vec![&mut single, &mut separate, &mut parallel])
     } else {
-        race(&budget, &mut [&mut single, &mut separate])
+        race_with_peak(&budget, vec![&mut single, &mut separate])
     };
     if let Some(e) = failure.or(separate_failure).or(par_failure) {
         return Err(e.into());
@@ -480,6 +529,7 @@ fn step_row(
         separate_norms_median_us: t[1].cpu_median * 1e6,
         target_us,
         products_alone_us: None,
+        fma_peak_gflops,
         threaded: Threaded::new(threads, t[0], t.get(2).copied()),
     })
 }
@@ -523,10 +573,10 @@ fn cnn_step_row(
             par_failure = Some(e);
         }
     };
-    let t = if threads > 1 {
-        race(&budget, &mut [&mut single, &mut parallel])
+    let (t, fma_peak_gflops) = if threads > 1 {
+        race_with_peak(&budget, vec![&mut single, &mut parallel])
     } else {
-        race(&budget, &mut [&mut single])
+        race_with_peak(&budget, vec![&mut single])
     };
     if let Some(e) = failure.or(par_failure) {
         return Err(e.into());
@@ -540,6 +590,7 @@ fn cnn_step_row(
         epoch_seconds: median_us * 1e-6 * MNIST_STEPS_PER_EPOCH as f64,
         target_epoch_seconds: 6.0,
         vs_dense_step: median_us / dense_median_us,
+        fma_peak_gflops,
         threaded: Threaded::new(threads, t[0], t.get(1).copied()),
     })
 }
@@ -662,6 +713,11 @@ fn print_gemm(title: &str, rows: &[GemmRow]) {
     }
 }
 
+/// An FMA peak in GFLOP/s for the tables, `-` where there is none.
+fn peak_text(gflops: Option<f64>) -> String {
+    gflops.map_or_else(|| "-".to_string(), |g| format!("{g:.0}"))
+}
+
 fn print_tables(r: &Report) {
     print_gemm(
         "matrix products, f32, one thread (GFLOP/s; C = A·Bᵀ, A is M x K)",
@@ -677,14 +733,15 @@ fn print_tables(r: &Report) {
     );
     println!("AGD training step (forward, loss, backward, update), f32, one thread");
     println!(
-        "  {:<28} {:>5} {:>10} {:>10} {:>12} {:>22} {:>22}",
+        "  {:<28} {:>5} {:>10} {:>10} {:>12} {:>22} {:>22} {:>9}",
         "widths",
         "batch",
         "median µs",
         "target µs",
         "best wall µs",
         "N threads: best µs (x)",
-        "separate norms µs (x)"
+        "separate norms µs (x)",
+        "FMA peak"
     );
     for s in &r.step {
         let par = match s.threaded.figures() {
@@ -697,14 +754,15 @@ fn print_tables(r: &Report) {
             s.median_us / s.separate_norms_median_us
         );
         println!(
-            "  {:<28} {:>5} {:>10.1} {:>10.0} {:>12.1} {:>22} {:>22}",
+            "  {:<28} {:>5} {:>10.1} {:>10.0} {:>12.1} {:>22} {:>22} {:>9}",
             format!("{:?}", s.widths),
             s.batch,
             s.median_us,
             s.target_us,
             s.best_wall_us,
             par,
-            separate
+            separate,
+            peak_text(s.fma_peak_gflops)
         );
     }
     for s in &r.step {
@@ -722,8 +780,14 @@ fn print_tables(r: &Report) {
     println!(
         "MNIST CNN {} b{}, f32, one thread: median {:.0} µs per step ({:.2}x the \
          [784,256,256,10] step), {:.1} s per epoch of {MNIST_STEPS_PER_EPOCH} steps \
-         (target {:.0} s)",
-        c.layers, c.batch, c.median_us, c.vs_dense_step, c.epoch_seconds, c.target_epoch_seconds
+         (target {:.0} s); FMA peak {} GFLOP/s",
+        c.layers,
+        c.batch,
+        c.median_us,
+        c.vs_dense_step,
+        c.epoch_seconds,
+        c.target_epoch_seconds,
+        peak_text(c.fma_peak_gflops)
     );
     if let Some((n, us, x)) = c.threaded.figures() {
         println!(
@@ -840,6 +904,7 @@ mod tests {
             separate_norms_median_us: 5.0,
             target_us: 6.0,
             products_alone_us: None,
+            fma_peak_gflops: Some(7.0),
             threaded,
         };
         let split = Threaded::new(2, timing(0.75), Some(timing(0.5)));
@@ -847,7 +912,7 @@ mod tests {
             serde_json::to_string(&row(split)).unwrap(),
             r#"{"widths":[64,10],"batch":2,"median_us":3.0,"best_wall_us":4.0,"#.to_string()
                 + r#""separate_norms_median_us":5.0,"target_us":6.0,"#
-                + r#""products_alone_us":null,"threads":2,"#
+                + r#""products_alone_us":null,"fma_peak_gflops":7.0,"threads":2,"#
                 + r#""threaded_best_wall_us":500000.0,"threaded_speedup":1.5}"#
         );
         let whole = Threaded::new(2, timing(0.75), None);
@@ -860,12 +925,13 @@ mod tests {
             epoch_seconds: 5.0,
             target_epoch_seconds: 6.0,
             vs_dense_step: 7.0,
+            fma_peak_gflops: None,
             threaded: whole,
         };
         let nulls = r#""threads":null,"threaded_best_wall_us":null,"threaded_speedup":null}"#;
         let json = serde_json::to_string(&cnn).unwrap();
         assert!(
-            json.ends_with(&(r#""vs_dense_step":7.0,"#.to_string() + nulls)),
+            json.ends_with(&(r#""vs_dense_step":7.0,"fma_peak_gflops":null,"#.to_string() + nulls)),
             "{json}"
         );
     }

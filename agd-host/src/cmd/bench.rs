@@ -275,7 +275,7 @@ fn race_weighted(budget: &Budget, fs: &mut [&mut dyn FnMut()], weights: &[f64]) 
         .collect()
 }
 
-/// FMA-peak rounds per call of the peak contender: 3 MFLOP with AVX-512, about 20 µs.
+/// FMA-peak rounds per call of a peak contender: 3 MFLOP with AVX-512, about 20 µs.
 const PEAK_ITERS: usize = 4096;
 
 /// Share of a step's sample given to the FMA peak beside it: enough rounds to take a median,
@@ -361,13 +361,12 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         rounds: if quick { 1 } else { 3 },
         sample: Duration::from_micros(1),
     };
-    // The FMA peak, when the CPU has one to measure, as a third contender: 4096 rounds
-    // (3 MFLOP with AVX-512, about 20 µs), long enough that the call costs nothing next to it.
+    // The FMA peak, when the CPU has one to measure, as a third contender (`PEAK_ITERS` rounds
+    // a call, long enough that the call costs nothing next to it).
     let peak = FmaPeak::detect();
-    let peak_iters = 4096;
     let mut peak_call = || {
         if let Some(p) = peak {
-            black_box(p.run(black_box(peak_iters)));
+            black_box(p.run(black_box(PEAK_ITERS)));
         }
     };
     let contenders = if peak.is_some() { 3 } else { 2 };
@@ -413,7 +412,7 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         );
     }
     let g = |s: f64| flops / s / 1e9;
-    let fma_peak_gflops = peak.map(|p| p.flops(peak_iters) / t[2].cpu_median / 1e9);
+    let fma_peak_gflops = peak.map(|p| p.flops(PEAK_ITERS) / t[2].cpu_median / 1e9);
     GemmRow {
         op,
         m,

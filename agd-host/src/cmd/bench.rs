@@ -282,12 +282,14 @@ const PEAK_ITERS: usize = 4096;
 /// little added to the run.
 const PEAK_WEIGHT: f64 = 0.1;
 
-/// Times `contenders` (the first the step whose speed is reported) in interleaved rounds with
-/// the FMA peak, where the CPU has one, as one more contender with short samples: the timings
-/// in the order given, and the peak in GFLOP/s.
+/// Times `contenders` in interleaved rounds with the FMA peak, where the CPU has one, as one
+/// more contender whose samples last `peak_weight` of the others': the timings in the order
+/// given, and the peak in GFLOP/s (`PEAK_ITERS` rounds a call, long enough that the call costs
+/// nothing next to it).
 fn race_with_peak(
     budget: &Budget,
     contenders: Vec<&mut dyn FnMut()>,
+    peak_weight: f64,
 ) -> (Vec<Timing>, Option<f64>) {
     let peak = FmaPeak::detect();
     let mut peak_call = || {
@@ -303,7 +305,7 @@ fn race_with_peak(
     let mut weights = vec![1.0; n];
     if peak.is_some() {
         fs.push(&mut peak_call);
-        weights.push(PEAK_WEIGHT);
+        weights.push(peak_weight);
     }
     let mut t = race_weighted(budget, &mut fs, &weights);
     let gflops = peak.map(|p| p.flops(PEAK_ITERS) / t[n].cpu_median / 1e9);
@@ -361,40 +363,29 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         rounds: if quick { 1 } else { 3 },
         sample: Duration::from_micros(1),
     };
-    // The FMA peak, when the CPU has one to measure, as a third contender (`PEAK_ITERS` rounds
-    // a call, long enough that the call costs nothing next to it).
-    let peak = FmaPeak::detect();
-    let mut peak_call = || {
-        if let Some(p) = peak {
-            black_box(p.run(black_box(PEAK_ITERS)));
-        }
+    let mut ours_call = || ours(black_box(&mut c1));
+    // SAFETY: the pointers and strides describe `a` (m x k), `b` (k x n) and `c` (m x n), all
+    // of which hold exactly those many values.
+    let mut mm_call = || unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            0.0,
+            black_box(&mut c2).as_mut_ptr(),
+            n as isize,
+            1,
+        )
     };
-    let contenders = if peak.is_some() { 3 } else { 2 };
-    let fs: &mut [&mut dyn FnMut()] = &mut [
-        &mut || ours(black_box(&mut c1)),
-        // SAFETY: the pointers and strides describe `a` (m x k), `b` (k x n) and `c`
-        // (m x n), all of which hold exactly those many values.
-        &mut || unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                rsa as isize,
-                csa as isize,
-                b.as_ptr(),
-                rsb as isize,
-                csb as isize,
-                0.0,
-                black_box(&mut c2).as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        },
-        &mut peak_call,
-    ];
-    let t = race(&budget, &mut fs[..contenders]);
+    // The FMA peak as a third contender with samples as long as the products'.
+    let (t, fma_peak_gflops) = race_with_peak(&budget, vec![&mut ours_call, &mut mm_call], 1.0);
     let tn = race(
         &naive_budget,
         &mut [&mut || match op {
@@ -412,7 +403,6 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         );
     }
     let g = |s: f64| flops / s / 1e9;
-    let fma_peak_gflops = peak.map(|p| p.flops(PEAK_ITERS) / t[2].cpu_median / 1e9);
     GemmRow {
         op,
         m,
@@ -513,9 +503,13 @@ fn step_row(
         }
     };
     let (t, fma_peak_gflops) = if threads > 1 {
-        race_with_peak(&budget, vec![&mut single, &mut separate, &mut parallel])
+        race_with_peak(
+            &budget,
+            vec![&mut single, &mut separate, &mut parallel],
+            PEAK_WEIGHT,
+        )
     } else {
-        race_with_peak(&budget, vec![&mut single, &mut separate])
+        race_with_peak(&budget, vec![&mut single, &mut separate], PEAK_WEIGHT)
     };
     if let Some(e) = failure.or(separate_failure).or(par_failure) {
         return Err(e.into());
@@ -573,9 +567,9 @@ fn cnn_step_row(
         }
     };
     let (t, fma_peak_gflops) = if threads > 1 {
-        race_with_peak(&budget, vec![&mut single, &mut parallel])
+        race_with_peak(&budget, vec![&mut single, &mut parallel], PEAK_WEIGHT)
     } else {
-        race_with_peak(&budget, vec![&mut single])
+        race_with_peak(&budget, vec![&mut single], PEAK_WEIGHT)
     };
     if let Some(e) = failure.or(par_failure) {
         return Err(e.into());

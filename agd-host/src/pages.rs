@@ -164,7 +164,8 @@ impl<T> fmt::Debug for HugeBuf<T> {
 ///
 /// Training gathers each batch from random rows of the whole training set (188 MB for MNIST
 /// in `f32`); with 4 KiB pages nearly every row costs a page walk. On the development VM the
-/// gather took 72–78 ms of a 0.59 s MNIST epoch, and 38–42 ms with the set on huge pages.
+/// gather took 72–78 ms of a 0.59 s MNIST epoch, and 29–34 ms with the set on huge pages
+/// (BENCHMARKS.md, session 13; 38–42 ms was the whole process on huge pages through glibc).
 pub fn vec_on_huge_pages<T>(len: usize) -> Vec<T> {
     let v = Vec::with_capacity(len);
     let start = v.as_ptr() as usize;

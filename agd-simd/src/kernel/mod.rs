@@ -213,22 +213,40 @@ pub(crate) unsafe fn tile<
     let mut bp = bp;
     let mut ap = a;
     let a_step = if ACOL { lda } else { 1 };
-    for _ in 0..kc {
+    // One step of depth: the panel row at `bp + u·nr`, `A`'s column at `ap + u·a_step`.
+    // Four steps per iteration: their loads and broadcasts address the same base registers
+    // with constant offsets, so the integer work that competes for the FMA ports (pointer
+    // updates, the loop test) is paid once per four steps, not every step. Measured against
+    // one step per iteration: 64³ `A·Bᵀ` 1.446–1.472x → 1.465–1.467x `matrixmultiply`, the
+    // MLP shapes 1.14–1.15x → 1.16–1.17x, 16³ 2.09–2.11x → 2.21–2.24x. Each accumulator still
+    // sums `p = 0, 1, …` in order, so the values do not change.
+    let step = |acc: &mut [[V; NVU]; R], bp: *const T, ap: *const T, u: usize| {
         let mut b = [V::zero(); NVU];
         for (v, bv) in b.iter_mut().enumerate() {
             // SAFETY: panel row `p` holds `NVU · lanes` readable values (caller).
-            *bv = unsafe { V::load(bp.add(v * V::N)) };
+            *bv = unsafe { V::load(bp.add(u * nr + v * V::N)) };
         }
         for (i, row) in acc.iter_mut().enumerate() {
             // SAFETY: `(i, p)` is inside `A` (caller).
-            let x = V::splat(unsafe { *ap.add(if ACOL { i } else { i * lda }) });
+            let x = V::splat(unsafe { *ap.add(u * a_step + if ACOL { i } else { i * lda }) });
             for (s, &bv) in row.iter_mut().zip(&b) {
                 *s = x.fmadd(bv, *s);
             }
         }
+    };
+    for _ in 0..kc / 4 {
+        step(&mut acc, bp, ap, 0);
+        step(&mut acc, bp, ap, 1);
+        step(&mut acc, bp, ap, 2);
+        step(&mut acc, bp, ap, 3);
         // After the last step these point past the data (for a column-major `A`, a whole
         // row of `A` past, beyond one-past-the-end, which `add` may not do: found by Miri);
         // `wrapping_add` may, and they are never dereferenced there.
+        bp = bp.wrapping_add(4 * nr);
+        ap = ap.wrapping_add(4 * a_step);
+    }
+    for _ in 0..kc % 4 {
+        step(&mut acc, bp, ap, 0);
         bp = bp.wrapping_add(nr);
         ap = ap.wrapping_add(a_step);
     }

@@ -213,13 +213,18 @@ pub(crate) unsafe fn tile<
     let mut bp = bp;
     let mut ap = a;
     let a_step = if ACOL { lda } else { 1 };
-    // One step of depth: the panel row at `bp + u·nr`, `A`'s column at `ap + u·a_step`.
-    // Four steps per iteration: their loads and broadcasts address the same base registers
-    // with constant offsets, so the integer work that competes for the FMA ports (pointer
-    // updates, the loop test) is paid once per four steps, not every step. Measured against
-    // one step per iteration: 64³ `A·Bᵀ` 1.446–1.472x → 1.465–1.467x `matrixmultiply`, the
-    // MLP shapes 1.14–1.15x → 1.16–1.17x, 16³ 2.09–2.11x → 2.21–2.24x. Each accumulator still
-    // sums `p = 0, 1, …` in order, so the values do not change.
+    // Four steps of depth per iteration: their loads and broadcasts address the same base
+    // registers with constant offsets, so the integer work that competes with the FMAs for
+    // ports (pointer updates, the loop test) is paid once per four steps. Against one step
+    // per iteration, in `agd bench` (three alternating runs each): (128,256,10) 1.60x →
+    // 1.78–1.79x `matrixmultiply`, 16³ 2.12–2.16x → 2.17–2.24x, 64³ 1.454–1.461x →
+    // 1.454–1.476x, the large MLP shapes, the steps and the CNN step unchanged. Not for the
+    // tall tiles of two or three vectors over a row-major `A` (12 x 2, 8 x 3): in the 12 x 2
+    // tile LLVM hoists the four steps' broadcasts ahead of the FMAs and spills them, and
+    // (1568,144,32) fell from 195 to 127 GFLOP/s (the CNN epoch took 1.1x); 8 x 3 gained
+    // nothing. Each accumulator still sums `p = 0, 1, …` in order: the same values.
+    let unroll = if R <= 6 || NVU == 1 || ACOL { 4 } else { 1 };
+    // One step: the panel row at `bp + u·nr`, `A`'s column at `ap + u·a_step`.
     let step = |acc: &mut [[V; NVU]; R], bp: *const T, ap: *const T, u: usize| {
         let mut b = [V::zero(); NVU];
         for (v, bv) in b.iter_mut().enumerate() {
@@ -234,18 +239,17 @@ pub(crate) unsafe fn tile<
             }
         }
     };
-    for _ in 0..kc / 4 {
-        step(&mut acc, bp, ap, 0);
-        step(&mut acc, bp, ap, 1);
-        step(&mut acc, bp, ap, 2);
-        step(&mut acc, bp, ap, 3);
+    for _ in 0..kc / unroll {
+        for u in 0..unroll {
+            step(&mut acc, bp, ap, u);
+        }
         // After the last step these point past the data (for a column-major `A`, a whole
         // row of `A` past, beyond one-past-the-end, which `add` may not do: found by Miri);
         // `wrapping_add` may, and they are never dereferenced there.
-        bp = bp.wrapping_add(4 * nr);
-        ap = ap.wrapping_add(4 * a_step);
+        bp = bp.wrapping_add(unroll * nr);
+        ap = ap.wrapping_add(unroll * a_step);
     }
-    for _ in 0..kc % 4 {
+    for _ in 0..kc % unroll {
         step(&mut acc, bp, ap, 0);
         bp = bp.wrapping_add(nr);
         ap = ap.wrapping_add(a_step);

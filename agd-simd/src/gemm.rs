@@ -980,6 +980,49 @@ mod tests {
         );
     }
 
+    /// `A·Bᵀ` in `f32` with `B`'s rows spread out (`ldb > k`) or packed, exact: small integer
+    /// values, so every sum is exact in `f32` and any value the transposing pack puts in the
+    /// wrong place shows. The shapes take the pack through runs of whole 16 x 16 blocks (one
+    /// and several), a depth tail, and a last panel of fewer than 16 columns.
+    #[test]
+    fn transposed_panels_are_exact() {
+        let shapes: &[(usize, usize, usize)] = if cfg!(miri) {
+            &[(3, 17, 20)]
+        } else {
+            &[
+                (3, 64, 16),
+                (7, 17, 48),
+                (64, 64, 64),
+                (13, 70, 70),
+                (40, 128, 130),
+                (6, 33, 300),
+            ]
+        };
+        let value = |x: usize| (x * 7 + 3) % 9;
+        for &(m, n, k) in shapes {
+            for pad in [0, 3, 16] {
+                let ldb = k + pad;
+                let ld = Strides {
+                    lda: k,
+                    ldb,
+                    ldc: n,
+                };
+                let a: Vec<f32> = (0..m * k).map(|x| value(x) as f32 - 4.0).collect();
+                let b: Vec<f32> = (0..n * ldb)
+                    .map(|x| value(x * 5 + 1) as f32 - 4.0)
+                    .collect();
+                let mut got = vec![f32::NAN; m * n];
+                matmul_nt_ld(m, n, k, 1.0, &a, &b, 0.0, &mut got, ld).unwrap();
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f32 = (0..k).map(|p| a[i * k + p] * b[j * ldb + p]).sum();
+                        assert_eq!(got[i * n + j], want, "{m}x{n}x{k} ldb {ldb} at ({i}, {j})");
+                    }
+                }
+            }
+        }
+    }
+
     /// The strided entry points against a triple loop over the stored layouts: rows of `A`
     /// overlapping (`lda < k`, a convolution's windows) or spread out, `B` in place or packed,
     /// `C` with gaps between its rows, both `β` cases; a short `ldc` or slice is refused.

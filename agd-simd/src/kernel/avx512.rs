@@ -135,9 +135,10 @@ microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16;
 );
 microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8);
 
-/// Transposing pack of `f32` in 16 x 16 blocks held in registers: 16 row loads, a
-/// four-stage shuffle network, 16 stores — about a quarter of a cycle per value instead of
-/// one scalar move each.
+/// Transposing pack of `f32` in 16 x 16 blocks held in registers, about a fifth of a cycle
+/// per value instead of one scalar move each: whole blocks through [`transpose16_run`], a last
+/// block of fewer than 16 columns (zero-padded) through [`transpose16`], the depth's last
+/// `kc % 16` values one at a time.
 ///
 /// # Safety
 /// As [`Microkernel::pack_b_transposed`].
@@ -155,12 +156,12 @@ unsafe fn pack_transposed_f32(
         let jn = cols.saturating_sub(j).min(16);
         let mut p = 0;
         if jn == 16 {
-            while p + 16 <= kc {
-                // SAFETY: rows `j..j + 16 <= cols` of `Bᵀ`, values `p..p + 16 <= kc`; panel
-                // rows `p..p + 16 <= kc`, columns `j..j + 16 <= nr`.
-                unsafe { transpose16_block(b.add(j * ldb + p), ldb, dst.add(p * nr + j), nr) };
-                p += 16;
+            if kc >= 16 {
+                // SAFETY: rows `j..j + 16 <= cols` of `Bᵀ`, values `0..kc / 16 · 16`; panel
+                // rows `0..kc / 16 · 16`, columns `j..j + 16 <= nr`; at least one block.
+                unsafe { transpose16_run(b.add(j * ldb), ldb, kc / 16, dst.add(j), nr) };
             }
+            p = kc / 16 * 16;
         }
         while p + 16 <= kc {
             // SAFETY: AVX-512F is enabled for this module.
@@ -193,48 +194,137 @@ unsafe fn pack_transposed_f32(
     }
 }
 
-/// Transposes the 16 x 16 block at `src` (row stride `lds`) into `dst` (row stride `ldd`).
+/// Transposes `blocks` 16 x 16 blocks side by side along the rows at `src` (row stride `lds`:
+/// 16 rows of `16 · blocks` values) into `dst` (row stride `ldd`: `16 · blocks` rows of 16).
 ///
-/// Built from 128-bit pieces so that half the work happens in the loads: register `x[c][a]`
-/// gathers columns `4c..4c + 4` of rows `a`, `a + 4`, `a + 8`, `a + 12` (one plain load and
-/// three `vinsertf32x4` from memory, which may issue on port 0 or 5), after which a 4 x 4
-/// transpose inside each 128-bit lane (8 unpacks per 4 registers, port 5) leaves every
-/// column in one register: 80 shuffle-port operations spread over two ports against 64 on
-/// port 5 alone for the register-only network of [`transpose16`].
+/// Built from 128-bit pieces so that half the work happens in the loads: for each group of
+/// four columns, register `x[a]` gathers rows `a`, `a + 4`, `a + 8`, `a + 12` (one plain load
+/// and three `vinsertf32x4` from memory, which may issue on port 0 or 5), after which a 4 x 4
+/// transpose inside each 128-bit lane (8 unpacks, port 5) leaves every column in one
+/// register: 80 shuffle-port operations per block spread over two ports, against 64 on port
+/// 5 alone for the register-only network of [`transpose16`].
+///
+/// In assembly because of the addresses. Written with intrinsics, LLVM turned the 16 row
+/// addresses into 16 offsets from one base, more than the free registers, and reloaded them
+/// from the stack: about 35 more instructions a block, beside 80 shuffles on two ports (with
+/// the rows spelt out as four bases it folded them back). Here four bases (rows 0, 4, 8 and
+/// 12, moved on 64 bytes a block) and two strides (`lds`, `3·lds`) reach all 16 rows, and two
+/// more (`ldd`, `3·ldd`) the four stores of each group. In `agd bench`, 64³ `A·Bᵀ` went from
+/// 1.462–1.473x `matrixmultiply` to 1.494–1.523x (the same network with intrinsics in a
+/// function of its own, out of the blocked loop's registers: 1.470–1.510x).
 ///
 /// # Safety
-/// `src` readable at `r·lds + q`, `dst` writable at `q·ldd + r`, for `r, q < 16`.
+/// `blocks >= 1`; `src` readable at `r·lds + q`, `r < 16`, `q < 16 · blocks`; `dst` writable
+/// at `q·ldd + r` for the same `r` and `q`.
 #[inline(always)]
-unsafe fn transpose16_block(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
-    // SAFETY: AVX-512F is enabled for this module; every address is inside the block.
+unsafe fn transpose16_run(src: *const f32, lds: usize, blocks: usize, dst: *mut f32, ldd: usize) {
+    // One group of four columns at byte offset `$o` of the block: `x[a]` (zmm0..3) gathers
+    // rows `a, a + 4, a + 8, a + 12`, the lanes are transposed (zmm4..7, then zmm0..3 hold
+    // columns `$o/4 .. $o/4 + 4`), and four panel rows are stored.
+    macro_rules! quad {
+        ($o:literal) => {
+            concat!(
+                "vmovups xmm0, xmmword ptr [{s0} + ",
+                $o,
+                "]\n",
+                "vinsertf32x4 zmm0, zmm0, xmmword ptr [{s4} + ",
+                $o,
+                "], 1\n",
+                "vinsertf32x4 zmm0, zmm0, xmmword ptr [{s8} + ",
+                $o,
+                "], 2\n",
+                "vinsertf32x4 zmm0, zmm0, xmmword ptr [{s12} + ",
+                $o,
+                "], 3\n",
+                "vmovups xmm1, xmmword ptr [{s0} + {l1} + ",
+                $o,
+                "]\n",
+                "vinsertf32x4 zmm1, zmm1, xmmword ptr [{s4} + {l1} + ",
+                $o,
+                "], 1\n",
+                "vinsertf32x4 zmm1, zmm1, xmmword ptr [{s8} + {l1} + ",
+                $o,
+                "], 2\n",
+                "vinsertf32x4 zmm1, zmm1, xmmword ptr [{s12} + {l1} + ",
+                $o,
+                "], 3\n",
+                "vmovups xmm2, xmmword ptr [{s0} + 2*{l1} + ",
+                $o,
+                "]\n",
+                "vinsertf32x4 zmm2, zmm2, xmmword ptr [{s4} + 2*{l1} + ",
+                $o,
+                "], 1\n",
+                "vinsertf32x4 zmm2, zmm2, xmmword ptr [{s8} + 2*{l1} + ",
+                $o,
+                "], 2\n",
+                "vinsertf32x4 zmm2, zmm2, xmmword ptr [{s12} + 2*{l1} + ",
+                $o,
+                "], 3\n",
+                "vmovups xmm3, xmmword ptr [{s0} + {l3} + ",
+                $o,
+                "]\n",
+                "vinsertf32x4 zmm3, zmm3, xmmword ptr [{s4} + {l3} + ",
+                $o,
+                "], 1\n",
+                "vinsertf32x4 zmm3, zmm3, xmmword ptr [{s8} + {l3} + ",
+                $o,
+                "], 2\n",
+                "vinsertf32x4 zmm3, zmm3, xmmword ptr [{s12} + {l3} + ",
+                $o,
+                "], 3\n",
+                "vunpcklps zmm4, zmm0, zmm1\n",
+                "vunpckhps zmm5, zmm0, zmm1\n",
+                "vunpcklps zmm6, zmm2, zmm3\n",
+                "vunpckhps zmm7, zmm2, zmm3\n",
+                "vunpcklpd zmm0, zmm4, zmm6\n",
+                "vunpckhpd zmm1, zmm4, zmm6\n",
+                "vunpcklpd zmm2, zmm5, zmm7\n",
+                "vunpckhpd zmm3, zmm5, zmm7\n",
+                "vmovups zmmword ptr [{d}], zmm0\n",
+                "vmovups zmmword ptr [{d} + {e1}], zmm1\n",
+                "vmovups zmmword ptr [{d} + 2*{e1}], zmm2\n",
+                "vmovups zmmword ptr [{d} + {e3}], zmm3\n",
+                "lea {d}, [{d} + 4*{e1}]\n",
+            )
+        };
+    }
+    let (l1, e1) = (lds * 4, ldd * 4);
+    // SAFETY: AVX-512F is enabled for this module; every load is inside rows `0..16`, values
+    // `0..16 · blocks` of `src` and every store inside rows `0..16 · blocks`, columns `0..16`
+    // of `dst` (caller); only the named registers are written.
     unsafe {
-        for c in 0..4 {
-            let mut x = [_mm512_setzero_ps(); 4];
-            for (a, xa) in x.iter_mut().enumerate() {
-                let at = |r: usize| _mm_loadu_ps(src.add(r * lds + 4 * c));
-                let v = _mm512_castps128_ps512(at(a));
-                let v = _mm512_insertf32x4::<1>(v, at(a + 4));
-                let v = _mm512_insertf32x4::<2>(v, at(a + 8));
-                *xa = _mm512_insertf32x4::<3>(v, at(a + 12));
-            }
-            // Lane `l` of `x[a]`: row `a + 4l`, columns `4c..4c + 4`.
-            let t0 = _mm512_unpacklo_ps(x[0], x[1]);
-            let t1 = _mm512_unpackhi_ps(x[0], x[1]);
-            let t2 = _mm512_unpacklo_ps(x[2], x[3]);
-            let t3 = _mm512_unpackhi_ps(x[2], x[3]);
-            let pd = _mm512_castps_pd;
-            let y = [
-                _mm512_unpacklo_pd(pd(t0), pd(t2)),
-                _mm512_unpackhi_pd(pd(t0), pd(t2)),
-                _mm512_unpacklo_pd(pd(t1), pd(t3)),
-                _mm512_unpackhi_pd(pd(t1), pd(t3)),
-            ];
-            // Lane `l` of `y[q]`: column `4c + q` of rows `4l..4l + 4`, so all of column
-            // `4c + q` in row order.
-            for (q, yq) in y.iter().enumerate() {
-                _mm512_storeu_ps(dst.add((4 * c + q) * ldd), _mm512_castpd_ps(*yq));
-            }
-        }
+        core::arch::asm!(
+            "2:",
+            quad!("0"),
+            quad!("16"),
+            quad!("32"),
+            quad!("48"),
+            "add {s0}, 64",
+            "add {s4}, 64",
+            "add {s8}, 64",
+            "add {s12}, 64",
+            "dec {n}",
+            "jnz 2b",
+            s0 = inout(reg) src => _,
+            s4 = inout(reg) src.wrapping_add(4 * lds) => _,
+            s8 = inout(reg) src.wrapping_add(8 * lds) => _,
+            s12 = inout(reg) src.wrapping_add(12 * lds) => _,
+            l1 = in(reg) l1,
+            l3 = in(reg) 3 * l1,
+            d = inout(reg) dst => _,
+            e1 = in(reg) e1,
+            e3 = in(reg) 3 * e1,
+            n = inout(reg) blocks => _,
+            out("zmm0") _,
+            out("zmm1") _,
+            out("zmm2") _,
+            out("zmm3") _,
+            out("zmm4") _,
+            out("zmm5") _,
+            out("zmm6") _,
+            out("zmm7") _,
+            options(nostack),
+        );
     }
 }
 

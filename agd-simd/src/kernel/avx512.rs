@@ -209,9 +209,10 @@ unsafe fn pack_transposed_f32(
 /// from the stack: about 35 more instructions a block, beside 80 shuffles on two ports (with
 /// the rows spelt out as four bases it folded them back). Here four bases (rows 0, 4, 8 and
 /// 12, moved on 64 bytes a block) and two strides (`lds`, `3·lds`) reach all 16 rows, and two
-/// more (`ldd`, `3·ldd`) the four stores of each group. In `agd bench`, 64³ `A·Bᵀ` went from
-/// 1.462–1.473x `matrixmultiply` to 1.494–1.523x (the same network with intrinsics in a
-/// function of its own, out of the blocked loop's registers: 1.470–1.510x).
+/// more (`ldd`, `3·ldd`) the four stores of each group. In `agd bench`, alternating builds, 64³
+/// `A·Bᵀ` went from 1.462–1.473x `matrixmultiply` to 1.494–1.523x (1.487–1.498x later, in a
+/// slower spell of the VM); the same network with intrinsics in a function of its own, out of
+/// the blocked loop's registers, gave 1.470–1.510x.
 ///
 /// # Safety
 /// `blocks >= 1`; `src` readable at `r·lds + q`, `r < 16`, `q < 16 · blocks`; `dst` writable

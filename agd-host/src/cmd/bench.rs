@@ -298,6 +298,8 @@ fn race_with_peak(
         }
     };
     let n = contenders.len();
+    // Moved into a new vector one by one, each re-borrowed for this function only: the peak's
+    // closure below does not live as long as the caller's contenders.
     let mut fs: Vec<&mut dyn FnMut()> = Vec::with_capacity(n + 1);
     for f in contenders {
         fs.push(f);
@@ -502,15 +504,11 @@ fn step_row(
             par_failure = Some(e);
         }
     };
-    let (t, fma_peak_gflops) = if threads > 1 {
-        race_with_peak(
-            &budget,
-            vec![&mut single, &mut separate, &mut parallel],
-            PEAK_WEIGHT,
-        )
-    } else {
-        race_with_peak(&budget, vec![&mut single, &mut separate], PEAK_WEIGHT)
-    };
+    let mut contenders: Vec<&mut dyn FnMut()> = vec![&mut single, &mut separate];
+    if threads > 1 {
+        contenders.push(&mut parallel);
+    }
+    let (t, fma_peak_gflops) = race_with_peak(&budget, contenders, PEAK_WEIGHT);
     if let Some(e) = failure.or(separate_failure).or(par_failure) {
         return Err(e.into());
     }
@@ -566,11 +564,11 @@ fn cnn_step_row(
             par_failure = Some(e);
         }
     };
-    let (t, fma_peak_gflops) = if threads > 1 {
-        race_with_peak(&budget, vec![&mut single, &mut parallel], PEAK_WEIGHT)
-    } else {
-        race_with_peak(&budget, vec![&mut single], PEAK_WEIGHT)
-    };
+    let mut contenders: Vec<&mut dyn FnMut()> = vec![&mut single];
+    if threads > 1 {
+        contenders.push(&mut parallel);
+    }
+    let (t, fma_peak_gflops) = race_with_peak(&budget, contenders, PEAK_WEIGHT);
     if let Some(e) = failure.or(par_failure) {
         return Err(e.into());
     }

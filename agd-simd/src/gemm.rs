@@ -980,12 +980,18 @@ mod tests {
         );
     }
 
-    /// `A·Bᵀ` in `f32` with `B`'s rows spread out (`ldb > k`) or packed, exact: small integer
-    /// values, so every sum is exact in `f32` and any value the transposing pack puts in the
-    /// wrong place shows. The shapes take the pack through runs of whole 16 x 16 blocks (one
-    /// and several), a depth tail, and a last panel of fewer than 16 columns.
+    /// `A·Bᵀ` in `f32` and `f64` with `B`'s rows spread out (`ldb > k`) or packed, exact:
+    /// small integer values, so every sum is exact and any value the transposing pack puts in
+    /// the wrong place shows. The shapes take the pack through runs of whole blocks (16 x 16
+    /// in `f32`, 8 x 8 in `f64`; one and several), a depth tail, and a last panel narrower
+    /// than a block.
     #[test]
     fn transposed_panels_are_exact() {
+        transposed_panels_exact::<f32>();
+        transposed_panels_exact::<f64>();
+    }
+
+    fn transposed_panels_exact<T: Element + PartialEq + core::fmt::Debug>() {
         let shapes: &[(usize, usize, usize)] = if cfg!(miri) {
             &[(3, 17, 20)]
         } else {
@@ -996,9 +1002,11 @@ mod tests {
                 (13, 70, 70),
                 (40, 128, 130),
                 (6, 33, 300),
+                (5, 9, 7),
+                (11, 38, 23),
             ]
         };
-        let value = |x: usize| (x * 7 + 3) % 9;
+        let value = |x: usize| T::from_f64(((x * 7 + 3) % 9) as f64 - 4.0);
         for &(m, n, k) in shapes {
             for pad in [0, 3, 16] {
                 let ldb = k + pad;
@@ -1007,15 +1015,13 @@ mod tests {
                     ldb,
                     ldc: n,
                 };
-                let a: Vec<f32> = (0..m * k).map(|x| value(x) as f32 - 4.0).collect();
-                let b: Vec<f32> = (0..n * ldb)
-                    .map(|x| value(x * 5 + 1) as f32 - 4.0)
-                    .collect();
-                let mut got = vec![f32::NAN; m * n];
-                matmul_nt_ld(m, n, k, 1.0, &a, &b, 0.0, &mut got, ld).unwrap();
+                let a: Vec<T> = (0..m * k).map(value).collect();
+                let b: Vec<T> = (0..n * ldb).map(|x| value(x * 5 + 1)).collect();
+                let mut got = vec![T::from_f64(f64::NAN); m * n];
+                matmul_nt_ld(m, n, k, T::ONE, &a, &b, T::ZERO, &mut got, ld).unwrap();
                 for i in 0..m {
                     for j in 0..n {
-                        let want: f32 = (0..k).map(|p| a[i * k + p] * b[j * ldb + p]).sum();
+                        let want = (0..k).fold(T::ZERO, |s, p| s + a[i * k + p] * b[j * ldb + p]);
                         assert_eq!(got[i * n + j], want, "{m}x{n}x{k} ldb {ldb} at ({i}, {j})");
                     }
                 }

@@ -133,7 +133,20 @@ microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16;
         unsafe { pack_transposed_f32(b, ldb, kc, cols, nr, dst) }
     }
 );
-microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8);
+microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8;
+    #[inline(always)]
+    unsafe fn pack_b_transposed(
+        b: *const f64,
+        ldb: usize,
+        kc: usize,
+        cols: usize,
+        nr: usize,
+        dst: *mut f64,
+    ) {
+        // SAFETY: forwarded.
+        unsafe { pack_transposed_f64(b, ldb, kc, cols, nr, dst) }
+    }
+);
 
 /// Transposing pack of `f32` in 16 x 16 blocks held in registers, about a fifth of a cycle
 /// per value instead of one scalar move each: whole blocks through [`transpose16_run`], a last
@@ -191,6 +204,94 @@ unsafe fn pack_transposed_f32(
             }
         }
         j += 16;
+    }
+}
+
+/// Transposing pack of `f64` in 8 x 8 blocks held in registers ([`transpose8`]: 24 shuffles
+/// a block, against a scalar load and store for every value in the trait's default), a last
+/// block of fewer than 8 columns zero-padded, the depth's last `kc % 8` values one at a time.
+///
+/// # Safety
+/// As [`Microkernel::pack_b_transposed`].
+#[inline(always)]
+unsafe fn pack_transposed_f64(
+    b: *const f64,
+    ldb: usize,
+    kc: usize,
+    cols: usize,
+    nr: usize,
+    dst: *mut f64,
+) {
+    let mut j = 0;
+    while j < nr {
+        let jn = cols.saturating_sub(j).min(8);
+        let mut p = 0;
+        while p + 8 <= kc {
+            // SAFETY: AVX-512F is enabled for this module.
+            let mut r = [unsafe { _mm512_setzero_pd() }; 8];
+            for (q, rq) in r.iter_mut().enumerate().take(jn) {
+                // SAFETY: row `j + q < cols` of `Bᵀ`, values `p..p + 8 <= kc`.
+                *rq = unsafe { _mm512_loadu_pd(b.add((j + q) * ldb + p)) };
+            }
+            let t = transpose8(r);
+            for (q, tq) in t.iter().enumerate() {
+                // SAFETY: panel row `p + q < kc`, columns `j..j + 8 <= nr`.
+                unsafe { _mm512_storeu_pd(dst.add((p + q) * nr + j), *tq) };
+            }
+            p += 8;
+        }
+        // Tail of the depth: scalar.
+        for q in 0..8 {
+            for pp in p..kc {
+                // SAFETY: as above, one value at a time.
+                unsafe {
+                    *dst.add(pp * nr + j + q) = if q < jn {
+                        *b.add((j + q) * ldb + pp)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        j += 8;
+    }
+}
+
+/// 8 x 8 transpose of `f64` rows: pairs of rows interleaved (8 unpacks), then two rounds of
+/// 128-bit moves between registers (8 `vshuff64x2` each).
+#[inline(always)]
+fn transpose8(r: [__m512d; 8]) -> [__m512d; 8] {
+    // SAFETY: AVX-512F is enabled for this module (see the top of the file).
+    unsafe {
+        // t[2i] holds (r[2i][c], r[2i+1][c]) for even c, t[2i+1] for odd c, one pair per
+        // 128-bit lane.
+        let mut t = [_mm512_setzero_pd(); 8];
+        for i in 0..4 {
+            t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4h + 2o + s] (h: rows 0-3 or 4-7, o: even or odd columns): lanes 0, 1 the
+        // columns c (s = 0: c = o, 4 + o; s = 1: c = 2 + o, 6 + o) of the first row pair,
+        // lanes 2, 3 those of the second.
+        let mut u = [_mm512_setzero_pd(); 8];
+        for h in 0..2 {
+            for o in 0..2 {
+                let (a, b) = (t[4 * h + o], t[4 * h + 2 + o]);
+                u[4 * h + 2 * o] = _mm512_shuffle_f64x2::<0b10_00_10_00>(a, b);
+                u[4 * h + 2 * o + 1] = _mm512_shuffle_f64x2::<0b11_01_11_01>(a, b);
+            }
+        }
+        // Column c = o + 2s + 4e: lanes e and 2 + e of u[2o + s] (rows 0-3), then the same
+        // lanes of u[4 + 2o + s] (rows 4-7).
+        let mut w = [_mm512_setzero_pd(); 8];
+        for o in 0..2 {
+            for s in 0..2 {
+                let (a, b) = (u[2 * o + s], u[4 + 2 * o + s]);
+                w[o + 2 * s] = _mm512_shuffle_f64x2::<0b10_00_10_00>(a, b);
+                w[o + 2 * s + 4] = _mm512_shuffle_f64x2::<0b11_01_11_01>(a, b);
+            }
+        }
+        w
     }
 }
 

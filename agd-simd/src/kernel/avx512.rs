@@ -8,7 +8,9 @@
 
 use core::arch::x86_64::*;
 
-use super::{Lanes, Microkernel, Panel, microkernel};
+use super::{
+    Lanes, Microkernel, Panel, microkernel, pack_transposed_blocks, pack_transposed_column,
+};
 
 /// `f32` lanes of one `zmm`.
 #[derive(Clone, Copy)]
@@ -164,52 +166,37 @@ unsafe fn pack_transposed_f32(
     nr: usize,
     dst: *mut f32,
 ) {
+    let transpose = |r: [F32x16; 16]| transpose16(r.map(|v| v.0)).map(F32x16);
     let mut j = 0;
     while j < nr {
         let jn = cols.saturating_sub(j).min(16);
         let mut p = 0;
-        if jn == 16 {
-            if kc >= 16 {
-                // SAFETY: rows `j..j + 16 <= cols` of `Bᵀ`, values `0..kc / 16 · 16`; panel
-                // rows `0..kc / 16 · 16`, columns `j..j + 16 <= nr`; at least one block.
-                unsafe { transpose16_run(b.add(j * ldb), ldb, kc / 16, dst.add(j), nr) };
-            }
+        if jn == 16 && kc >= 16 {
+            // SAFETY: rows `j..j + 16 <= cols` of `Bᵀ`, values `0..kc / 16 · 16`; panel rows
+            // `0..kc / 16 · 16`, columns `j..j + 16 <= nr`; at least one block.
+            unsafe { transpose16_run(b.add(j * ldb), ldb, kc / 16, dst.add(j), nr) };
             p = kc / 16 * 16;
         }
-        while p + 16 <= kc {
-            // SAFETY: AVX-512F is enabled for this module.
-            let mut r = [unsafe { _mm512_setzero_ps() }; 16];
-            for (q, rq) in r.iter_mut().enumerate().take(jn) {
-                // SAFETY: row `j + q < cols` of `Bᵀ`, values `p..p + 16 <= kc`.
-                *rq = unsafe { _mm512_loadu_ps(b.add((j + q) * ldb + p)) };
-            }
-            let t = transpose16(r);
-            for (q, tq) in t.iter().enumerate() {
-                // SAFETY: panel row `p + q < kc`, columns `j..j + 16 <= nr`.
-                unsafe { _mm512_storeu_ps(dst.add((p + q) * nr + j), *tq) };
-            }
-            p += 16;
-        }
-        // Tail of the depth: scalar.
-        for q in 0..16 {
-            for pp in p..kc {
-                // SAFETY: as above, one value at a time.
-                unsafe {
-                    *dst.add(pp * nr + j + q) = if q < jn {
-                        *b.add((j + q) * ldb + pp)
-                    } else {
-                        0.0
-                    };
-                }
-            }
+        // SAFETY: the rest of block column `j` (rows `j..j + jn <= cols`, depths `p..kc`),
+        // as the caller's contract allows; the base is only read through when `jn > 0`.
+        unsafe {
+            pack_transposed_column(
+                b.wrapping_add(j * ldb),
+                ldb,
+                kc,
+                jn,
+                nr,
+                dst.add(j),
+                p,
+                &transpose,
+            );
         }
         j += 16;
     }
 }
 
 /// Transposing pack of `f64` in 8 x 8 blocks held in registers ([`transpose8`]: 24 shuffles
-/// a block, against a scalar load and store for every value in the trait's default), a last
-/// block of fewer than 8 columns zero-padded, the depth's last `kc % 8` values one at a time.
+/// a block, against a scalar load and store for every value in the trait's default).
 ///
 /// # Safety
 /// As [`Microkernel::pack_b_transposed`].
@@ -222,39 +209,9 @@ unsafe fn pack_transposed_f64(
     nr: usize,
     dst: *mut f64,
 ) {
-    let mut j = 0;
-    while j < nr {
-        let jn = cols.saturating_sub(j).min(8);
-        let mut p = 0;
-        while p + 8 <= kc {
-            // SAFETY: AVX-512F is enabled for this module.
-            let mut r = [unsafe { _mm512_setzero_pd() }; 8];
-            for (q, rq) in r.iter_mut().enumerate().take(jn) {
-                // SAFETY: row `j + q < cols` of `Bᵀ`, values `p..p + 8 <= kc`.
-                *rq = unsafe { _mm512_loadu_pd(b.add((j + q) * ldb + p)) };
-            }
-            let t = transpose8(r);
-            for (q, tq) in t.iter().enumerate() {
-                // SAFETY: panel row `p + q < kc`, columns `j..j + 8 <= nr`.
-                unsafe { _mm512_storeu_pd(dst.add((p + q) * nr + j), *tq) };
-            }
-            p += 8;
-        }
-        // Tail of the depth: scalar.
-        for q in 0..8 {
-            for pp in p..kc {
-                // SAFETY: as above, one value at a time.
-                unsafe {
-                    *dst.add(pp * nr + j + q) = if q < jn {
-                        *b.add((j + q) * ldb + pp)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-        j += 8;
-    }
+    let transpose = |r: [F64x8; 8]| transpose8(r.map(|v| v.0)).map(F64x8);
+    // SAFETY: forwarded.
+    unsafe { pack_transposed_blocks(b, ldb, kc, cols, nr, dst, transpose) }
 }
 
 /// 8 x 8 transpose of `f64` rows: pairs of rows interleaved (8 unpacks), then two rounds of

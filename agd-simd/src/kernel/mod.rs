@@ -175,6 +175,91 @@ pub trait Microkernel<T: Copy + Default> {
     }
 }
 
+/// [`Microkernel::pack_b_transposed`] by `L x L` blocks turned in registers by `transpose`
+/// (`L` the lanes of `V`): rows `j..j + L` of the stored `Bᵀ` loaded as `L` vectors (missing
+/// rows past `cols` as zeros), transposed, and stored as `L` panel rows.
+///
+/// # Safety
+/// As [`Microkernel::pack_b_transposed`]; `L == V::N`.
+#[allow(dead_code)] // Not every host kernel has a block transpose.
+#[inline(always)]
+pub(crate) unsafe fn pack_transposed_blocks<T: Copy + Default, V: Lanes<T>, const L: usize>(
+    b: *const T,
+    ldb: usize,
+    kc: usize,
+    cols: usize,
+    nr: usize,
+    dst: *mut T,
+    transpose: impl Fn([V; L]) -> [V; L],
+) {
+    let mut j = 0;
+    while j < nr {
+        // SAFETY: forwarded for block column `j`: rows `j..j + jn <= cols` of `Bᵀ` (the base
+        // is only read through when `jn > 0`), panel columns `j..j + L <= nr`.
+        unsafe {
+            pack_transposed_column(
+                b.wrapping_add(j * ldb),
+                ldb,
+                kc,
+                cols.saturating_sub(j).min(L),
+                nr,
+                dst.add(j),
+                0,
+                &transpose,
+            );
+        }
+        j += L;
+    }
+}
+
+/// One block column of [`pack_transposed_blocks`]: rows `0..jn` of `Bᵀ` at `b` (`jn <= L`,
+/// the rest zero) into panel columns `0..L` at `dst`, depths `p0..kc`: whole `L x L` blocks,
+/// then the last `(kc - p0) % L` depths one value at a time.
+///
+/// # Safety
+/// `b` readable at `q·ldb + p` for `q < jn`, `p0 <= p < kc`; `dst` writable at `p·nr + q`
+/// for `p0 <= p < kc`, `q < L`; `L == V::N`.
+#[allow(dead_code)] // Not every host kernel has a block transpose.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pack_transposed_column<T: Copy + Default, V: Lanes<T>, const L: usize>(
+    b: *const T,
+    ldb: usize,
+    kc: usize,
+    jn: usize,
+    nr: usize,
+    dst: *mut T,
+    p0: usize,
+    transpose: &impl Fn([V; L]) -> [V; L],
+) {
+    debug_assert!(L == V::N && jn <= L);
+    let mut p = p0;
+    while p + L <= kc {
+        let mut r = [V::zero(); L];
+        for (q, rq) in r.iter_mut().enumerate().take(jn) {
+            // SAFETY: row `q < jn` of `Bᵀ`, values `p..p + L <= kc`.
+            *rq = unsafe { V::load(b.add(q * ldb + p)) };
+        }
+        for (q, tq) in transpose(r).iter().enumerate() {
+            // SAFETY: panel row `p + q < kc`, columns `0..L`.
+            unsafe { tq.store(dst.add((p + q) * nr)) };
+        }
+        p += L;
+    }
+    for q in 0..L {
+        for pp in p..kc {
+            // SAFETY: as above, one value at a time.
+            unsafe {
+                *dst.add(pp * nr + q) = if q < jn {
+                    *b.add(q * ldb + pp)
+                } else {
+                    T::default()
+                };
+            }
+        }
+    }
+}
+
 /// One `R x (NVU · lanes)` tile, `R` and `NVU` known at compile time so the accumulators live
 /// in registers. `ACOL`: `A` is stored column-major (entry `(i, p)` at `a[p·lda + i]`, the
 /// weight-gradient layout) rather than row-major (`a[i·lda + p]`). `bp` is a packed panel

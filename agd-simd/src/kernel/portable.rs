@@ -4,6 +4,8 @@
 
 use wide::{f32x8, f64x4};
 
+#[cfg(target_feature = "avx")]
+use super::pack_transposed_blocks;
 use super::{Lanes, Microkernel, Panel, microkernel};
 
 macro_rules! wide_lanes {
@@ -58,5 +60,36 @@ pub struct Portable;
 #[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 const KC: usize = 256;
 
-microkernel!(Portable, f32, f32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8);
-microkernel!(Portable, f64, f64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4);
+// With AVX, `B` stored transposed is packed by whole blocks turned in registers by `wide`'s
+// transposes (8 x 8 `f32`, 4 x 4 `f64`); without it, one value at a time (the trait's
+// default), since `wide`'s fallback transposes through memory anyway.
+microkernel!(Portable, f32, f32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8;
+    #[cfg(target_feature = "avx")]
+    #[inline(always)]
+    unsafe fn pack_b_transposed(
+        b: *const f32,
+        ldb: usize,
+        kc: usize,
+        cols: usize,
+        nr: usize,
+        dst: *mut f32,
+    ) {
+        // SAFETY: forwarded; `f32x8` has 8 lanes.
+        unsafe { pack_transposed_blocks(b, ldb, kc, cols, nr, dst, f32x8::transpose) }
+    }
+);
+microkernel!(Portable, f64, f64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4;
+    #[cfg(target_feature = "avx")]
+    #[inline(always)]
+    unsafe fn pack_b_transposed(
+        b: *const f64,
+        ldb: usize,
+        kc: usize,
+        cols: usize,
+        nr: usize,
+        dst: *mut f64,
+    ) {
+        // SAFETY: forwarded; `f64x4` has 4 lanes.
+        unsafe { pack_transposed_blocks(b, ldb, kc, cols, nr, dst, f64x4::transpose) }
+    }
+);

@@ -59,18 +59,21 @@ fn matmul(c: &mut Criterion) {
         }
         g.finish();
     }
-    // f64, at the largest MLP shape.
-    let (m, k, n) = (128, 784, 256);
-    let a: Vec<f64> = data(m * k, 1).into_iter().map(f64::from).collect();
-    let b: Vec<f64> = data(k * n, 2).into_iter().map(f64::from).collect();
-    let mut out = vec![0.0f64; m * n];
+    // f64 `A·Bᵀ` (the forward layout, whose packing transposes), at the largest MLP shape and
+    // the two small cubes.
     let mut g = c.benchmark_group("matmul_nt_f64");
-    g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-    g.bench_function("128x784x256", |bch| {
-        bch.iter(|| {
-            agd_simd::matmul_nt(m, n, k, 1.0, black_box(&a), black_box(&b), 0.0, &mut out).unwrap()
-        })
-    });
+    for (m, k, n) in [(128, 784, 256), (64, 64, 64), (16, 16, 16)] {
+        let a: Vec<f64> = data(m * k, 1).into_iter().map(f64::from).collect();
+        let b: Vec<f64> = data(k * n, 2).into_iter().map(f64::from).collect();
+        let mut out = vec![0.0f64; m * n];
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        g.bench_function(BenchmarkId::from_parameter(format!("{m}x{k}x{n}")), |bch| {
+            bch.iter(|| {
+                agd_simd::matmul_nt(m, n, k, 1.0, black_box(&a), black_box(&b), 0.0, &mut out)
+                    .unwrap()
+            })
+        });
+    }
     g.finish();
 }
 

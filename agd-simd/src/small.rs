@@ -111,6 +111,7 @@ pub(crate) fn dot_rows<T: Element>(
             j += $r;
         }};
     }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     const PREFETCH_BYTES: usize = 512;
     while j + 8 <= n {
         rows!(8);

@@ -8,9 +8,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{
-    Lanes, Microkernel, Panel, microkernel, pack_transposed_blocks, pack_transposed_column,
-};
+use super::{Lanes, Microkernel, Panel, Transpose, microkernel, pack_transposed_column};
 
 /// `f32` lanes of one `zmm`.
 #[derive(Clone, Copy)]
@@ -135,20 +133,7 @@ microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16;
         unsafe { pack_transposed_f32(b, ldb, kc, cols, nr, dst) }
     }
 );
-microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8;
-    #[inline(always)]
-    unsafe fn pack_b_transposed(
-        b: *const f64,
-        ldb: usize,
-        kc: usize,
-        cols: usize,
-        nr: usize,
-        dst: *mut f64,
-    ) {
-        // SAFETY: forwarded.
-        unsafe { pack_transposed_f64(b, ldb, kc, cols, nr, dst) }
-    }
-);
+microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8; transpose_blocks);
 
 /// Transposing pack of `f32` in 16 x 16 blocks held in registers, about a fifth of a cycle
 /// per value instead of one scalar move each: whole blocks through [`transpose16_run`], a last
@@ -166,7 +151,6 @@ unsafe fn pack_transposed_f32(
     nr: usize,
     dst: *mut f32,
 ) {
-    let transpose = |r: [F32x16; 16]| transpose16(r.map(|v| v.0)).map(F32x16);
     let mut j = 0;
     while j < nr {
         let jn = cols.saturating_sub(j).min(16);
@@ -180,7 +164,7 @@ unsafe fn pack_transposed_f32(
         // SAFETY: the rest of block column `j` (rows `j..j + jn <= cols`, depths `p..kc`),
         // as the caller's contract allows; the base is only read through when `jn > 0`.
         unsafe {
-            pack_transposed_column(
+            pack_transposed_column::<f32, F32x16, 16>(
                 b.wrapping_add(j * ldb),
                 ldb,
                 kc,
@@ -188,34 +172,31 @@ unsafe fn pack_transposed_f32(
                 nr,
                 dst.add(j),
                 p,
-                &transpose,
             );
         }
         j += 16;
     }
 }
 
-/// Transposing pack of `f64` in 8 x 8 blocks held in registers ([`transpose8`]: 24 shuffles
-/// a block, against a scalar load and store for every value in the trait's default).
-///
-/// # Safety
-/// As [`Microkernel::pack_b_transposed`].
-#[inline(always)]
-unsafe fn pack_transposed_f64(
-    b: *const f64,
-    ldb: usize,
-    kc: usize,
-    cols: usize,
-    nr: usize,
-    dst: *mut f64,
-) {
-    let transpose = |r: [F64x8; 8]| transpose8(r.map(|v| v.0)).map(F64x8);
-    // SAFETY: forwarded.
-    unsafe { pack_transposed_blocks(b, ldb, kc, cols, nr, dst, transpose) }
+impl Transpose<f32, 16> for F32x16 {
+    #[inline(always)]
+    fn transpose(r: [Self; 16]) -> [Self; 16] {
+        transpose16(r.map(|v| v.0)).map(F32x16)
+    }
+}
+
+impl Transpose<f64, 8> for F64x8 {
+    #[inline(always)]
+    fn transpose(r: [Self; 8]) -> [Self; 8] {
+        transpose8(r.map(|v| v.0)).map(F64x8)
+    }
 }
 
 /// 8 x 8 transpose of `f64` rows: pairs of rows interleaved (8 unpacks), then two rounds of
-/// 128-bit moves between registers (8 `vshuff64x2` each).
+/// 128-bit moves between registers (8 `vshuff64x2` each). It is the `f64` kernel's
+/// [`Transpose`], so that kernel's transposing pack is [`super::pack_transposed_blocks`]:
+/// 24 shuffles a block, against a scalar load and store for every value in the trait's
+/// default.
 #[inline(always)]
 fn transpose8(r: [__m512d; 8]) -> [__m512d; 8] {
     // SAFETY: AVX-512F is enabled for this module (see the top of the file).

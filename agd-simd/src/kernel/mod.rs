@@ -95,8 +95,34 @@ impl<const LEN: usize, T> Panel<LEN, T> {
 /// `impl Microkernel<$t> for $k` with the tile shape, the most rows a narrow panel's tile may
 /// take, the panel depth and a panel buffer of
 /// `KC · NV · lanes` values on the stack, plus any items given after `;` (e.g. a faster
-/// `pack_b_transposed`).
+/// `pack_b_transposed`), or after `; transpose_blocks` the `pack_b_transposed` of
+/// [`pack_transposed_blocks`].
 macro_rules! microkernel {
+    // `; transpose_blocks` (after any attributes for it): `pack_b_transposed` is
+    // `pack_transposed_blocks` over the vector type's `Transpose`.
+    ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident,
+     lanes $lanes:literal; $(#[$m:meta])* transpose_blocks) => {
+        microkernel!($k, $t, $v, mr $mr, nv $nv, max_rows $max, kc $kc, lanes $lanes;
+            $(#[$m])*
+            #[inline(always)]
+            unsafe fn pack_b_transposed(
+                b: *const $t,
+                ldb: usize,
+                kc: usize,
+                cols: usize,
+                nr: usize,
+                dst: *mut $t,
+            ) {
+                // SAFETY: forwarded; `Transpose<_, $lanes>` is implemented for `$v` only if
+                // it has `$lanes` lanes.
+                unsafe {
+                    $crate::kernel::pack_transposed_blocks::<$t, $v, $lanes>(
+                        b, ldb, kc, cols, nr, dst,
+                    )
+                }
+            }
+        );
+    };
     ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident, lanes $lanes:literal $(; $($extra:item)*)?) => {
         impl Microkernel<$t> for $k {
             type V = $v;
@@ -175,29 +201,40 @@ pub trait Microkernel<T: Copy + Default> {
     }
 }
 
-/// [`Microkernel::pack_b_transposed`] by `L x L` blocks turned in registers by `transpose`
-/// (`L` the lanes of `V`): rows `j..j + L` of the stored `Bᵀ` loaded as `L` vectors (missing
-/// rows past `cols` as zeros), transposed, and stored as `L` panel rows.
+/// An `L x L` transpose of `L` vectors of `L` lanes each, in registers: what
+/// [`pack_transposed_blocks`] needs of a vector type.
+pub trait Transpose<T: Copy + Default, const L: usize>: Lanes<T> {
+    /// Column `c` of the block whose rows are `r` (lane `q` of the result `c` is lane `c` of
+    /// `r[q]`).
+    fn transpose(r: [Self; L]) -> [Self; L];
+}
+
+/// [`Microkernel::pack_b_transposed`] by `L x L` blocks turned in registers by `V`'s
+/// [`Transpose`] (`L` the lanes of `V`): rows `j..j + L` of the stored `Bᵀ` loaded as `L`
+/// vectors (missing rows past `cols` as zeros), transposed, and stored as `L` panel rows.
 ///
 /// # Safety
 /// As [`Microkernel::pack_b_transposed`]; `L == V::N`.
 #[allow(dead_code)] // Not every host kernel has a block transpose.
 #[inline(always)]
-pub(crate) unsafe fn pack_transposed_blocks<T: Copy + Default, V: Lanes<T>, const L: usize>(
+pub(crate) unsafe fn pack_transposed_blocks<
+    T: Copy + Default,
+    V: Transpose<T, L>,
+    const L: usize,
+>(
     b: *const T,
     ldb: usize,
     kc: usize,
     cols: usize,
     nr: usize,
     dst: *mut T,
-    transpose: impl Fn([V; L]) -> [V; L],
 ) {
     let mut j = 0;
     while j < nr {
         // SAFETY: forwarded for block column `j`: rows `j..j + jn <= cols` of `Bᵀ` (the base
         // is only read through when `jn > 0`), panel columns `j..j + L <= nr`.
         unsafe {
-            pack_transposed_column(
+            pack_transposed_column::<T, V, L>(
                 b.wrapping_add(j * ldb),
                 ldb,
                 kc,
@@ -205,7 +242,6 @@ pub(crate) unsafe fn pack_transposed_blocks<T: Copy + Default, V: Lanes<T>, cons
                 nr,
                 dst.add(j),
                 0,
-                &transpose,
             );
         }
         j += L;
@@ -221,8 +257,11 @@ pub(crate) unsafe fn pack_transposed_blocks<T: Copy + Default, V: Lanes<T>, cons
 /// for `p0 <= p < kc`, `q < L`; `L == V::N`.
 #[allow(dead_code)] // Not every host kernel has a block transpose.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pack_transposed_column<T: Copy + Default, V: Lanes<T>, const L: usize>(
+pub(crate) unsafe fn pack_transposed_column<
+    T: Copy + Default,
+    V: Transpose<T, L>,
+    const L: usize,
+>(
     b: *const T,
     ldb: usize,
     kc: usize,
@@ -230,7 +269,6 @@ pub(crate) unsafe fn pack_transposed_column<T: Copy + Default, V: Lanes<T>, cons
     nr: usize,
     dst: *mut T,
     p0: usize,
-    transpose: &impl Fn([V; L]) -> [V; L],
 ) {
     debug_assert!(L == V::N && jn <= L);
     let mut p = p0;
@@ -240,7 +278,7 @@ pub(crate) unsafe fn pack_transposed_column<T: Copy + Default, V: Lanes<T>, cons
             // SAFETY: row `q < jn` of `Bᵀ`, values `p..p + L <= kc`.
             *rq = unsafe { V::load(b.add(q * ldb + p)) };
         }
-        for (q, tq) in transpose(r).iter().enumerate() {
+        for (q, tq) in V::transpose(r).iter().enumerate() {
             // SAFETY: panel row `p + q < kc`, columns `0..L`.
             unsafe { tq.store(dst.add((p + q) * nr)) };
         }

@@ -5,7 +5,7 @@
 use wide::{f32x8, f64x4};
 
 #[cfg(target_feature = "avx")]
-use super::pack_transposed_blocks;
+use super::Transpose;
 use super::{Lanes, Microkernel, Panel, microkernel};
 
 macro_rules! wide_lanes {
@@ -63,33 +63,21 @@ const KC: usize = 256;
 // With AVX, `B` stored transposed is packed by whole blocks turned in registers by `wide`'s
 // transposes (8 x 8 `f32`, 4 x 4 `f64`); without it, one value at a time (the trait's
 // default), since `wide`'s fallback transposes through memory anyway.
+#[cfg(target_feature = "avx")]
+impl Transpose<f32, 8> for f32x8 {
+    #[inline(always)]
+    fn transpose(r: [Self; 8]) -> [Self; 8] {
+        f32x8::transpose(r)
+    }
+}
+#[cfg(target_feature = "avx")]
+impl Transpose<f64, 4> for f64x4 {
+    #[inline(always)]
+    fn transpose(r: [Self; 4]) -> [Self; 4] {
+        f64x4::transpose(r)
+    }
+}
 microkernel!(Portable, f32, f32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8;
-    #[cfg(target_feature = "avx")]
-    #[inline(always)]
-    unsafe fn pack_b_transposed(
-        b: *const f32,
-        ldb: usize,
-        kc: usize,
-        cols: usize,
-        nr: usize,
-        dst: *mut f32,
-    ) {
-        // SAFETY: forwarded; `f32x8` has 8 lanes.
-        unsafe { pack_transposed_blocks(b, ldb, kc, cols, nr, dst, f32x8::transpose) }
-    }
-);
+    #[cfg(target_feature = "avx")] transpose_blocks);
 microkernel!(Portable, f64, f64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4;
-    #[cfg(target_feature = "avx")]
-    #[inline(always)]
-    unsafe fn pack_b_transposed(
-        b: *const f64,
-        ldb: usize,
-        kc: usize,
-        cols: usize,
-        nr: usize,
-        dst: *mut f64,
-    ) {
-        // SAFETY: forwarded; `f64x4` has 4 lanes.
-        unsafe { pack_transposed_blocks(b, ldb, kc, cols, nr, dst, f64x4::transpose) }
-    }
-);
+    #[cfg(target_feature = "avx")] transpose_blocks);

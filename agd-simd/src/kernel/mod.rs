@@ -113,8 +113,8 @@ macro_rules! microkernel {
                 nr: usize,
                 dst: *mut $t,
             ) {
-                // SAFETY: forwarded; `Transpose<_, $lanes>` is implemented for `$v` only if
-                // it has `$lanes` lanes.
+                // SAFETY: forwarded (`pack_transposed_blocks` checks at compile time that
+                // `$v` has `$lanes` lanes).
                 unsafe {
                     $crate::kernel::pack_transposed_blocks::<$t, $v, $lanes>(
                         b, ldb, kc, cols, nr, dst,
@@ -214,7 +214,7 @@ pub trait Transpose<T: Copy + Default, const L: usize>: Lanes<T> {
 /// vectors (missing rows past `cols` as zeros), transposed, and stored as `L` panel rows.
 ///
 /// # Safety
-/// As [`Microkernel::pack_b_transposed`]; `L == V::N`.
+/// As [`Microkernel::pack_b_transposed`]. (`L == V::N` is checked at compile time.)
 #[allow(dead_code)] // Not every host kernel has a block transpose.
 #[inline(always)]
 pub(crate) unsafe fn pack_transposed_blocks<
@@ -254,7 +254,7 @@ pub(crate) unsafe fn pack_transposed_blocks<
 ///
 /// # Safety
 /// `b` readable at `q·ldb + p` for `q < jn`, `p0 <= p < kc`; `dst` writable at `p·nr + q`
-/// for `p0 <= p < kc`, `q < L`; `L == V::N`.
+/// for `p0 <= p < kc`, `q < L`. (`L == V::N` is checked at compile time.)
 #[allow(dead_code)] // Not every host kernel has a block transpose.
 #[inline(always)]
 pub(crate) unsafe fn pack_transposed_column<
@@ -270,7 +270,8 @@ pub(crate) unsafe fn pack_transposed_column<
     dst: *mut T,
     p0: usize,
 ) {
-    debug_assert!(L == V::N && jn <= L);
+    const { assert!(L == V::N, "a block is as wide as a vector") };
+    debug_assert!(jn <= L);
     let mut p = p0;
     while p + L <= kc {
         let mut r = [V::zero(); L];

@@ -87,8 +87,8 @@ fn a_perturbed_reference_is_caught() {
 
 #[test]
 fn malformed_files_are_refused_with_a_message() {
-    let dir = std::env::temp_dir().join(format!("agd-golden-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
     let base = std::fs::read_to_string(golden("golden_a_tiny_xent.json")).unwrap();
     let cases = [
         ("truncated", base[..base.len() / 2].to_string()),

@@ -27,8 +27,8 @@
 //! Why this shape, measured on the MNIST CNN (batch 128, f32, one thread,
 //! `cnn_profile` example): the previous layout, one sample at a time as `W (c_out x K) ·
 //! cols (K x P)` over NCHW buffers, spent 42 % of the step in products only 16 or 32 rows tall
-//! and 40 % unfolding and folding back three-wide runs; see `BENCHMARKS.md` for the figures of
-//! this one.
+//! and 40 % unfolding and folding back three-wide runs; see `docs/benchmark-history.md` for
+//! the figures of this one.
 //!
 //! The scratch decides the chunk: `S` is the most samples whose unfolding fits
 //! ([`Conv2d::scratch_for`]). A network lends every layer the scratch its largest layer needs

@@ -19,7 +19,7 @@ use crate::spec::{self, LayerSpec, SpecLayout};
 /// ([`ConvNetMut::forward`]): few enough that a part's activations and errors between those
 /// layers are still in cache when the next layer reads them (about 170 KB per sample on the
 /// issue's MNIST CNN). On that CNN (batch 128, one thread) parts of 8, 16 and 32 were each
-/// faster than the whole batch, 32 by a little the fastest (`BENCHMARKS.md`).
+/// faster than the whole batch, 32 by a little the fastest (`docs/benchmark-history.md`).
 pub const CONV_PART: usize = 32;
 
 /// The parts a batch's leading conv layers run in ([`ConvNetMut::forward`],

@@ -6,8 +6,8 @@
 //! pages, more than the first-level TLB holds, and a miss costs a page walk (a two-level one
 //! under virtualisation). On Linux these buffers ask for 2 MiB pages
 //! (`madvise(MADV_HUGEPAGE)`, which is all `transparent_hugepage=madvise`, the usual setting,
-//! needs). BENCHMARKS.md has the figures (session 13): the `[784,256,256,10]` b128 step about
-//! 6 % faster, `[784,1024³,10]` about 11 %, the MNIST CNN's 10–16 %, MNIST's batch gather
+//! needs). docs/benchmark-history.md has the figures (session 13): the `[784,256,256,10]` b128 step
+//! about 6 % faster, `[784,1024³,10]` about 11 %, the MNIST CNN's 10–16 %, MNIST's batch gather
 //! more than twice as fast.
 //!
 //! The advice only changes how pages are backed, never what they hold; where it is not
@@ -165,7 +165,8 @@ impl<T> fmt::Debug for HugeBuf<T> {
 /// Training gathers each batch from random rows of the whole training set (188 MB for MNIST
 /// in `f32`); with 4 KiB pages nearly every row costs a page walk. On the development VM the
 /// gather took 72–78 ms of a 0.59 s MNIST epoch, and 29–34 ms with the set on huge pages
-/// (BENCHMARKS.md, session 13; 38–42 ms was the whole process on huge pages through glibc).
+/// (docs/benchmark-history.md, session 13; 38–42 ms was the whole process on huge pages
+/// through glibc).
 pub fn vec_on_huge_pages<T>(len: usize) -> Vec<T> {
     let v = Vec::with_capacity(len);
     let start = v.as_ptr() as usize;

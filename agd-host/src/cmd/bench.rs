@@ -796,7 +796,7 @@ fn print_tables(r: &Report) {
         h.thp_mode.as_deref().unwrap_or("unavailable"),
         match h.probe_huge_kib {
             Some(0) => "a 4 MiB probe buffer got none: operands and networks sat on 4 KiB \
-                        pages, slower (BENCHMARKS.md, session 13)"
+                        pages, slower (docs/benchmark-history.md, session 13)"
                 .to_string(),
             Some(k) => format!("a 4 MiB probe buffer's mapping holds {k} KiB of them"),
             None => "could not tell whether buffers got them".to_string(),

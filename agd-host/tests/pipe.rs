@@ -1,4 +1,6 @@
-//! `agd … | head -1`: a closed standard output must not make the tool panic.
+//! `agd … | head -1`: a closed standard output must not make the tool panic. Unix only (the
+//! SIGPIPE disposition `agd` restores exists only there).
+#![cfg(unix)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;

@@ -293,7 +293,7 @@ mod tests {
             p
         };
         let cases: Vec<(PathBuf, &str)> = vec![
-            (dir.join("missing.agdc"), "No such file"),
+            (dir.join("missing.agdc"), "(os error 2)"),
             (write("empty", b""), "truncated"),
             (write("short", &bytes[..bytes.len() / 2]), "truncated"),
             (write("text", b"{\"not\": \"a checkpoint\"}"), "bad magic"),

@@ -109,6 +109,8 @@ fn quick_bench_reports_every_figure_as_json() {
     assert!(cnn["threaded_best_wall_us"].as_f64().unwrap() > 0.0);
     let p = v["power_iteration_us"].as_f64().unwrap();
     assert!(p.is_finite() && p > 0.0);
+    // Thread CPU time where the OS has a fine one, the wall clock elsewhere (Windows).
+    assert_eq!(v["clock"], if cfg!(unix) { "thread_cpu" } else { "wall" });
 }
 
 #[test]

@@ -304,7 +304,7 @@ fn every_hostile_input_is_one_line_and_exit_2() {
         case(
             "missing file (checkpoint)",
             &["eval", "--load", &p(&s.join("nope.agdc"))],
-            "no such file",
+            "(os error 2)",
         ),
         case(
             "truncated file (idx)",

@@ -202,6 +202,9 @@ pub struct Report {
     pub power_iteration_us: f64,
     /// Whether the operands and networks above got huge pages ([`agd_host::pages`]).
     pub huge_pages: pages::HugePageProbe,
+    /// What the medians are in: `"thread_cpu"` (the thread's CPU time) or `"wall"` (the
+    /// monotonic wall clock, on an OS without a fine thread CPU clock: [`agd_host::timing`]).
+    pub clock: &'static str,
     /// `true` for a `--quick` run.
     pub quick: bool,
 }
@@ -641,6 +644,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         cnn_step,
         power_iteration_us: t[0].cpu_median * 1e6,
         huge_pages: pages::probe(),
+        clock: agd_host::timing::CLOCK,
         quick,
     })
 }
@@ -802,6 +806,12 @@ fn print_tables(r: &Report) {
             None => "could not tell whether buffers got them".to_string(),
         }
     );
+    if r.clock != "thread_cpu" {
+        println!(
+            "times: the wall clock, not thread CPU time (this OS has no fine thread CPU clock), \
+             so time the machine spent elsewhere counts too"
+        );
+    }
     if r.quick {
         println!("(--quick: few rounds; rerun without it for figures to quote)");
     }

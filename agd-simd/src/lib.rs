@@ -54,3 +54,70 @@ pub use gemm::{
     matmul_tn_ld, matmul_tn_sum_sq,
 };
 pub use power::power_iteration;
+
+/// The matrix kernel and vectors this build compiled in. They are chosen when the crate is
+/// compiled, from the target's features, never at run time, and a crate that depends on this
+/// one builds it with its own flags (this repository's `.cargo/config.toml` does not reach
+/// it): on x86-64 a default build is `"portable-sse2"`, several times slower than what
+/// `-C target-cpu=native` gives a machine with AVX2 or AVX-512.
+///
+/// * `"avx512"`: the AVX-512 microkernel (6 x 64 `f32` tiles), `wide` at 512 bits;
+/// * `"portable-avx2"` (AVX2 and FMA), `"portable-avx"`, `"portable-sse2"`, `"portable-neon"`
+///   (aarch64), `"portable"` (any other host): `wide`'s vectors in the portable microkernel;
+/// * `"scalar-vfma"` (Cortex-M4F/M7 with the `arm-vfma` feature: hand-scheduled `vfma.f32`
+///   tiles), `"scalar"` (other M-profile Arm and RISC-V): register-tiled scalar loops.
+///
+/// ```
+/// assert!(!agd_simd::KERNEL.is_empty());
+/// ```
+pub const KERNEL: &str = kernel_name();
+
+const fn kernel_name() -> &'static str {
+    if cfg!(any(target_arch = "arm", target_arch = "riscv32")) {
+        if cfg!(all(
+            target_arch = "arm",
+            target_abi = "eabihf",
+            feature = "arm-vfma"
+        )) {
+            "scalar-vfma"
+        } else {
+            "scalar"
+        }
+    } else if cfg!(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        not(miri)
+    )) {
+        "avx512"
+    } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+        "portable-avx2"
+    } else if cfg!(target_feature = "avx") {
+        "portable-avx"
+    } else if cfg!(target_feature = "sse2") {
+        "portable-sse2"
+    } else if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+        "portable-neon"
+    } else {
+        "portable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::KERNEL`] names the microkernel the products really use.
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    #[test]
+    fn the_kernel_name_is_the_kernel_in_use() {
+        use crate::element::sealed::Gemm;
+        use core::any::TypeId;
+        let kernel = TypeId::of::<<f32 as Gemm>::Kernel>();
+        assert_eq!(kernel, TypeId::of::<<f64 as Gemm>::Kernel>());
+        let portable = TypeId::of::<crate::kernel::portable::Portable>();
+        if super::KERNEL == "avx512" {
+            assert_ne!(kernel, portable);
+        } else {
+            assert!(super::KERNEL.starts_with("portable"), "{}", super::KERNEL);
+            assert_eq!(kernel, portable);
+        }
+    }
+}

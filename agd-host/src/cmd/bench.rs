@@ -205,6 +205,9 @@ pub struct Report {
     /// What the medians are in: `"thread_cpu"` (the thread's CPU time) or `"wall"` (the
     /// monotonic wall clock, on an OS without a fine thread CPU clock: [`agd_host::timing`]).
     pub clock: &'static str,
+    /// The matrix kernel this build compiled in ([`agd_simd::KERNEL`]: `"avx512"`,
+    /// `"portable-avx2"`, `"portable-sse2"`, `"portable-neon"`, …).
+    pub kernel: &'static str,
     /// `true` for a `--quick` run.
     pub quick: bool,
 }
@@ -645,6 +648,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         power_iteration_us: t[0].cpu_median * 1e6,
         huge_pages: pages::probe(),
         clock: agd_host::timing::CLOCK,
+        kernel: agd_simd::KERNEL,
         quick,
     })
 }
@@ -805,6 +809,10 @@ fn print_tables(r: &Report) {
             Some(k) => format!("a 4 MiB probe buffer's mapping holds {k} KiB of them"),
             None => "could not tell whether buffers got them".to_string(),
         }
+    );
+    println!(
+        "kernel: {} (chosen when agd-simd was compiled: README, \"In your own project\")",
+        r.kernel
     );
     if r.clock != "thread_cpu" {
         println!(

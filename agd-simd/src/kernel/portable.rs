@@ -61,9 +61,10 @@ pub struct Portable;
 const KC: usize = 256;
 
 // With AVX, `B` stored transposed is packed by whole blocks turned in registers by `wide`'s
-// transposes (8 x 8 `f32`, 4 x 4 `f64`); on aarch64 by NEON `trn1`/`trn2` (module `neon`
-// below), since `wide`'s transposes there go lane by lane through memory; elsewhere (SSE2)
-// one value at a time (the trait's default), `wide`'s fallback being a copy through memory.
+// transposes (8 x 8 `f32`, 4 x 4 `f64`). With NEON (aarch64) or SSE2 alone, where `wide`'s
+// vectors are two 128-bit halves and its transposes go lane by lane through memory, by four
+// 128-bit blocks each (module `halves` below); anywhere else one value at a time (the
+// trait's default).
 #[cfg(target_feature = "avx")]
 impl Transpose<f32, 8> for f32x8 {
     #[inline(always)]
@@ -79,66 +80,188 @@ impl Transpose<f64, 4> for f64x4 {
     }
 }
 microkernel!(Portable, f32, f32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8;
-    #[cfg(any(target_feature = "avx", all(target_arch = "aarch64", target_feature = "neon")))]
+    #[cfg(any(
+        target_feature = "avx",
+        all(target_arch = "aarch64", target_feature = "neon"),
+        all(
+            any(target_arch = "x86", target_arch = "x86_64"),
+            target_feature = "sse2",
+            not(target_feature = "avx"),
+            not(miri)
+        )
+    ))]
     transpose_blocks);
 microkernel!(Portable, f64, f64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4;
-    #[cfg(any(target_feature = "avx", all(target_arch = "aarch64", target_feature = "neon")))]
+    #[cfg(any(
+        target_feature = "avx",
+        all(target_arch = "aarch64", target_feature = "neon"),
+        all(
+            any(target_arch = "x86", target_arch = "x86_64"),
+            target_feature = "sse2",
+            not(target_feature = "avx"),
+            not(miri)
+        )
+    ))]
     transpose_blocks);
 
-/// The block transposes on aarch64, from NEON's two-register transposes: `trn1`/`trn2` on
-/// 32-bit lanes, then on 64-bit lanes, turn four rows of four `f32` (a 4 x 4 block: 8
-/// instructions for 16 values); an `f64` 2 x 2 block is one `trn1`/`trn2` pair. `wide`'s
-/// `f32x8` (`f64x4`) is two `float32x4_t` (`float64x2_t`) halves there, so an 8 x 8 (4 x 4)
-/// transpose is four blocks, the off-diagonal two trading places.
-#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-mod neon {
-    use core::arch::aarch64::{
-        float32x4_t, float64x2_t, vld1q_f32, vld1q_f64, vreinterpretq_f32_f64,
-        vreinterpretq_f64_f32, vst1q_f32, vst1q_f64, vtrn1q_f32, vtrn1q_f64, vtrn2q_f32,
-        vtrn2q_f64,
-    };
+/// Block transposes from 128-bit ones, for targets whose `wide` `f32x8` (`f64x4`) is two
+/// 128-bit halves: NEON on aarch64, and x86 with SSE2 but not AVX (not under Miri, which
+/// emulates only some of these intrinsics). Each ISA gives a 4 x 4 `f32` transpose (NEON:
+/// `trn1`/`trn2` on 32-bit lanes, then on 64-bit lanes; SSE: `unpcklps`/`unpckhps`, then
+/// `movlhps`/`movhlps`; 8 instructions for 16 values) and a 2 x 2 `f64` one (one pair); an
+/// 8 x 8 (4 x 4) transpose is four such blocks, the off-diagonal two trading places.
+#[cfg(any(
+    all(target_arch = "aarch64", target_feature = "neon"),
+    all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2",
+        not(target_feature = "avx"),
+        not(miri)
+    )
+))]
+mod halves {
     use wide::{f32x8, f64x4};
 
     use super::super::Transpose;
 
-    /// The transpose of four rows of four (`out[c][q] = r[q][c]`).
-    #[inline(always)]
-    fn transpose4(r: [float32x4_t; 4]) -> [float32x4_t; 4] {
-        // SAFETY: NEON is enabled at compile time (the `cfg` above); these are register
-        // operations.
-        unsafe {
-            // [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3]
-            let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1]));
-            let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));
-            let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3]));
-            let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));
-            [
-                vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
-                vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
-                vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
-                vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
-            ]
+    #[cfg(target_arch = "aarch64")]
+    mod isa {
+        use core::arch::aarch64::{
+            float32x4_t, float64x2_t, vld1q_f32, vld1q_f64, vreinterpretq_f32_f64,
+            vreinterpretq_f64_f32, vst1q_f32, vst1q_f64, vtrn1q_f32, vtrn1q_f64, vtrn2q_f32,
+            vtrn2q_f64,
+        };
+
+        pub type F4 = float32x4_t;
+        pub type D2 = float64x2_t;
+
+        #[inline(always)]
+        pub fn load4(a: &[f32; 4]) -> F4 {
+            // SAFETY: NEON is enabled (the module's `cfg`); `a` holds 4 values.
+            unsafe { vld1q_f32(a.as_ptr()) }
+        }
+        #[inline(always)]
+        pub fn store4(v: F4, a: &mut [f32; 4]) {
+            // SAFETY: NEON is enabled; `a` has room for 4 values.
+            unsafe { vst1q_f32(a.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        pub fn load2(a: &[f64; 2]) -> D2 {
+            // SAFETY: NEON is enabled; `a` holds 2 values.
+            unsafe { vld1q_f64(a.as_ptr()) }
+        }
+        #[inline(always)]
+        pub fn store2(v: D2, a: &mut [f64; 2]) {
+            // SAFETY: NEON is enabled; `a` has room for 2 values.
+            unsafe { vst1q_f64(a.as_mut_ptr(), v) }
+        }
+        /// `out[c][q] = r[q][c]`.
+        #[inline(always)]
+        pub fn transpose4(r: [F4; 4]) -> [F4; 4] {
+            // SAFETY: NEON is enabled; register operations.
+            unsafe {
+                // [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3]
+                let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1]));
+                let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));
+                let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3]));
+                let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));
+                [
+                    vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
+                    vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
+                    vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
+                    vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
+                ]
+            }
+        }
+        /// `[[a0, b0], [a1, b1]]`.
+        #[inline(always)]
+        pub fn transpose2(a: D2, b: D2) -> [D2; 2] {
+            // SAFETY: NEON is enabled; register operations.
+            unsafe { [vtrn1q_f64(a, b), vtrn2q_f64(a, b)] }
         }
     }
 
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    mod isa {
+        #[cfg(target_arch = "x86")]
+        use core::arch::x86::{
+            __m128, __m128d, _mm_loadu_pd, _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps,
+            _mm_storeu_pd, _mm_storeu_ps, _mm_unpackhi_pd, _mm_unpackhi_ps, _mm_unpacklo_pd,
+            _mm_unpacklo_ps,
+        };
+        #[cfg(target_arch = "x86_64")]
+        use core::arch::x86_64::{
+            __m128, __m128d, _mm_loadu_pd, _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps,
+            _mm_storeu_pd, _mm_storeu_ps, _mm_unpackhi_pd, _mm_unpackhi_ps, _mm_unpacklo_pd,
+            _mm_unpacklo_ps,
+        };
+
+        pub type F4 = __m128;
+        pub type D2 = __m128d;
+
+        #[inline(always)]
+        pub fn load4(a: &[f32; 4]) -> F4 {
+            // SAFETY: SSE2 is enabled (the module's `cfg`); `a` holds 4 values.
+            unsafe { _mm_loadu_ps(a.as_ptr()) }
+        }
+        #[inline(always)]
+        pub fn store4(v: F4, a: &mut [f32; 4]) {
+            // SAFETY: SSE2 is enabled; `a` has room for 4 values.
+            unsafe { _mm_storeu_ps(a.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        pub fn load2(a: &[f64; 2]) -> D2 {
+            // SAFETY: SSE2 is enabled; `a` holds 2 values.
+            unsafe { _mm_loadu_pd(a.as_ptr()) }
+        }
+        #[inline(always)]
+        pub fn store2(v: D2, a: &mut [f64; 2]) {
+            // SAFETY: SSE2 is enabled; `a` has room for 2 values.
+            unsafe { _mm_storeu_pd(a.as_mut_ptr(), v) }
+        }
+        /// `out[c][q] = r[q][c]` (`_MM_TRANSPOSE4_PS`).
+        #[inline(always)]
+        pub fn transpose4(r: [F4; 4]) -> [F4; 4] {
+            // SAFETY: SSE2 is enabled; register operations.
+            unsafe {
+                // [a0 b0 a1 b1], [c0 d0 c1 d1], [a2 b2 a3 b3], [c2 d2 c3 d3]
+                let t0 = _mm_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm_unpacklo_ps(r[2], r[3]);
+                let t2 = _mm_unpackhi_ps(r[0], r[1]);
+                let t3 = _mm_unpackhi_ps(r[2], r[3]);
+                [
+                    _mm_movelh_ps(t0, t1),
+                    _mm_movehl_ps(t1, t0),
+                    _mm_movelh_ps(t2, t3),
+                    _mm_movehl_ps(t3, t2),
+                ]
+            }
+        }
+        /// `[[a0, b0], [a1, b1]]`.
+        #[inline(always)]
+        pub fn transpose2(a: D2, b: D2) -> [D2; 2] {
+            // SAFETY: SSE2 is enabled; register operations.
+            unsafe { [_mm_unpacklo_pd(a, b), _mm_unpackhi_pd(a, b)] }
+        }
+    }
+
+    use isa::{D2, F4, load2, load4, store2, store4, transpose2, transpose4};
+
     /// The two halves of a row.
     #[inline(always)]
-    fn halves_f32(v: f32x8) -> [float32x4_t; 2] {
+    fn halves_f32(v: f32x8) -> [F4; 2] {
         let a = v.to_array();
-        // SAFETY: NEON is enabled; `a` holds 8 values.
-        unsafe { [vld1q_f32(a.as_ptr()), vld1q_f32(a.as_ptr().add(4))] }
+        let (lo, hi) = a.split_at(4);
+        [load4(lo.try_into().unwrap()), load4(hi.try_into().unwrap())]
     }
 
     /// A row from its two halves.
     #[inline(always)]
-    fn join_f32(lo: float32x4_t, hi: float32x4_t) -> f32x8 {
-        let mut a = [0.0f32; 8];
-        // SAFETY: NEON is enabled; `a` has room for 8 values.
-        unsafe {
-            vst1q_f32(a.as_mut_ptr(), lo);
-            vst1q_f32(a.as_mut_ptr().add(4), hi);
-        }
-        f32x8::new(a)
+    fn join_f32(lo: F4, hi: F4) -> f32x8 {
+        let (mut l, mut h) = ([0.0f32; 4], [0.0f32; 4]);
+        store4(lo, &mut l);
+        store4(hi, &mut h);
+        f32x8::new([l[0], l[1], l[2], l[3], h[0], h[1], h[2], h[3]])
     }
 
     impl Transpose<f32, 8> for f32x8 {
@@ -153,7 +276,7 @@ mod neon {
                     h[rows + 3][half],
                 ])
             };
-            // Output row c < 4 is column c of the left half: rows 0..4 then rows 4..8.
+            // Output row c < 4 is column c of the left halves: rows 0..4, then rows 4..8.
             let (top_left, bottom_left) = (block(0, 0), block(4, 0));
             let (top_right, bottom_right) = (block(0, 1), block(4, 1));
             core::array::from_fn(|c| {
@@ -166,31 +289,20 @@ mod neon {
         }
     }
 
-    /// The transpose of two rows of two.
-    #[inline(always)]
-    fn transpose2(a: float64x2_t, b: float64x2_t) -> [float64x2_t; 2] {
-        // SAFETY: NEON is enabled; register operations.
-        unsafe { [vtrn1q_f64(a, b), vtrn2q_f64(a, b)] }
-    }
-
     /// The two halves of a row.
     #[inline(always)]
-    fn halves_f64(v: f64x4) -> [float64x2_t; 2] {
+    fn halves_f64(v: f64x4) -> [D2; 2] {
         let a = v.to_array();
-        // SAFETY: NEON is enabled; `a` holds 4 values.
-        unsafe { [vld1q_f64(a.as_ptr()), vld1q_f64(a.as_ptr().add(2))] }
+        [load2(&[a[0], a[1]]), load2(&[a[2], a[3]])]
     }
 
     /// A row from its two halves.
     #[inline(always)]
-    fn join_f64(lo: float64x2_t, hi: float64x2_t) -> f64x4 {
-        let mut a = [0.0f64; 4];
-        // SAFETY: NEON is enabled; `a` has room for 4 values.
-        unsafe {
-            vst1q_f64(a.as_mut_ptr(), lo);
-            vst1q_f64(a.as_mut_ptr().add(2), hi);
-        }
-        f64x4::new(a)
+    fn join_f64(lo: D2, hi: D2) -> f64x4 {
+        let (mut l, mut h) = ([0.0f64; 2], [0.0f64; 2]);
+        store2(lo, &mut l);
+        store2(hi, &mut h);
+        f64x4::new([l[0], l[1], h[0], h[1]])
     }
 
     impl Transpose<f64, 4> for f64x4 {

@@ -124,6 +124,33 @@ mod halves {
 
     use super::super::Transpose;
 
+    /// `load4`/`store4` (`f32`) and `load2`/`store2` (`f64`) between an array and a register,
+    /// from the ISA's unaligned 128-bit load and store.
+    macro_rules! io {
+        ($f4:ty = $ld4:ident, $st4:ident; $d2:ty = $ld2:ident, $st2:ident) => {
+            #[inline(always)]
+            pub fn load4(a: &[f32; 4]) -> $f4 {
+                // SAFETY: the ISA is enabled (the module's `cfg`); `a` holds 4 values.
+                unsafe { $ld4(a.as_ptr()) }
+            }
+            #[inline(always)]
+            pub fn store4(v: $f4, a: &mut [f32; 4]) {
+                // SAFETY: the ISA is enabled; `a` has room for 4 values.
+                unsafe { $st4(a.as_mut_ptr(), v) }
+            }
+            #[inline(always)]
+            pub fn load2(a: &[f64; 2]) -> $d2 {
+                // SAFETY: the ISA is enabled; `a` holds 2 values.
+                unsafe { $ld2(a.as_ptr()) }
+            }
+            #[inline(always)]
+            pub fn store2(v: $d2, a: &mut [f64; 2]) {
+                // SAFETY: the ISA is enabled; `a` has room for 2 values.
+                unsafe { $st2(a.as_mut_ptr(), v) }
+            }
+        };
+    }
+
     #[cfg(target_arch = "aarch64")]
     mod isa {
         use core::arch::aarch64::{
@@ -135,26 +162,7 @@ mod halves {
         pub type F4 = float32x4_t;
         pub type D2 = float64x2_t;
 
-        #[inline(always)]
-        pub fn load4(a: &[f32; 4]) -> F4 {
-            // SAFETY: NEON is enabled (the module's `cfg`); `a` holds 4 values.
-            unsafe { vld1q_f32(a.as_ptr()) }
-        }
-        #[inline(always)]
-        pub fn store4(v: F4, a: &mut [f32; 4]) {
-            // SAFETY: NEON is enabled; `a` has room for 4 values.
-            unsafe { vst1q_f32(a.as_mut_ptr(), v) }
-        }
-        #[inline(always)]
-        pub fn load2(a: &[f64; 2]) -> D2 {
-            // SAFETY: NEON is enabled; `a` holds 2 values.
-            unsafe { vld1q_f64(a.as_ptr()) }
-        }
-        #[inline(always)]
-        pub fn store2(v: D2, a: &mut [f64; 2]) {
-            // SAFETY: NEON is enabled; `a` has room for 2 values.
-            unsafe { vst1q_f64(a.as_mut_ptr(), v) }
-        }
+        io!(F4 = vld1q_f32, vst1q_f32; D2 = vld1q_f64, vst1q_f64);
         /// `out[c][q] = r[q][c]`.
         #[inline(always)]
         pub fn transpose4(r: [F4; 4]) -> [F4; 4] {
@@ -183,42 +191,20 @@ mod halves {
 
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     mod isa {
+        use arch::{
+            __m128, __m128d, _mm_loadu_pd, _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps,
+            _mm_storeu_pd, _mm_storeu_ps, _mm_unpackhi_pd, _mm_unpackhi_ps, _mm_unpacklo_pd,
+            _mm_unpacklo_ps,
+        };
         #[cfg(target_arch = "x86")]
-        use core::arch::x86::{
-            __m128, __m128d, _mm_loadu_pd, _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps,
-            _mm_storeu_pd, _mm_storeu_ps, _mm_unpackhi_pd, _mm_unpackhi_ps, _mm_unpacklo_pd,
-            _mm_unpacklo_ps,
-        };
+        use core::arch::x86 as arch;
         #[cfg(target_arch = "x86_64")]
-        use core::arch::x86_64::{
-            __m128, __m128d, _mm_loadu_pd, _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps,
-            _mm_storeu_pd, _mm_storeu_ps, _mm_unpackhi_pd, _mm_unpackhi_ps, _mm_unpacklo_pd,
-            _mm_unpacklo_ps,
-        };
+        use core::arch::x86_64 as arch;
 
         pub type F4 = __m128;
         pub type D2 = __m128d;
 
-        #[inline(always)]
-        pub fn load4(a: &[f32; 4]) -> F4 {
-            // SAFETY: SSE2 is enabled (the module's `cfg`); `a` holds 4 values.
-            unsafe { _mm_loadu_ps(a.as_ptr()) }
-        }
-        #[inline(always)]
-        pub fn store4(v: F4, a: &mut [f32; 4]) {
-            // SAFETY: SSE2 is enabled; `a` has room for 4 values.
-            unsafe { _mm_storeu_ps(a.as_mut_ptr(), v) }
-        }
-        #[inline(always)]
-        pub fn load2(a: &[f64; 2]) -> D2 {
-            // SAFETY: SSE2 is enabled; `a` holds 2 values.
-            unsafe { _mm_loadu_pd(a.as_ptr()) }
-        }
-        #[inline(always)]
-        pub fn store2(v: D2, a: &mut [f64; 2]) {
-            // SAFETY: SSE2 is enabled; `a` has room for 2 values.
-            unsafe { _mm_storeu_pd(a.as_mut_ptr(), v) }
-        }
+        io!(F4 = _mm_loadu_ps, _mm_storeu_ps; D2 = _mm_loadu_pd, _mm_storeu_pd);
         /// `out[c][q] = r[q][c]` (`_MM_TRANSPOSE4_PS`).
         #[inline(always)]
         pub fn transpose4(r: [F4; 4]) -> [F4; 4] {

@@ -71,6 +71,9 @@ pub(crate) mod sealed {
         not(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))
     ))]
     type HostKernel = crate::kernel::portable::Portable;
+    /// The host kernel's name in [`crate::KERNEL`].
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    pub(crate) const HOST_KERNEL_NAME: &str = HostKernel::NAME;
 
     impl Gemm for f32 {
         #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]

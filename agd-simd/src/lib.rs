@@ -72,33 +72,20 @@ pub use power::power_iteration;
 /// ```
 pub const KERNEL: &str = kernel_name();
 
+/// The host kernel's own name.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 const fn kernel_name() -> &'static str {
-    if cfg!(any(target_arch = "arm", target_arch = "riscv32")) {
-        if cfg!(all(
-            target_arch = "arm",
-            target_abi = "eabihf",
-            feature = "arm-vfma"
-        )) {
-            "scalar-vfma"
-        } else {
-            "scalar"
-        }
-    } else if cfg!(all(
-        target_arch = "x86_64",
-        target_feature = "avx512f",
-        not(miri)
-    )) {
-        "avx512"
-    } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
-        "portable-avx2"
-    } else if cfg!(target_feature = "avx") {
-        "portable-avx"
-    } else if cfg!(target_feature = "sse2") {
-        "portable-sse2"
-    } else if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
-        "portable-neon"
+    element::sealed::HOST_KERNEL_NAME
+}
+
+/// Register-tiled scalar loops, hand-scheduled `vfma.f32` ones where `f32` has them.
+#[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+const fn kernel_name() -> &'static str {
+    use element::sealed::Gemm;
+    if <f32 as Gemm>::HAND_TILES {
+        "scalar-vfma"
     } else {
-        "portable"
+        "scalar"
     }
 }
 

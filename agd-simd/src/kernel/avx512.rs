@@ -115,6 +115,11 @@ impl Lanes<f64> for F64x8 {
 /// The AVX-512 tile shapes.
 pub struct Avx512;
 
+impl Avx512 {
+    /// Its name in [`crate::KERNEL`].
+    pub(crate) const NAME: &str = "avx512";
+}
+
 /// Panel depth: a `KC x 64` `f32` or `KC x 32` `f64` panel is 32 KiB and stays in the 48 KiB
 /// L1 while the loop runs every row block of `A` past it.
 const KC: usize = 128;

@@ -56,6 +56,22 @@ wide_lanes!(f64x4, f64, 4);
 #[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 pub struct Portable;
 
+#[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
+impl Portable {
+    /// Its name in [`crate::KERNEL`]: the instructions `wide` compiled its vectors to.
+    pub(crate) const NAME: &str = if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+        "portable-avx2"
+    } else if cfg!(target_feature = "avx") {
+        "portable-avx"
+    } else if cfg!(target_feature = "sse2") {
+        "portable-sse2"
+    } else if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+        "portable-neon"
+    } else {
+        "portable"
+    };
+}
+
 /// Panel depth: `256 x 16` `f32` values are 16 KiB, well inside L1.
 #[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 const KC: usize = 256;
@@ -79,30 +95,26 @@ impl Transpose<f64, 4> for f64x4 {
         f64x4::transpose(r)
     }
 }
-microkernel!(Portable, f32, f32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8;
-    #[cfg(any(
-        target_feature = "avx",
-        all(target_arch = "aarch64", target_feature = "neon"),
-        all(
-            any(target_arch = "x86", target_arch = "x86_64"),
-            target_feature = "sse2",
-            not(target_feature = "avx"),
-            not(miri)
-        )
-    ))]
-    transpose_blocks);
-microkernel!(Portable, f64, f64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4;
-    #[cfg(any(
-        target_feature = "avx",
-        all(target_arch = "aarch64", target_feature = "neon"),
-        all(
-            any(target_arch = "x86", target_arch = "x86_64"),
-            target_feature = "sse2",
-            not(target_feature = "avx"),
-            not(miri)
-        )
-    ))]
-    transpose_blocks);
+
+/// The portable kernel for each element: the same tile shape, packing `Bᵀ` by blocks where
+/// its vector type has a [`Transpose`] (with AVX, or where module `halves` is compiled).
+macro_rules! portable_kernels {
+    ($($t:ty, $v:ty, lanes $lanes:literal);*) => {$(
+        microkernel!(Portable, $t, $v, mr 6, nv 2, max_rows 6, kc KC, lanes $lanes;
+            #[cfg(any(
+                target_feature = "avx",
+                all(target_arch = "aarch64", target_feature = "neon"),
+                all(
+                    any(target_arch = "x86", target_arch = "x86_64"),
+                    target_feature = "sse2",
+                    not(target_feature = "avx"),
+                    not(miri)
+                )
+            ))]
+            transpose_blocks);
+    )*};
+}
+portable_kernels!(f32, f32x8, lanes 8; f64, f64x4, lanes 4);
 
 /// Block transposes from 128-bit ones, for targets whose `wide` `f32x8` (`f64x4`) is two
 /// 128-bit halves: NEON on aarch64, and x86 with SSE2 but not AVX (not under Miri, which
@@ -236,9 +248,8 @@ mod halves {
     /// The two halves of a row.
     #[inline(always)]
     fn halves_f32(v: f32x8) -> [F4; 2] {
-        let a = v.to_array();
-        let (lo, hi) = a.split_at(4);
-        [load4(lo.try_into().unwrap()), load4(hi.try_into().unwrap())]
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = v.to_array();
+        [load4(&[a0, a1, a2, a3]), load4(&[a4, a5, a6, a7])]
     }
 
     /// A row from its two halves.
@@ -278,8 +289,8 @@ mod halves {
     /// The two halves of a row.
     #[inline(always)]
     fn halves_f64(v: f64x4) -> [D2; 2] {
-        let a = v.to_array();
-        [load2(&[a[0], a[1]]), load2(&[a[2], a[3]])]
+        let [a0, a1, a2, a3] = v.to_array();
+        [load2(&[a0, a1]), load2(&[a2, a3])]
     }
 
     /// A row from its two halves.

@@ -33,9 +33,14 @@ pub trait Vector<T>: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output
 pub(crate) mod sealed {
     /// The element's matrix-product microkernel (see `crate::kernel`).
     pub trait Gemm: Sized + Copy + Default {
-        /// The tile shapes and vector type for this element on this target.
+        /// The portable kernel for this element: `wide`'s vectors, whatever the build
+        /// enables (`crate::kernel::dispatch` runs it where no faster kernel applies).
         #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-        type Kernel: crate::kernel::Microkernel<Self>;
+        type Portable: crate::kernel::Microkernel<Self>;
+
+        /// The AVX-512 kernel for this element, for CPUs that have AVX-512F.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        type Avx512: crate::kernel::Microkernel<Self>;
 
         /// Whether [`Gemm::nt_tile4`] and [`Gemm::rows_tile4`] are hand-written here (then
         /// padding an edge tile with zeros is cheaper than the plain loops).
@@ -62,22 +67,11 @@ pub(crate) mod sealed {
         }
     }
 
-    // Miri cannot interpret most AVX-512 intrinsics: under it the portable kernel runs even
-    // on a build with AVX-512F enabled (see CONTRIBUTING.md, "Miri").
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
-    type HostKernel = crate::kernel::avx512::Avx512;
-    #[cfg(all(
-        not(any(target_arch = "arm", target_arch = "riscv32")),
-        not(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))
-    ))]
-    type HostKernel = crate::kernel::portable::Portable;
-    /// The host kernel's name in [`crate::KERNEL`].
-    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-    pub(crate) const HOST_KERNEL_NAME: &str = HostKernel::NAME;
-
     impl Gemm for f32 {
         #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-        type Kernel = HostKernel;
+        type Portable = crate::kernel::portable::Portable;
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        type Avx512 = crate::kernel::avx512::Avx512;
 
         #[cfg(all(target_arch = "arm", target_abi = "eabihf", feature = "arm-vfma"))]
         const HAND_TILES: bool = true;
@@ -143,7 +137,9 @@ pub(crate) mod sealed {
     }
     impl Gemm for f64 {
         #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-        type Kernel = HostKernel;
+        type Portable = crate::kernel::portable::Portable;
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        type Avx512 = crate::kernel::avx512::Avx512;
     }
 }
 

@@ -100,7 +100,18 @@ pub fn matmul_gather<T: Element>(
     }
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     if T::LANES > 1 && !taps.is_empty() {
-        host::forward::<T, T::Kernel>(grid, taps, a, b, n, beta, c, ldc);
+        let job = host::Forward {
+            grid,
+            taps,
+            a,
+            b,
+            n,
+            beta,
+            c,
+            ldc,
+        };
+        // SAFETY: every operand was checked above.
+        unsafe { crate::kernel::dispatch(job) };
         return Ok(());
     }
     crate::naive::matmul_gather(grid, taps, a, b, n, beta, c, ldc);
@@ -141,7 +152,18 @@ pub fn matmul_gather_tn<T: Element>(
     }
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     if T::LANES > 1 {
-        host::weight_grad::<T, T::Kernel>(grid, taps, a, d, ldd, n, beta, g);
+        let job = host::WeightGrad {
+            grid,
+            taps,
+            a,
+            d,
+            ldd,
+            n,
+            beta,
+            g,
+        };
+        // SAFETY: every operand was checked above.
+        unsafe { crate::kernel::dispatch(job) };
         return Ok(());
     }
     crate::naive::matmul_gather_tn(grid, taps, a, d, ldd, n, beta, g);
@@ -154,7 +176,7 @@ mod host {
     use super::Grid;
     use crate::element::Element;
     use crate::gemm::{even_blocks, pack_rows};
-    use crate::kernel::{Lanes, Microkernel, finish_row, rows_per_tile};
+    use crate::kernel::{Job, Lanes, Microkernel, finish_row, rows_per_tile};
 
     /// `c[0..cols] ← acc + β·c` for one row of accumulators (`c` not read when `β = 0`).
     ///
@@ -203,10 +225,13 @@ mod host {
     /// `R` neighbouring positions of a grid row times a packed panel of `NVU` vectors per
     /// tap: `C[i, :] ← Σ_p a[i·step + taps[p]] · bp[p, :] + β·C[i, :]`.
     ///
+    /// Each shape a function of its own, as the matrix tiles are: a [`PositionsTile`] job
+    /// given to the kernel's `enter`.
+    ///
     /// # Safety
     /// `a` readable at `i·step + t` for `i < R` and every tap `t`; `bp` readable for
     /// `taps.len()` rows of `NVU · N` values; `c` as [`store_row`] for `R` rows `ldc` apart.
-    #[inline(never)]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn positions_tile<T: Element, V: Lanes<T>, const R: usize, const NVU: usize>(
         taps: &[usize],
@@ -244,11 +269,13 @@ mod host {
     /// `R` taps times the positions of the whole grid:
     /// `G[p, :] ← Σ_pos a[base(pos) + taps[p]] · D[pos, :] + β·G[p, :]` for the `R` taps.
     ///
+    /// Each shape a function of its own: a [`TapsTile`] job given to the kernel's `enter`.
+    ///
     /// # Safety
     /// Every window inside `a`; `d` readable for every position's `cols` values, `ldd`
     /// apart, whole vectors when `cols = NVU · N`; `g` as [`store_row`] for `R` rows `ldg`
     /// apart.
-    #[inline(never)]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn taps_tile<T: Element, V: Lanes<T>, const R: usize, const NVU: usize>(
         grid: Grid,
@@ -300,38 +327,163 @@ mod host {
         }
     }
 
-    /// `$f::<T, $V, rows, NV>$args` for one of the listed row counts.
+    /// The arguments of one [`positions_tile`].
+    struct PositionsTile<'a, T, const R: usize, const NVU: usize> {
+        taps: &'a [usize],
+        a: *const T,
+        step: usize,
+        bp: *const T,
+        beta: T,
+        c: *mut T,
+        ldc: usize,
+        cols: usize,
+    }
+
+    impl<T: Element, const R: usize, const NVU: usize> Job<T> for PositionsTile<'_, T, R, NVU> {
+        type Out = ();
+        #[inline(always)]
+        unsafe fn run<K: Microkernel<T>>(self) {
+            let PositionsTile {
+                taps,
+                a,
+                step,
+                bp,
+                beta,
+                c,
+                ldc,
+                cols,
+            } = self;
+            // SAFETY: [`positions_tile`]'s contract, the caller's.
+            unsafe { positions_tile::<T, K::V, R, NVU>(taps, a, step, bp, beta, c, ldc, cols) }
+        }
+    }
+
+    /// The arguments of one [`taps_tile`].
+    struct TapsTile<'a, T, const R: usize, const NVU: usize> {
+        grid: Grid,
+        taps: &'a [usize],
+        a: *const T,
+        d: *const T,
+        ldd: usize,
+        beta: T,
+        g: *mut T,
+        ldg: usize,
+        cols: usize,
+    }
+
+    impl<T: Element, const R: usize, const NVU: usize> Job<T> for TapsTile<'_, T, R, NVU> {
+        type Out = ();
+        #[inline(always)]
+        unsafe fn run<K: Microkernel<T>>(self) {
+            let TapsTile {
+                grid,
+                taps,
+                a,
+                d,
+                ldd,
+                beta,
+                g,
+                ldg,
+                cols,
+            } = self;
+            // SAFETY: [`taps_tile`]'s contract, the caller's.
+            unsafe { taps_tile::<T, K::V, R, NVU>(grid, taps, a, d, ldd, beta, g, ldg, cols) }
+        }
+    }
+
+    /// `K::enter($job { $fields })` for the tile job with `$rows` rows of one of the listed
+    /// counts and `$nv` vectors.
     macro_rules! rows {
-        ($f:ident, $V:ty, $rows:expr, $nv:literal: [$($r:literal)*] $args:tt) => {
+        ($job:ident, $K:ty, $rows:expr, $nv:literal: [$($r:literal)*] $fields:tt) => {
             match $rows {
-                $($r => $f::<T, $V, $r, $nv> $args,)*
+                $($r => <$K as Microkernel<T>>::enter($job::<T, $r, $nv> $fields),)*
                 _ => unreachable!("rows_per_tile bounds the rows"),
             }
         };
     }
 
-    /// Calls tile `$f` with `rows` rows (positions or taps) and `nv` vectors per row, the
-    /// shapes [`crate::kernel::run_tile`] instantiates (`rows <= rows_per_tile(nv)`).
+    /// Runs tile job `$job` with `rows` rows (positions or taps) and `nv` vectors per row,
+    /// the shapes [`crate::kernel::run_tile`] instantiates (`rows <= rows_per_tile(nv)`).
     macro_rules! dispatch {
-        ($f:ident, $K:ty, $rows:expr, $nv:expr, $args:tt) => {
+        ($job:ident, $K:ty, $rows:expr, $nv:expr, $fields:tt) => {
             match $nv {
-                1 => rows!($f, <$K as Microkernel<T>>::V, $rows, 1: [1 2 3 4 5 6 7 8 9 10 11 12] $args),
-                2 => rows!($f, <$K as Microkernel<T>>::V, $rows, 2: [1 2 3 4 5 6 7 8 9 10 11 12] $args),
+                1 => rows!($job, $K, $rows, 1: [1 2 3 4 5 6 7 8 9 10 11 12] $fields),
+                2 => rows!($job, $K, $rows, 2: [1 2 3 4 5 6 7 8 9 10 11 12] $fields),
                 3 if <$K as Microkernel<T>>::NV >= 3 => {
-                    rows!($f, <$K as Microkernel<T>>::V, $rows, 3: [1 2 3 4 5 6 7 8] $args)
+                    rows!($job, $K, $rows, 3: [1 2 3 4 5 6 7 8] $fields)
                 }
-                4 if <$K as Microkernel<T>>::NV >= 4 => {
-                    rows!($f, <$K as Microkernel<T>>::V, $rows, 4: [1 2 3 4 5 6] $args)
-                }
+                4 if <$K as Microkernel<T>>::NV >= 4 => rows!($job, $K, $rows, 4: [1 2 3 4 5 6] $fields),
                 _ => unreachable!("kernels have at most four vectors per row"),
             }
         };
     }
 
+    /// The arguments of [`forward`], checked by [`super::matmul_gather`].
+    pub(super) struct Forward<'a, 'c, T> {
+        pub(super) grid: Grid,
+        pub(super) taps: &'a [usize],
+        pub(super) a: &'a [T],
+        pub(super) b: &'a [T],
+        pub(super) n: usize,
+        pub(super) beta: T,
+        pub(super) c: &'c mut [T],
+        pub(super) ldc: usize,
+    }
+
+    impl<T: Element> Job<T> for Forward<'_, '_, T> {
+        type Out = ();
+        #[inline(always)]
+        unsafe fn run<K: Microkernel<T>>(self) {
+            let Forward {
+                grid,
+                taps,
+                a,
+                b,
+                n,
+                beta,
+                c,
+                ldc,
+            } = self;
+            forward::<T, K>(grid, taps, a, b, n, beta, c, ldc);
+        }
+    }
+
+    /// The arguments of [`weight_grad`], checked by [`super::matmul_gather_tn`].
+    pub(super) struct WeightGrad<'a, 'g, T> {
+        pub(super) grid: Grid,
+        pub(super) taps: &'a [usize],
+        pub(super) a: &'a [T],
+        pub(super) d: &'a [T],
+        pub(super) ldd: usize,
+        pub(super) n: usize,
+        pub(super) beta: T,
+        pub(super) g: &'g mut [T],
+    }
+
+    impl<T: Element> Job<T> for WeightGrad<'_, '_, T> {
+        type Out = ();
+        #[inline(always)]
+        unsafe fn run<K: Microkernel<T>>(self) {
+            let WeightGrad {
+                grid,
+                taps,
+                a,
+                d,
+                ldd,
+                n,
+                beta,
+                g,
+            } = self;
+            weight_grad::<T, K>(grid, taps, a, d, ldd, n, beta, g);
+        }
+    }
+
     /// [`super::matmul_gather`] on a host, bounds checked: per panel of columns, `B` packed
-    /// once (zero-padded to whole vectors), then every grid row in tiles of positions.
+    /// once (zero-padded to whole vectors), then every grid row in tiles of positions. Runs
+    /// as a [`Forward`] job, inside the kernel's `enter`.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn forward<T: Element, K: Microkernel<T>>(
+    fn forward<T: Element, K: Microkernel<T>>(
         grid: Grid,
         taps: &[usize],
         a: &[T],
@@ -370,11 +522,20 @@ mod host {
                             let step = grid.col_step;
                             let b = bp.cast_const();
                             dispatch!(
-                                positions_tile,
+                                PositionsTile,
                                 K,
                                 len,
                                 nv,
-                                (tp, at, step, b, beta_p, ct, ldc, cols)
+                                {
+                                    taps: tp,
+                                    a: at,
+                                    step,
+                                    bp: b,
+                                    beta: beta_p,
+                                    c: ct,
+                                    ldc,
+                                    cols,
+                                }
                             );
                         }
                     }
@@ -385,9 +546,11 @@ mod host {
     }
 
     /// [`super::matmul_gather_tn`] on a host, bounds checked: per panel of columns and block
-    /// of taps, one pass over every position with the block's sums in registers.
+    /// of taps, one pass over every position with the block's sums in registers. Runs as a
+    /// [`WeightGrad`] job, inside the kernel's `enter`.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn weight_grad<T: Element, K: Microkernel<T>>(
+    fn weight_grad<T: Element, K: Microkernel<T>>(
         grid: Grid,
         taps: &[usize],
         a: &[T],
@@ -410,15 +573,100 @@ mod host {
                     let tp = &taps[p0..p0 + len];
                     let (dt, gt) = (dp.add(j0), gp.add(p0 * n + j0));
                     dispatch!(
-                        taps_tile,
+                        TapsTile,
                         K,
                         len,
                         nv,
-                        (grid, tp, ap, dt, ldd, beta, gt, n, cols)
+                        {
+                            grid,
+                            taps: tp,
+                            a: ap,
+                            d: dt,
+                            ldd,
+                            beta,
+                            g: gt,
+                            ldg: n,
+                            cols,
+                        }
                     );
                 }
             }
             j0 += cols;
         }
+    }
+}
+
+/// The gathered products through the portable kernel, which a CPU with AVX-512F never takes
+/// otherwise (`tests/gather.rs` holds the full sweep, through whichever kernel runs): small
+/// integers, so the products must equal the naive ones to the last bit.
+#[cfg(all(test, not(any(target_arch = "arm", target_arch = "riscv32"))))]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    /// `len` integers in `-4..=4` from a small LCG.
+    fn ints<T: Element>(seed: &mut u64, len: usize) -> Vec<T> {
+        (0..len)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                T::from_f64((*seed >> 33) as f64 % 9.0 - 4.0)
+            })
+            .collect()
+    }
+
+    fn sweep<T: Element>() {
+        let mut seed = 7;
+        // (h, w, k, stride): 3 x 3 and 5 x 5 windows, strides 1 and 2; a 600-tap one deeper
+        // than a packed panel.
+        for (h, w, kk, stride) in [(12, 12, 3, 1), (11, 13, 5, 2), (3, 620, 1, 1)] {
+            let taps: Vec<usize> = if kk == 1 {
+                (0..600).collect()
+            } else {
+                (0..kk)
+                    .flat_map(|i| (0..kk).map(move |j| i * w + j))
+                    .collect()
+            };
+            let width = if kk == 1 { 600 } else { kk };
+            let grid = Grid {
+                rows: (h - if kk == 1 { 1 } else { kk }) / stride + 1,
+                cols: (w - width) / stride + 1,
+                row_step: stride * w,
+                col_step: stride,
+            };
+            let (p, k) = (grid.rows * grid.cols, taps.len());
+            let a = ints::<T>(&mut seed, h * w);
+            for n in [1, 3, 16, 17, 70] {
+                for beta in [0.0, 1.0, -2.0].map(T::from_f64) {
+                    let b = ints::<T>(&mut seed, k * n);
+                    let c0 = ints::<T>(&mut seed, p * n);
+                    let (mut fast, mut slow) = (c0.clone(), c0);
+                    matmul_gather(grid, &taps, &a, &b, n, beta, &mut fast, n).unwrap();
+                    crate::naive::matmul_gather(grid, &taps, &a, &b, n, beta, &mut slow, n);
+                    assert!(fast == slow, "forward {h}x{w} k{kk} n{n}");
+                    let d = ints::<T>(&mut seed, p * n);
+                    let g0 = ints::<T>(&mut seed, k * n);
+                    let (mut fast, mut slow) = (g0.clone(), g0);
+                    matmul_gather_tn(grid, &taps, &a, &d, n, n, beta, &mut fast).unwrap();
+                    crate::naive::matmul_gather_tn(grid, &taps, &a, &d, n, n, beta, &mut slow);
+                    assert!(fast == slow, "weight gradient {h}x{w} k{kk} n{n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_kernel_matches_naive() {
+        crate::kernel::portable_only::run(|| {
+            sweep::<f32>();
+            sweep::<f64>();
+        });
+    }
+
+    #[test]
+    fn the_dispatched_kernel_matches_naive() {
+        sweep::<f32>();
+        sweep::<f64>();
     }
 }

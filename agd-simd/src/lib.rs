@@ -55,32 +55,41 @@ pub use gemm::{
 };
 pub use power::power_iteration;
 
-/// The matrix kernel and vectors this build compiled in. They are chosen when the crate is
-/// compiled, from the target's features, never at run time, and a crate that depends on this
-/// one builds it with its own flags (this repository's `.cargo/config.toml` does not reach
-/// it): on x86-64 a default build is `"portable-sse2"`, several times slower than what
-/// `-C target-cpu=native` gives a machine with AVX2 or AVX-512.
+/// The matrix kernel the products run on this machine.
 ///
-/// * `"avx512"`: the AVX-512 microkernel (6 x 64 `f32` tiles), `wide` at 512 bits;
+/// On x86-64 it is chosen at run time: the AVX-512 microkernel wherever the CPU has AVX-512F
+/// (asked of the CPU once, with CPUID, and remembered), whatever flags the crate was built
+/// with. Elsewhere, and on x86-64 CPUs without AVX-512, the portable kernel runs on `wide`'s
+/// vectors, whose instructions are chosen when the crate is compiled: a crate that depends on
+/// this one builds it with its own flags (this repository's `.cargo/config.toml` does not
+/// reach it), and a default x86-64 build is `"portable-sse2"`, several times slower than the
+/// `"portable-avx2"` that `-C target-cpu=native` gives a CPU with AVX2.
+///
+/// * `"avx512"`: the AVX-512 microkernel (6 x 64 `f32` tiles);
 /// * `"portable-avx2"` (AVX2 and FMA), `"portable-avx"`, `"portable-sse2"`, `"portable-neon"`
 ///   (aarch64), `"portable"` (any other host): `wide`'s vectors in the portable microkernel;
 /// * `"scalar-vfma"` (Cortex-M4F/M7 with the `arm-vfma` feature: hand-scheduled `vfma.f32`
 ///   tiles), `"scalar"` (other M-profile Arm and RISC-V): register-tiled scalar loops.
 ///
+/// The level-1 kernels ([`dot`], [`axpy`], the norms) and the element-wise work of a layer
+/// use `wide`'s vectors as built, whichever matrix kernel runs.
+///
 /// ```
-/// assert!(!agd_simd::KERNEL.is_empty());
+/// assert!(!agd_simd::kernel().is_empty());
 /// ```
-pub const KERNEL: &str = kernel_name();
+pub fn kernel() -> &'static str {
+    kernel_name()
+}
 
-/// The host kernel's own name.
+/// The kernel [`kernel::dispatch`] picks on this CPU.
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-const fn kernel_name() -> &'static str {
-    element::sealed::HOST_KERNEL_NAME
+fn kernel_name() -> &'static str {
+    kernel::name()
 }
 
 /// Register-tiled scalar loops, hand-scheduled `vfma.f32` ones where `f32` has them.
 #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
-const fn kernel_name() -> &'static str {
+fn kernel_name() -> &'static str {
     use element::sealed::Gemm;
     if <f32 as Gemm>::HAND_TILES {
         "scalar-vfma"
@@ -91,20 +100,20 @@ const fn kernel_name() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    /// [`super::KERNEL`] names the microkernel the products really use.
+    /// [`super::kernel`] names the microkernel the products really use: the AVX-512 one
+    /// exactly where the CPU has AVX-512F (and the build is not under Miri).
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     #[test]
     fn the_kernel_name_is_the_kernel_in_use() {
-        use crate::element::sealed::Gemm;
-        use core::any::TypeId;
-        let kernel = TypeId::of::<<f32 as Gemm>::Kernel>();
-        assert_eq!(kernel, TypeId::of::<<f64 as Gemm>::Kernel>());
-        let portable = TypeId::of::<crate::kernel::portable::Portable>();
-        if super::KERNEL == "avx512" {
-            assert_ne!(kernel, portable);
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        let avx512 = crate::kernel::avx512::available();
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let avx512 = false;
+        let name = super::kernel();
+        if avx512 {
+            assert_eq!(name, "avx512");
         } else {
-            assert!(super::KERNEL.starts_with("portable"), "{}", super::KERNEL);
-            assert_eq!(kernel, portable);
+            assert!(name.starts_with("portable"), "{name}");
         }
     }
 }

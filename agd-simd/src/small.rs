@@ -52,75 +52,136 @@ pub(crate) fn dot_rows<T: Element>(
     beta: T,
     c: &mut [T],
 ) {
-    use crate::element::sealed::Gemm;
-    use crate::kernel::{Lanes, Microkernel};
-    type V<T> = <<T as Gemm>::Kernel as Microkernel<T>>::V;
-    let k = x.len();
-    let w = <V<T> as Lanes<T>>::N;
-    let kv = k - k % w;
-    // Every row this function reads is `b[j·ldb .. j·ldb + k]`, j < n.
-    assert!(
-        n == 0 || b.len() >= (n - 1) * ldb + k,
-        "rows of b inside the slice"
-    );
-    let (xp, bp) = (x.as_ptr(), b.as_ptr());
-    let mut j = 0;
-    // Only a `b` too big for L1 is worth the prefetch instructions.
-    let stream = n * ldb * core::mem::size_of::<T>() > 32 * 1024;
-    macro_rules! rows {
-        ($r:literal) => {{
-            if stream {
-                rows!($r, true)
-            } else {
-                rows!($r, false)
-            }
-        }};
-        ($r:literal, $pf:literal) => {{
-            let mut acc = [V::<T>::zero(); $r];
-            let mut p = 0;
-            // SAFETY: rows j..j+$r < n and offsets p < k lie inside `b` (asserted above),
-            // and p + w <= kv <= k inside `x`; the tail reads only k - p values.
-            unsafe {
-                while p < kv {
-                    let xv = V::<T>::load(xp.add(p));
-                    for (r, s) in acc.iter_mut().enumerate() {
-                        let row = bp.add((j + r) * ldb + p);
-                        // The rows stream from L2: ask for each one's line 512 bytes ahead
-                        // (a hint; it never faults, even past the end). Not under Miri, which
-                        // would see an address past the end of `b`.
-                        #[cfg(all(target_arch = "x86_64", not(miri)))]
-                        if $pf {
-                            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                                row.cast::<i8>().wrapping_add(PREFETCH_BYTES),
-                            );
+    let job = host::DotRows {
+        alpha,
+        x,
+        b,
+        ldb,
+        n,
+        beta,
+        c,
+    };
+    // SAFETY: the job checks its own bounds.
+    unsafe { crate::kernel::dispatch(job) }
+}
+
+/// [`dot_rows`] as a job, so it runs with the dispatched kernel's instructions.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+mod host {
+    use super::store;
+    use crate::element::Element;
+    use crate::kernel::{Job, Lanes, Microkernel};
+
+    /// The arguments of [`super::dot_rows`].
+    pub(super) struct DotRows<'a, 'c, T> {
+        pub(super) alpha: T,
+        pub(super) x: &'a [T],
+        pub(super) b: &'a [T],
+        pub(super) ldb: usize,
+        pub(super) n: usize,
+        pub(super) beta: T,
+        pub(super) c: &'c mut [T],
+    }
+
+    impl<T: Element> Job<T> for DotRows<'_, '_, T> {
+        type Out = ();
+        #[inline(always)]
+        unsafe fn run<K: Microkernel<T>>(self) {
+            let DotRows {
+                alpha,
+                x,
+                b,
+                ldb,
+                n,
+                beta,
+                c,
+            } = self;
+            dot_rows::<T, K>(alpha, x, b, ldb, n, beta, c);
+        }
+    }
+
+    /// [`super::dot_rows`] with kernel `K`'s vectors (bounds asserted here).
+    #[inline(always)]
+    fn dot_rows<T: Element, K: Microkernel<T>>(
+        alpha: T,
+        x: &[T],
+        b: &[T],
+        ldb: usize,
+        n: usize,
+        beta: T,
+        c: &mut [T],
+    ) {
+        type V<T, K> = <K as Microkernel<T>>::V;
+        let k = x.len();
+        let w = <V<T, K> as Lanes<T>>::N;
+        let kv = k - k % w;
+        // Every row this function reads is `b[j·ldb .. j·ldb + k]`, j < n.
+        assert!(
+            n == 0 || b.len() >= (n - 1) * ldb + k,
+            "rows of b inside the slice"
+        );
+        let (xp, bp) = (x.as_ptr(), b.as_ptr());
+        let mut j = 0;
+        // Only a `b` too big for L1 is worth the prefetch instructions.
+        let stream = n * ldb * core::mem::size_of::<T>() > 32 * 1024;
+        macro_rules! rows {
+            ($r:literal) => {{
+                if stream {
+                    rows!($r, true)
+                } else {
+                    rows!($r, false)
+                }
+            }};
+            ($r:literal, $pf:literal) => {{
+                let mut acc = [V::<T, K>::zero(); $r];
+                let mut p = 0;
+                // SAFETY: rows j..j+$r < n and offsets p < k lie inside `b` (asserted above),
+                // and p + w <= kv <= k inside `x`; the tail reads only k - p values.
+                unsafe {
+                    while p < kv {
+                        let xv = V::<T, K>::load(xp.add(p));
+                        for (r, s) in acc.iter_mut().enumerate() {
+                            let row = bp.add((j + r) * ldb + p);
+                            // The rows stream from L2: ask for each one's line 512 bytes ahead
+                            // (a hint; it never faults, even past the end). Not under Miri, which
+                            // would see an address past the end of `b`.
+                            #[cfg(all(target_arch = "x86_64", not(miri)))]
+                            if $pf {
+                                core::arch::x86_64::_mm_prefetch::<
+                                    { core::arch::x86_64::_MM_HINT_T0 },
+                                >(
+                                    row.cast::<i8>().wrapping_add(PREFETCH_BYTES)
+                                );
+                            }
+                            *s = V::<T, K>::load(row).fmadd(xv, *s);
                         }
-                        *s = V::<T>::load(row).fmadd(xv, *s);
+                        p += w;
                     }
-                    p += w;
-                }
-                if p < k {
-                    let xv = V::<T>::load_partial(xp.add(p), k - p);
-                    for (r, s) in acc.iter_mut().enumerate() {
-                        *s = V::<T>::load_partial(bp.add((j + r) * ldb + p), k - p).fmadd(xv, *s);
+                    if p < k {
+                        let xv = V::<T, K>::load_partial(xp.add(p), k - p);
+                        for (r, s) in acc.iter_mut().enumerate() {
+                            *s = V::<T, K>::load_partial(bp.add((j + r) * ldb + p), k - p)
+                                .fmadd(xv, *s);
+                        }
                     }
                 }
-            }
-            for (r, s) in acc.iter().enumerate() {
-                store(alpha, s.reduce_add(), beta, &mut c[j + r]);
-            }
-            j += $r;
-        }};
-    }
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    const PREFETCH_BYTES: usize = 512;
-    while j + 8 <= n {
-        rows!(8);
-    }
-    if j + 4 <= n {
-        rows!(4);
-    }
-    while j < n {
-        rows!(1);
+                for (r, s) in acc.iter().enumerate() {
+                    store(alpha, s.reduce_add(), beta, &mut c[j + r]);
+                }
+                j += $r;
+            }};
+        }
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        const PREFETCH_BYTES: usize = 512;
+        while j + 8 <= n {
+            rows!(8);
+        }
+        if j + 4 <= n {
+            rows!(4);
+        }
+        while j < n {
+            rows!(1);
+        }
     }
 }
 

@@ -205,7 +205,7 @@ pub struct Report {
     /// What the medians are in: `"thread_cpu"` (the thread's CPU time) or `"wall"` (the
     /// monotonic wall clock, on an OS without a fine thread CPU clock: [`agd_host::timing`]).
     pub clock: &'static str,
-    /// The matrix kernel this build compiled in ([`agd_simd::KERNEL`]: `"avx512"`,
+    /// The matrix kernel the products ran on ([`agd_simd::kernel`]: `"avx512"`,
     /// `"portable-avx2"`, `"portable-sse2"`, `"portable-neon"`, …).
     pub kernel: &'static str,
     /// `true` for a `--quick` run.
@@ -648,7 +648,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         power_iteration_us: t[0].cpu_median * 1e6,
         huge_pages: pages::probe(),
         clock: agd_host::timing::CLOCK,
-        kernel: agd_simd::KERNEL,
+        kernel: agd_simd::kernel(),
         quick,
     })
 }
@@ -811,7 +811,8 @@ fn print_tables(r: &Report) {
         }
     );
     println!(
-        "kernel: {} (chosen when agd-simd was compiled: README, \"In your own project\")",
+        "kernel: {} (AVX-512 where the CPU has it, else as agd-simd was compiled: README, \
+         \"In your own project\")",
         r.kernel
     );
     if r.clock != "thread_cpu" {

@@ -8,7 +8,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Lanes, Microkernel, Panel, Transpose, microkernel, pack_transposed_column};
+use super::{Job, Lanes, Microkernel, Panel, Transpose, microkernel, pack_transposed_column};
 
 /// `f32` lanes of one `zmm`.
 #[derive(Clone, Copy)]
@@ -17,8 +17,10 @@ pub struct F32x16(__m512);
 #[derive(Clone, Copy)]
 pub struct F64x8(__m512d);
 
-// SAFETY (every `unsafe` block in this file): the module is only compiled with
-// `target_feature = "avx512f"`, so every intrinsic is available; pointer validity is the
+// SAFETY (every `unsafe` block in this file): this code runs only inside `Avx512::enter`,
+// which is compiled with AVX-512F enabled and called only where the CPU has it ([`available`]):
+// every function here is `#[inline(always)]`, so its intrinsics are inlined there, and the
+// vector types are the crate's own, reached through nothing else. Pointer validity is the
 // caller's contract, as each function's documentation states.
 impl Lanes<f32> for F32x16 {
     const N: usize = 16;
@@ -116,15 +118,25 @@ impl Lanes<f64> for F64x8 {
 pub struct Avx512;
 
 impl Avx512 {
-    /// Its name in [`crate::KERNEL`].
+    /// Its name in [`crate::kernel()`].
     pub(crate) const NAME: &str = "avx512";
+}
+
+cpufeatures::new!(cpu_avx512f, "avx512f");
+
+/// Whether this CPU runs the kernel: it has AVX-512F and the OS saves the `zmm` and mask
+/// registers. Known at compile time when the build enables AVX-512F; otherwise CPUID and
+/// XGETBV once, at the first call, and a cached flag after that.
+#[inline(always)]
+pub(crate) fn available() -> bool {
+    cpu_avx512f::get()
 }
 
 /// Panel depth: a `KC x 64` `f32` or `KC x 32` `f64` panel is 32 KiB and stays in the 48 KiB
 /// L1 while the loop runs every row block of `A` past it.
 const KC: usize = 128;
 
-microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16;
+microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16, enable "avx512f";
     #[inline(always)]
     unsafe fn pack_b_transposed(
         b: *const f32,
@@ -138,7 +150,8 @@ microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16;
         unsafe { pack_transposed_f32(b, ldb, kc, cols, nr, dst) }
     }
 );
-microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8; transpose_blocks);
+microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8, enable "avx512f";
+    transpose_blocks);
 
 /// Transposing pack of `f32` in 16 x 16 blocks held in registers, about a fifth of a cycle
 /// per value instead of one scalar move each: whole blocks through [`transpose16_run`], a last
@@ -204,7 +217,7 @@ impl Transpose<f64, 8> for F64x8 {
 /// default.
 #[inline(always)]
 fn transpose8(r: [__m512d; 8]) -> [__m512d; 8] {
-    // SAFETY: AVX-512F is enabled for this module (see the top of the file).
+    // SAFETY: AVX-512F is enabled where this runs (see the top of the file).
     unsafe {
         // t[2i] holds (r[2i][c], r[2i+1][c]) for even c, t[2i+1] for odd c, one pair per
         // 128-bit lane.
@@ -303,7 +316,7 @@ unsafe fn transpose16_run(src: *const f32, lds: usize, blocks: usize, dst: *mut 
         };
     }
     let (l1, e1) = (lds * 4, ldd * 4);
-    // SAFETY: AVX-512F is enabled for this module; every load is inside rows `0..16`, values
+    // SAFETY: AVX-512F is enabled where this runs; every load is inside rows `0..16`, values
     // `0..16 · blocks` of `src` and every store inside rows `0..16 · blocks`, columns `0..16`
     // of `dst` (caller); only the named registers are written.
     unsafe {
@@ -345,7 +358,7 @@ unsafe fn transpose16_run(src: *const f32, lds: usize, blocks: usize, dst: *mut 
 /// 16 x 16 transpose of `f32` rows.
 #[inline(always)]
 fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
-    // SAFETY: AVX-512F is enabled for this module (see the top of the file).
+    // SAFETY: AVX-512F is enabled where this runs (see the top of the file).
     unsafe {
         // Stage 1: interleave pairs of rows at 32-bit granularity.
         let mut t = [_mm512_setzero_ps(); 16];

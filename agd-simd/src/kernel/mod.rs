@@ -7,16 +7,24 @@
 //! packed panel of `B` (`kc` rows of `NR = NV · lanes` values, zero-padded past `cols`) and
 //! `A` is read in place, one broadcast scalar per row and step, so it never needs packing.
 //!
-//! * `avx512.rs`: 512-bit `zmm` vectors with masked edges (hosts built with AVX-512F).
+//! * `avx512.rs`: 512-bit `zmm` vectors with masked edges, on every x86-64 host, chosen at
+//!   run time when the CPU has AVX-512F (see [`dispatch`]).
 //! * `portable.rs`: the crate's [`crate::Element::V`] (`wide` vectors: AVX2/FMA or SSE2,
 //!   whatever the build enables) for every other host.
+//!
+//! Work that uses a kernel is a [`Job`], run through [`Microkernel::enter`]: a function of
+//! its own that the AVX-512 kernel compiles with `#[target_feature(enable = "avx512f")]`, so
+//! a build whose flags do not enable AVX-512 (any crate depending on this one, by default)
+//! still gets its instructions, inlined, wherever the CPU has them.
 //!
 //! M-profile ARM and RISC-V take neither: there the register-tiled scalar loops of
 //! `gemm_scalar` are the kernel (no packing, no vectors).
 
 use crate::element::Element;
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
+// Miri cannot interpret most AVX-512 intrinsics: under it the portable kernel runs even on
+// a CPU with AVX-512F (see CONTRIBUTING.md, "Miri").
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 pub(crate) mod avx512;
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 pub(crate) mod portable;
@@ -74,6 +82,67 @@ pub trait Lanes<T: Copy + Default>: Copy {
     }
 }
 
+/// Work done with one kernel: the blocked loop, one tile, a gathered product. Run it through
+/// [`Microkernel::enter`] (or [`dispatch`], which picks the kernel), so that it is compiled
+/// with the kernel's instructions enabled.
+pub trait Job<T: Copy + Default> {
+    /// What the work returns.
+    type Out;
+    /// Does the work with kernel `K`. Implementations are `#[inline(always)]`: the body is
+    /// compiled inside `K::enter`, with its target features.
+    ///
+    /// # Safety
+    /// The CPU has `K`'s instructions, and the job's own contract (its pointers) holds.
+    unsafe fn run<K: Microkernel<T>>(self) -> Self::Out;
+}
+
+/// Runs `job` with the fastest kernel this CPU has for `T`: the AVX-512 kernel where it has
+/// AVX-512F, the portable kernel otherwise. A build that enables AVX-512F (or, on a CPU
+/// without it, the portable kernel) runs the job in place, inlined into the caller; a build
+/// that does not enable it asks the CPU once (CPUID, remembered) and runs the AVX-512 kernel
+/// through its `enter`. (Through `enter` in a native build too, 16³ took 1.05x as long: a
+/// call and a 32 KiB frame per product.)
+///
+/// # Safety
+/// The job's own contract holds.
+#[inline(always)]
+pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(job: J) -> J::Out {
+    #[cfg(test)]
+    if portable_only::on() {
+        // SAFETY: as below.
+        return unsafe { job.run::<T::Portable>() };
+    }
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
+    {
+        // SAFETY: the build enables AVX-512F; the job's contract is the caller's.
+        unsafe { job.run::<T::Avx512>() }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f", not(miri))))]
+    {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        if avx512::available() {
+            // SAFETY: the CPU has AVX-512F; the job's contract is the caller's.
+            return unsafe { <T::Avx512 as Microkernel<T>>::enter(job) };
+        }
+        // SAFETY: the portable kernel uses only what the build enables; the job's contract
+        // is the caller's.
+        unsafe { job.run::<T::Portable>() }
+    }
+}
+
+/// The name of the kernel [`dispatch`] runs on this CPU (see [`crate::kernel()`]).
+pub(crate) fn name() -> &'static str {
+    #[cfg(test)]
+    if portable_only::on() {
+        return portable::Portable::NAME;
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if avx512::available() {
+        return avx512::Avx512::NAME;
+    }
+    portable::Portable::NAME
+}
+
 /// A packed-panel buffer of `KC x NR` values, aligned for vector loads; lives on the stack
 /// (agd-simd has no heap).
 #[repr(C, align(64))]
@@ -94,15 +163,16 @@ impl<const LEN: usize, T> Panel<LEN, T> {
 
 /// `impl Microkernel<$t> for $k` with the tile shape, the most rows a narrow panel's tile may
 /// take, the panel depth and a panel buffer of
-/// `KC · NV · lanes` values on the stack, plus any items given after `;` (e.g. a faster
-/// `pack_b_transposed`), or after `; transpose_blocks` the `pack_b_transposed` of
-/// [`pack_transposed_blocks`].
+/// `KC · NV · lanes` values on the stack; with `enable "feature"`, an `enter` compiled with
+/// that target feature; plus any items given after `;` (e.g. a faster `pack_b_transposed`),
+/// or after `; transpose_blocks` the `pack_b_transposed` of [`pack_transposed_blocks`].
 macro_rules! microkernel {
     // `; transpose_blocks` (after any attributes for it): `pack_b_transposed` is
     // `pack_transposed_blocks` over the vector type's `Transpose`.
     ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident,
-     lanes $lanes:literal; $(#[$m:meta])* transpose_blocks) => {
-        microkernel!($k, $t, $v, mr $mr, nv $nv, max_rows $max, kc $kc, lanes $lanes;
+     lanes $lanes:literal $(, enable $feature:literal)?; $(#[$m:meta])* transpose_blocks) => {
+        microkernel!($k, $t, $v, mr $mr, nv $nv, max_rows $max, kc $kc, lanes $lanes
+            $(, enable $feature)?;
             $(#[$m])*
             #[inline(always)]
             unsafe fn pack_b_transposed(
@@ -123,8 +193,17 @@ macro_rules! microkernel {
             }
         );
     };
-    ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident, lanes $lanes:literal $(; $($extra:item)*)?) => {
+    ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident,
+     lanes $lanes:literal $(, enable $feature:literal)? $(; $($extra:item)*)?) => {
         impl Microkernel<$t> for $k {
+            $(
+                #[inline(never)]
+                #[target_feature(enable = $feature)]
+                unsafe fn enter<J: Job<$t>>(job: J) -> J::Out {
+                    // SAFETY: the caller's contract (the CPU has `$feature`).
+                    unsafe { job.run::<Self>() }
+                }
+            )?
             type V = $v;
             const MR: usize = $mr;
             const NV: usize = $nv;
@@ -146,7 +225,7 @@ macro_rules! microkernel {
 pub(crate) use microkernel;
 
 /// One instruction set's tile shape and vector type.
-pub trait Microkernel<T: Copy + Default> {
+pub trait Microkernel<T: Copy + Default>: Sized {
     /// The vector type of the tile.
     type V: Lanes<T>;
     /// Rows of `C` per tile of a full-width panel.
@@ -166,6 +245,19 @@ pub trait Microkernel<T: Copy + Default> {
     fn buf() -> Self::Buf;
     /// Its start.
     fn buf_ptr(buf: &mut Self::Buf) -> *mut T;
+
+    /// Runs `job` in a function of its own (not inlined), compiled with the target features
+    /// this kernel's instructions need (the AVX-512 kernel's `enter` enables AVX-512F; the
+    /// portable kernel needs nothing beyond the build's flags). Every function `job.run`
+    /// reaches is `#[inline(always)]` down to the next `enter`, so all of it gets them.
+    ///
+    /// # Safety
+    /// The CPU has those features, and the job's own contract holds.
+    #[inline(never)]
+    unsafe fn enter<J: Job<T>>(job: J) -> J::Out {
+        // SAFETY: the caller's contract.
+        unsafe { job.run::<Self>() }
+    }
 
     /// Packs `kc x cols` of a `B` stored transposed (entry `(p, j)` at `b[j·ldb + p]`) into
     /// `dst` (`kc` rows of `nr`; columns `cols..nr` zeroed). Kernels with a faster transpose
@@ -304,16 +396,17 @@ pub(crate) unsafe fn pack_transposed_column<
 /// weight-gradient layout) rather than row-major (`a[i·lda + p]`). `bp` is a packed panel
 /// (`nr` its width) or a row-major `B` read in place (`nr` its row stride).
 ///
-/// Not inlined: inside the blocked loop (about 40 tile shapes per layout) LLVM ran out of
-/// integer registers and reloaded the row stride from the stack in the hot loop of the
-/// small tiles (16³ went from 1.48x to 2.05x `matrixmultiply` with the tile on its own).
-/// A call per tile costs nothing measurable.
+/// Run as a [`Tile`] job, each shape in a function of its own ([`Microkernel::enter`]):
+/// inside the blocked loop (about 40 tile shapes per layout) LLVM ran out of integer
+/// registers and reloaded the row stride from the stack in the hot loop of the small tiles
+/// (16³ went from 1.48x to 2.05x `matrixmultiply` with the tile on its own). A call per tile
+/// costs nothing measurable.
 ///
 /// # Safety
 /// `a` readable at every `(i, p)`, `i < R`, `p < kc`; `bp` readable at `p·nr + j`, `p < kc`,
 /// `j < NVU · lanes`; `c` readable (if `β ≠ 0`) and writable at `c[i·ldc + j]`, `i < R`,
 /// `j < cols`; `cols <= NVU · lanes`.
-#[inline(never)]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn tile<
     T: Element,
@@ -348,8 +441,22 @@ pub(crate) unsafe fn tile<
     // (1568,144,32) fell from 195 to 127 GFLOP/s (the CNN epoch took 1.1x); 8 x 3 gained
     // nothing. Each accumulator still sums `p = 0, 1, …` in order: the same values.
     let unroll = if R <= 6 || NVU == 1 || ACOL { 4 } else { 1 };
-    // One step: the panel row at `bp + u·nr`, `A`'s column at `ap + u·a_step`.
-    let step = |acc: &mut [[V; NVU]; R], bp: *const T, ap: *const T, u: usize| {
+    // One step: the panel row at `bp + u·nr`, `A`'s column at `ap + u·a_step`. A function,
+    // not a closure: a closure is compiled as a function of its own, without the target
+    // features of the `enter` it runs in, and its intrinsics would be calls.
+    /// # Safety
+    /// As [`tile`], at depth `u` from `bp` and `ap`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn step<T: Element, V: Lanes<T>, const R: usize, const NVU: usize, const ACOL: bool>(
+        acc: &mut [[V; NVU]; R],
+        bp: *const T,
+        ap: *const T,
+        u: usize,
+        nr: usize,
+        a_step: usize,
+        lda: usize,
+    ) {
         let mut b = [V::zero(); NVU];
         for (v, bv) in b.iter_mut().enumerate() {
             // SAFETY: panel row `p` holds `NVU · lanes` readable values (caller).
@@ -362,10 +469,11 @@ pub(crate) unsafe fn tile<
                 *s = x.fmadd(bv, *s);
             }
         }
-    };
+    }
     for _ in 0..kc / unroll {
         for u in 0..unroll {
-            step(&mut acc, bp, ap, u);
+            // SAFETY: depth `p + u < kc` (caller).
+            unsafe { step::<T, V, R, NVU, ACOL>(&mut acc, bp, ap, u, nr, a_step, lda) };
         }
         // After the last step these point past the data (for a column-major `A`, a whole
         // row of `A` past, beyond one-past-the-end, which `add` may not do: found by Miri);
@@ -374,7 +482,8 @@ pub(crate) unsafe fn tile<
         ap = ap.wrapping_add(unroll * a_step);
     }
     for _ in 0..kc % unroll {
-        step(&mut acc, bp, ap, 0);
+        // SAFETY: depth `p < kc` (caller).
+        unsafe { step::<T, V, R, NVU, ACOL>(&mut acc, bp, ap, 0, nr, a_step, lda) };
         bp = bp.wrapping_add(nr);
         ap = ap.wrapping_add(a_step);
     }
@@ -414,12 +523,52 @@ pub(crate) unsafe fn tile<
     // Through a copy: this loop does not unroll for 12 rows, and indexing `acc` itself would
     // keep the accumulators of every tile on the stack (a `memset` before the hot loop, a
     // spill after it; seen in the 12 x 1 and 12 x 2 tiles).
+    // Each row is read where `black_box` left it, in whole vectors: copying a row out first
+    // made LLVM move it in 256-bit halves, and the 512-bit loads of `finish_row` then waited
+    // on those two stores (a failed store-to-load forwarding per row; `(128,256,10)` went
+    // from 1.80x to 1.63x `matrixmultiply` when the kernel moved into `enter`).
     let rows = core::hint::black_box(acc);
     for (i, row) in rows.iter().enumerate() {
-        let buf: [V; NVU] = *row;
-        // SAFETY: `buf` holds NVU · N >= cols values; row `i < R` of the `C` tile, `cols`
+        // SAFETY: `row` holds NVU · N >= cols values; row `i < R` of the `C` tile, `cols`
         // columns (caller).
-        unsafe { finish_row(buf.as_ptr().cast::<T>(), cols, va, beta, vb, c.add(i * ldc)) };
+        unsafe { finish_row(row.as_ptr().cast::<T>(), cols, va, beta, vb, c.add(i * ldc)) };
+    }
+}
+
+/// The arguments of one [`tile`] call: the job [`run_tile`] gives the kernel's `enter`.
+struct Tile<T, const R: usize, const NVU: usize, const ACOL: bool> {
+    kc: usize,
+    alpha: T,
+    a: *const T,
+    lda: usize,
+    bp: *const T,
+    nr: usize,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+    cols: usize,
+}
+
+impl<T: Element, const R: usize, const NVU: usize, const ACOL: bool> Job<T>
+    for Tile<T, R, NVU, ACOL>
+{
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<K: Microkernel<T>>(self) {
+        let Tile {
+            kc,
+            alpha,
+            a,
+            lda,
+            bp,
+            nr,
+            beta,
+            c,
+            ldc,
+            cols,
+        } = self;
+        // SAFETY: [`tile`]'s contract, the caller's.
+        unsafe { tile::<T, K::V, R, NVU, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols) }
     }
 }
 
@@ -481,7 +630,8 @@ pub(crate) fn rows_per_tile<T: Copy + Default, K: Microkernel<T>>(nv: usize) -> 
 /// `nv <= K::NV`), `cols` of whose columns are stored.
 ///
 /// # Safety
-/// As [`tile`], with `nr` the panel's row stride and `cols <= nv · lanes`.
+/// As [`tile`], with `nr` the panel's row stride and `cols <= nv · lanes`; the caller runs
+/// inside `K::enter`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
@@ -501,9 +651,11 @@ pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
     macro_rules! go {
         ($nv:literal: $($r:literal)*) => {
             match rows {
-                // SAFETY: forwarded from the caller.
+                // SAFETY: forwarded from the caller (who runs inside `K::enter`).
                 $($r => unsafe {
-                    tile::<T, K::V, $r, $nv, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols)
+                    K::enter(Tile::<T, $r, $nv, ACOL> {
+                        kc, alpha, a, lda, bp, nr, beta, c, ldc, cols,
+                    })
                 },)*
                 _ => unreachable!("rows_per_tile bounds the rows"),
             }
@@ -517,5 +669,30 @@ pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
         3 if K::NV >= 3 => go!(3: 1 2 3 4 5 6 7 8),
         4 if K::NV >= 4 => go!(4: 1 2 3 4 5 6),
         _ => unreachable!("kernels have at most four vectors per row"),
+    }
+}
+
+/// For the unit tests: [`dispatch`] runs the portable kernel on this thread while
+/// [`portable_only::run`] runs, so the portable code paths are checked on a CPU that would
+/// otherwise always take the AVX-512 kernel.
+#[cfg(test)]
+pub(crate) mod portable_only {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Whether this thread runs the portable kernel only.
+    pub(crate) fn on() -> bool {
+        ON.with(Cell::get)
+    }
+
+    /// Runs `f` with the portable kernel only (on this thread).
+    pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
+        ON.with(|on| on.set(true));
+        let r = f();
+        ON.with(|on| on.set(false));
+        r
     }
 }

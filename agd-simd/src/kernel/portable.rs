@@ -1,6 +1,6 @@
 //! The portable host microkernel over `wide` vectors (`f32x8`, `f64x4`): 6 rows x 2 vectors
 //! (12 accumulators, fitting the 16 registers of AVX2 or SSE2). `wide` picks AVX2/FMA or
-//! SSE2 when the crate is compiled, so this is the kernel of any host without AVX-512.
+//! SSE2 when the crate is compiled, so this is the kernel of any host CPU without AVX-512.
 
 use wide::{f32x8, f64x4};
 
@@ -53,12 +53,10 @@ wide_lanes!(f32x8, f32, 8);
 wide_lanes!(f64x4, f64, 4);
 
 /// The portable tile shapes.
-#[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 pub struct Portable;
 
-#[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 impl Portable {
-    /// Its name in [`crate::KERNEL`]: the instructions `wide` compiled its vectors to.
+    /// Its name in [`crate::kernel()`]: the instructions `wide` compiled its vectors to.
     pub(crate) const NAME: &str = if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
         "portable-avx2"
     } else if cfg!(target_feature = "avx") {
@@ -73,7 +71,6 @@ impl Portable {
 }
 
 /// Panel depth: `256 x 16` `f32` values are 16 KiB, well inside L1.
-#[cfg_attr(all(target_feature = "avx512f", not(miri)), allow(dead_code))]
 const KC: usize = 256;
 
 // With AVX, `B` stored transposed is packed by whole blocks turned in registers by `wide`'s

@@ -42,6 +42,10 @@ pub(crate) mod sealed {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         type Avx512: crate::kernel::Microkernel<Self>;
 
+        /// The AVX2/FMA kernel for this element, for builds without them on CPUs with them.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        type Avx2: crate::kernel::Microkernel<Self>;
+
         /// Whether [`Gemm::nt_tile4`] and [`Gemm::rows_tile4`] are hand-written here (then
         /// padding an edge tile with zeros is cheaper than the plain loops).
         const HAND_TILES: bool = false;
@@ -72,6 +76,8 @@ pub(crate) mod sealed {
         type Portable = crate::kernel::portable::Portable;
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         type Avx512 = crate::kernel::avx512::Avx512;
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        type Avx2 = crate::kernel::avx2::Avx2;
 
         #[cfg(all(target_arch = "arm", target_abi = "eabihf", feature = "arm-vfma"))]
         const HAND_TILES: bool = true;
@@ -140,6 +146,8 @@ pub(crate) mod sealed {
         type Portable = crate::kernel::portable::Portable;
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         type Avx512 = crate::kernel::avx512::Avx512;
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        type Avx2 = crate::kernel::avx2::Avx2;
     }
 }
 

@@ -596,8 +596,8 @@ mod host {
     }
 }
 
-/// The gathered products through the portable kernel, which a CPU with AVX-512F never takes
-/// otherwise (`tests/gather.rs` holds the full sweep, through whichever kernel runs): small
+/// The gathered products through the portable and AVX2 kernels, which a CPU with AVX-512F
+/// never takes otherwise (`tests/gather.rs` holds the full sweep, through whichever kernel runs): small
 /// integers, so the products must equal the naive ones to the last bit.
 #[cfg(all(test, not(any(target_arch = "arm", target_arch = "riscv32"))))]
 mod tests {
@@ -658,10 +658,22 @@ mod tests {
 
     #[test]
     fn the_portable_kernel_matches_naive() {
-        crate::kernel::portable_only::run(|| {
+        crate::kernel::forced::run(crate::kernel::forced::Kernel::Portable, || {
             sweep::<f32>();
             sweep::<f64>();
         });
+    }
+
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[test]
+    fn the_avx2_kernel_matches_naive() {
+        let ran = crate::kernel::forced::run(crate::kernel::forced::Kernel::Avx2, || {
+            sweep::<f32>();
+            sweep::<f64>();
+        });
+        if ran.is_none() {
+            std::eprintln!("this CPU has no AVX2 and FMA: the AVX2 kernel is not checked");
+        }
     }
 
     #[test]

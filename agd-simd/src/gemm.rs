@@ -1049,15 +1049,29 @@ mod tests {
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     #[test]
     fn every_shape_matches_naive_on_the_portable_kernel() {
-        crate::kernel::portable_only::run(|| {
-            assert!(
-                crate::kernel().starts_with("portable"),
-                "{}",
-                crate::kernel()
-            );
+        crate::kernel::forced::run(crate::kernel::forced::Kernel::Portable, || {
+            let name = crate::kernel();
+            assert!(name.starts_with("portable"), "{name}");
             all_ops::<f32>();
             all_ops::<f64>();
         });
+    }
+
+    /// The same through the AVX2 kernel, on a CPU that has AVX2 and FMA (on any other this
+    /// test checks nothing and says so).
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[test]
+    fn every_shape_matches_naive_on_the_avx2_kernel() {
+        let ran = crate::kernel::forced::run(crate::kernel::forced::Kernel::Avx2, || {
+            assert_eq!(crate::kernel(), "avx2");
+            all_ops::<f32>();
+            all_ops::<f64>();
+            blocked_with::<f32, crate::kernel::avx2::Avx2>();
+            blocked_with::<f64, crate::kernel::avx2::Avx2>();
+        });
+        if ran.is_none() {
+            std::eprintln!("this CPU has no AVX2 and FMA: the AVX2 kernel is not checked");
+        }
     }
 
     /// A depth of 260 is cut into two blocks of 130 (`KC` = 256; three of 87 with the AVX-512
@@ -1092,11 +1106,23 @@ mod tests {
     /// small integer values, so every sum is exact and any value the transposing pack puts in
     /// the wrong place shows. The shapes take the pack through runs of whole blocks (16 x 16
     /// in `f32`, 8 x 8 in `f64`; one and several), a depth tail, and a last panel narrower
-    /// than a block.
+    /// than a block. Through the kernel this CPU runs, then the portable one and the AVX2 one
+    /// (where the CPU has AVX2 and FMA).
     #[test]
     fn transposed_panels_are_exact() {
         transposed_panels_exact::<f32>();
         transposed_panels_exact::<f64>();
+        #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+        {
+            use crate::kernel::forced::{Kernel, run};
+            let both = || {
+                transposed_panels_exact::<f32>();
+                transposed_panels_exact::<f64>();
+            };
+            run(Kernel::Portable, both);
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            run(Kernel::Avx2, both);
+        }
     }
 
     fn transposed_panels_exact<T: Element + PartialEq + core::fmt::Debug>() {

@@ -9,13 +9,16 @@
 //!
 //! * `avx512.rs`: 512-bit `zmm` vectors with masked edges, on every x86-64 host, chosen at
 //!   run time when the CPU has AVX-512F (see [`dispatch`]).
+//! * `avx2.rs`: 256-bit `ymm` vectors and FMA, for a build that does not enable AVX2 and FMA
+//!   itself, on a CPU that has them and no AVX-512F.
 //! * `portable.rs`: the crate's [`crate::Element::V`] (`wide` vectors: AVX2/FMA or SSE2,
 //!   whatever the build enables) for every other host.
 //!
 //! Work that uses a kernel is a [`Job`], run through [`Microkernel::enter`]: a function of
-//! its own that the AVX-512 kernel compiles with `#[target_feature(enable = "avx512f")]`, so
-//! a build whose flags do not enable AVX-512 (any crate depending on this one, by default)
-//! still gets its instructions, inlined, wherever the CPU has them.
+//! its own that the AVX-512 kernel compiles with `#[target_feature(enable = "avx512f")]`
+//! (the AVX2 one with `avx2` and `fma`), so a build whose flags do not enable them (any crate
+//! depending on this one, by default) still gets their instructions, inlined, wherever the
+//! CPU has them.
 //!
 //! M-profile ARM and RISC-V take neither: there the register-tiled scalar loops of
 //! `gemm_scalar` are the kernel (no packing, no vectors).
@@ -24,6 +27,8 @@ use crate::element::Element;
 
 // Miri cannot interpret most AVX-512 intrinsics: under it the portable kernel runs even on
 // a CPU with AVX-512F (see CONTRIBUTING.md, "Miri").
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+pub(crate) mod avx2;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 pub(crate) mod avx512;
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
@@ -97,20 +102,21 @@ pub trait Job<T: Copy + Default> {
 }
 
 /// Runs `job` with the fastest kernel this CPU has for `T`: the AVX-512 kernel where it has
-/// AVX-512F, the portable kernel otherwise. A build that enables AVX-512F (or, on a CPU
+/// AVX-512F; else, where the build does not enable AVX2 and FMA but the CPU has them, the
+/// AVX2 kernel; else the portable kernel. A build that enables AVX-512F (or, on a CPU
 /// without it, the portable kernel) runs the job in place, inlined into the caller; a build
-/// that does not enable it asks the CPU once (CPUID, remembered) and runs the AVX-512 kernel
-/// through its `enter`. (Through `enter` in a native build too, 16³ took 1.05x as long: a
-/// call and a 32 KiB frame per product.)
+/// that does not asks the CPU once (CPUID, remembered) and runs the faster kernel through
+/// its `enter`. (Through `enter` in a native build too, 16³ took 1.05x as long: a call and
+/// a 32 KiB frame per product.)
 ///
 /// # Safety
 /// The job's own contract holds.
 #[inline(always)]
 pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(job: J) -> J::Out {
     #[cfg(test)]
-    if portable_only::on() {
-        // SAFETY: as below.
-        return unsafe { job.run::<T::Portable>() };
+    if let Some(forced) = forced::kernel() {
+        // SAFETY: `forced::run` checks that the CPU has the kernel's features.
+        return unsafe { forced::dispatch(forced, job) };
     }
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
     {
@@ -124,6 +130,15 @@ pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(job: J) -> J::Out {
             // SAFETY: the CPU has AVX-512F; the job's contract is the caller's.
             return unsafe { <T::Avx512 as Microkernel<T>>::enter(job) };
         }
+        #[cfg(all(
+            target_arch = "x86_64",
+            not(all(target_feature = "avx2", target_feature = "fma")),
+            not(miri)
+        ))]
+        if avx2::available() {
+            // SAFETY: the CPU has AVX2 and FMA; the job's contract is the caller's.
+            return unsafe { <T::Avx2 as Microkernel<T>>::enter(job) };
+        }
         // SAFETY: the portable kernel uses only what the build enables; the job's contract
         // is the caller's.
         unsafe { job.run::<T::Portable>() }
@@ -133,12 +148,20 @@ pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(job: J) -> J::Out {
 /// The name of the kernel [`dispatch`] runs on this CPU (see [`crate::kernel()`]).
 pub(crate) fn name() -> &'static str {
     #[cfg(test)]
-    if portable_only::on() {
-        return portable::Portable::NAME;
+    if let Some(forced) = forced::kernel() {
+        return forced.name();
     }
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if avx512::available() {
         return avx512::Avx512::NAME;
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(all(target_feature = "avx2", target_feature = "fma")),
+        not(miri)
+    ))]
+    if avx2::available() {
+        return avx2::Avx2::NAME;
     }
     portable::Portable::NAME
 }
@@ -672,27 +695,73 @@ pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
     }
 }
 
-/// For the unit tests: [`dispatch`] runs the portable kernel on this thread while
-/// [`portable_only::run`] runs, so the portable code paths are checked on a CPU that would
-/// otherwise always take the AVX-512 kernel.
+/// For the unit tests: a kernel [`dispatch`] runs on this thread, whatever it would choose,
+/// so that every kernel's code paths are checked on a CPU that would otherwise take only
+/// the fastest.
 #[cfg(test)]
-pub(crate) mod portable_only {
+pub(crate) mod forced {
+    use super::Job;
+    use crate::element::Element;
     use core::cell::Cell;
 
+    /// A kernel to run.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum Kernel {
+        /// `portable.rs`.
+        Portable,
+        /// `avx2.rs`.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        Avx2,
+    }
+
+    impl Kernel {
+        /// Its name in [`crate::kernel()`].
+        pub(crate) fn name(self) -> &'static str {
+            match self {
+                Kernel::Portable => super::portable::Portable::NAME,
+                #[cfg(all(target_arch = "x86_64", not(miri)))]
+                Kernel::Avx2 => super::avx2::Avx2::NAME,
+            }
+        }
+    }
+
     std::thread_local! {
-        static ON: Cell<bool> = const { Cell::new(false) };
+        static FORCED: Cell<Option<Kernel>> = const { Cell::new(None) };
     }
 
-    /// Whether this thread runs the portable kernel only.
-    pub(crate) fn on() -> bool {
-        ON.with(Cell::get)
+    /// The kernel forced on this thread, if any.
+    pub(crate) fn kernel() -> Option<Kernel> {
+        FORCED.with(Cell::get)
     }
 
-    /// Runs `f` with the portable kernel only (on this thread).
-    pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
-        ON.with(|on| on.set(true));
+    /// Runs `f` with `kernel` (on this thread), or returns `None` without running it where
+    /// the CPU cannot run that kernel.
+    pub(crate) fn run<R>(kernel: Kernel, f: impl FnOnce() -> R) -> Option<R> {
+        match kernel {
+            Kernel::Portable => {}
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            Kernel::Avx2 if !super::avx2::available() => return None,
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            Kernel::Avx2 => {}
+        }
+        FORCED.with(|k| k.set(Some(kernel)));
         let r = f();
-        ON.with(|on| on.set(false));
-        r
+        FORCED.with(|k| k.set(None));
+        Some(r)
+    }
+
+    /// Runs `job` with `kernel`.
+    ///
+    /// # Safety
+    /// As [`super::dispatch`], and the CPU runs `kernel` ([`run`] checks).
+    #[inline(always)]
+    pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(kernel: Kernel, job: J) -> J::Out {
+        match kernel {
+            // SAFETY: the caller's contract.
+            Kernel::Portable => unsafe { job.run::<T::Portable>() },
+            // SAFETY: the caller's contract.
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            Kernel::Avx2 => unsafe { <T::Avx2 as super::Microkernel<T>>::enter(job) },
+        }
     }
 }

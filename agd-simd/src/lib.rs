@@ -57,17 +57,18 @@ pub use power::power_iteration;
 
 /// The matrix kernel the products run on this machine.
 ///
-/// On x86-64 it is chosen at run time: the AVX-512 microkernel wherever the CPU has AVX-512F
-/// (asked of the CPU once, with CPUID, and remembered), whatever flags the crate was built
-/// with. Elsewhere, and on x86-64 CPUs without AVX-512, the portable kernel runs on `wide`'s
-/// vectors, whose instructions are chosen when the crate is compiled: a crate that depends on
-/// this one builds it with its own flags (this repository's `.cargo/config.toml` does not
-/// reach it), and a default x86-64 build is `"portable-sse2"`, several times slower than the
-/// `"portable-avx2"` that `-C target-cpu=native` gives a CPU with AVX2.
+/// On x86-64 it is chosen at run time, whatever flags the crate was built with: the AVX-512
+/// microkernel wherever the CPU has AVX-512F; else, where the build does not enable AVX2 and
+/// FMA but the CPU has them, the AVX2/FMA microkernel (the CPU is asked once, with CPUID,
+/// and the answer remembered). Elsewhere the portable kernel runs on `wide`'s vectors, whose
+/// instructions are chosen when the crate is compiled (a crate that depends on this one
+/// builds it with its own flags; this repository's `.cargo/config.toml` does not reach it).
 ///
 /// * `"avx512"`: the AVX-512 microkernel (6 x 64 `f32` tiles);
-/// * `"portable-avx2"` (AVX2 and FMA), `"portable-avx"`, `"portable-sse2"`, `"portable-neon"`
-///   (aarch64), `"portable"` (any other host): `wide`'s vectors in the portable microkernel;
+/// * `"avx2"`: the AVX2/FMA microkernel (6 x 16 `f32` tiles);
+/// * `"portable-avx2"` (a build with AVX2 and FMA), `"portable-avx"`, `"portable-sse2"`,
+///   `"portable-neon"` (aarch64), `"portable"` (any other host): `wide`'s vectors in the
+///   portable microkernel;
 /// * `"scalar-vfma"` (Cortex-M4F/M7 with the `arm-vfma` feature: hand-scheduled `vfma.f32`
 ///   tiles), `"scalar"` (other M-profile Arm and RISC-V): register-tiled scalar loops.
 ///
@@ -101,17 +102,24 @@ fn kernel_name() -> &'static str {
 #[cfg(test)]
 mod tests {
     /// [`super::kernel`] names the microkernel the products really use: the AVX-512 one
-    /// exactly where the CPU has AVX-512F (and the build is not under Miri).
+    /// exactly where the CPU has AVX-512F (and the build is not under Miri), the AVX2 one
+    /// where it has AVX2 and FMA and the build does not enable them, else a portable one.
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     #[test]
     fn the_kernel_name_is_the_kernel_in_use() {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        let avx512 = crate::kernel::avx512::available();
+        let (avx512, avx2) = (
+            crate::kernel::avx512::available(),
+            crate::kernel::avx2::available()
+                && !cfg!(all(target_feature = "avx2", target_feature = "fma")),
+        );
         #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        let avx512 = false;
+        let (avx512, avx2) = (false, false);
         let name = super::kernel();
         if avx512 {
             assert_eq!(name, "avx512");
+        } else if avx2 {
+            assert_eq!(name, "avx2");
         } else {
             assert!(name.starts_with("portable"), "{name}");
         }

@@ -176,7 +176,7 @@ mod host {
     use super::Grid;
     use crate::element::Element;
     use crate::gemm::{even_blocks, pack_rows};
-    use crate::kernel::{Job, Lanes, Microkernel, finish_row, rows_per_tile};
+    use crate::kernel::{Lanes, Microkernel, finish_row, job, rows_per_tile};
 
     /// `c[0..cols] ← acc + β·c` for one row of accumulators (`c` not read when `β = 0`).
     ///
@@ -327,68 +327,33 @@ mod host {
         }
     }
 
-    /// The arguments of one [`positions_tile`].
-    struct PositionsTile<'a, T, const R: usize, const NVU: usize> {
-        taps: &'a [usize],
-        a: *const T,
-        step: usize,
-        bp: *const T,
-        beta: T,
-        c: *mut T,
-        ldc: usize,
-        cols: usize,
+    job! {
+        /// The arguments of one [`positions_tile`].
+        struct PositionsTile['a, T, const R: usize, const NVU: usize]['_, T, R, NVU] {
+            taps: &'a [usize],
+            a: *const T,
+            step: usize,
+            bp: *const T,
+            beta: T,
+            c: *mut T,
+            ldc: usize,
+            cols: usize,
+        } => positions_tile::<T, K::V, R, NVU>
     }
 
-    impl<T: Element, const R: usize, const NVU: usize> Job<T> for PositionsTile<'_, T, R, NVU> {
-        type Out = ();
-        #[inline(always)]
-        unsafe fn run<K: Microkernel<T>>(self) {
-            let PositionsTile {
-                taps,
-                a,
-                step,
-                bp,
-                beta,
-                c,
-                ldc,
-                cols,
-            } = self;
-            // SAFETY: [`positions_tile`]'s contract, the caller's.
-            unsafe { positions_tile::<T, K::V, R, NVU>(taps, a, step, bp, beta, c, ldc, cols) }
-        }
-    }
-
-    /// The arguments of one [`taps_tile`].
-    struct TapsTile<'a, T, const R: usize, const NVU: usize> {
-        grid: Grid,
-        taps: &'a [usize],
-        a: *const T,
-        d: *const T,
-        ldd: usize,
-        beta: T,
-        g: *mut T,
-        ldg: usize,
-        cols: usize,
-    }
-
-    impl<T: Element, const R: usize, const NVU: usize> Job<T> for TapsTile<'_, T, R, NVU> {
-        type Out = ();
-        #[inline(always)]
-        unsafe fn run<K: Microkernel<T>>(self) {
-            let TapsTile {
-                grid,
-                taps,
-                a,
-                d,
-                ldd,
-                beta,
-                g,
-                ldg,
-                cols,
-            } = self;
-            // SAFETY: [`taps_tile`]'s contract, the caller's.
-            unsafe { taps_tile::<T, K::V, R, NVU>(grid, taps, a, d, ldd, beta, g, ldg, cols) }
-        }
+    job! {
+        /// The arguments of one [`taps_tile`].
+        struct TapsTile['a, T, const R: usize, const NVU: usize]['_, T, R, NVU] {
+            grid: Grid,
+            taps: &'a [usize],
+            a: *const T,
+            d: *const T,
+            ldd: usize,
+            beta: T,
+            g: *mut T,
+            ldg: usize,
+            cols: usize,
+        } => taps_tile::<T, K::V, R, NVU>
     }
 
     /// `K::enter($job { $fields })` for the tile job with `$rows` rows of one of the listed
@@ -418,64 +383,32 @@ mod host {
         };
     }
 
-    /// The arguments of [`forward`], checked by [`super::matmul_gather`].
-    pub(super) struct Forward<'a, 'c, T> {
-        pub(super) grid: Grid,
-        pub(super) taps: &'a [usize],
-        pub(super) a: &'a [T],
-        pub(super) b: &'a [T],
-        pub(super) n: usize,
-        pub(super) beta: T,
-        pub(super) c: &'c mut [T],
-        pub(super) ldc: usize,
+    job! {
+        /// The arguments of [`forward`], checked by [`super::matmul_gather`].
+        pub(super) struct Forward['a, 'c, T]['_, '_, T] {
+            pub(super) grid: Grid,
+            pub(super) taps: &'a [usize],
+            pub(super) a: &'a [T],
+            pub(super) b: &'a [T],
+            pub(super) n: usize,
+            pub(super) beta: T,
+            pub(super) c: &'c mut [T],
+            pub(super) ldc: usize,
+        } => forward::<T, K>
     }
 
-    impl<T: Element> Job<T> for Forward<'_, '_, T> {
-        type Out = ();
-        #[inline(always)]
-        unsafe fn run<K: Microkernel<T>>(self) {
-            let Forward {
-                grid,
-                taps,
-                a,
-                b,
-                n,
-                beta,
-                c,
-                ldc,
-            } = self;
-            forward::<T, K>(grid, taps, a, b, n, beta, c, ldc);
-        }
-    }
-
-    /// The arguments of [`weight_grad`], checked by [`super::matmul_gather_tn`].
-    pub(super) struct WeightGrad<'a, 'g, T> {
-        pub(super) grid: Grid,
-        pub(super) taps: &'a [usize],
-        pub(super) a: &'a [T],
-        pub(super) d: &'a [T],
-        pub(super) ldd: usize,
-        pub(super) n: usize,
-        pub(super) beta: T,
-        pub(super) g: &'g mut [T],
-    }
-
-    impl<T: Element> Job<T> for WeightGrad<'_, '_, T> {
-        type Out = ();
-        #[inline(always)]
-        unsafe fn run<K: Microkernel<T>>(self) {
-            let WeightGrad {
-                grid,
-                taps,
-                a,
-                d,
-                ldd,
-                n,
-                beta,
-                g,
-            } = self;
-            weight_grad::<T, K>(grid, taps, a, d, ldd, n, beta, g);
-        }
+    job! {
+        /// The arguments of [`weight_grad`], checked by [`super::matmul_gather_tn`].
+        pub(super) struct WeightGrad['a, 'g, T]['_, '_, T] {
+            pub(super) grid: Grid,
+            pub(super) taps: &'a [usize],
+            pub(super) a: &'a [T],
+            pub(super) d: &'a [T],
+            pub(super) ldd: usize,
+            pub(super) n: usize,
+            pub(super) beta: T,
+            pub(super) g: &'g mut [T],
+        } => weight_grad::<T, K>
     }
 
     /// [`super::matmul_gather`] on a host, bounds checked: per panel of columns, `B` packed

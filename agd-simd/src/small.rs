@@ -70,34 +70,19 @@ pub(crate) fn dot_rows<T: Element>(
 mod host {
     use super::store;
     use crate::element::Element;
-    use crate::kernel::{Job, Lanes, Microkernel};
+    use crate::kernel::{Lanes, Microkernel, job};
 
-    /// The arguments of [`super::dot_rows`].
-    pub(super) struct DotRows<'a, 'c, T> {
-        pub(super) alpha: T,
-        pub(super) x: &'a [T],
-        pub(super) b: &'a [T],
-        pub(super) ldb: usize,
-        pub(super) n: usize,
-        pub(super) beta: T,
-        pub(super) c: &'c mut [T],
-    }
-
-    impl<T: Element> Job<T> for DotRows<'_, '_, T> {
-        type Out = ();
-        #[inline(always)]
-        unsafe fn run<K: Microkernel<T>>(self) {
-            let DotRows {
-                alpha,
-                x,
-                b,
-                ldb,
-                n,
-                beta,
-                c,
-            } = self;
-            dot_rows::<T, K>(alpha, x, b, ldb, n, beta, c);
-        }
+    job! {
+        /// The arguments of [`super::dot_rows`].
+        pub(super) struct DotRows['a, 'c, T]['_, '_, T] {
+            pub(super) alpha: T,
+            pub(super) x: &'a [T],
+            pub(super) b: &'a [T],
+            pub(super) ldb: usize,
+            pub(super) n: usize,
+            pub(super) beta: T,
+            pub(super) c: &'c mut [T],
+        } => dot_rows::<T, K>
     }
 
     /// [`super::dot_rows`] with kernel `K`'s vectors (bounds asserted here).

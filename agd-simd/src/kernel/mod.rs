@@ -101,6 +101,38 @@ pub trait Job<T: Copy + Default> {
     unsafe fn run<K: Microkernel<T>>(self) -> Self::Out;
 }
 
+/// A [`Job`] whose work is one call: `struct $name[generics][arguments] { fields } =>
+/// path::<…>` defines the struct (its fields the function's arguments, in order) and a
+/// `run::<K>` that calls `path` with them (`K`, the kernel, may appear in the path's
+/// generics, e.g. `tile::<T, K::V, R, NVU, ACOL>`); `T` is the element.
+macro_rules! job {
+    ($(#[$m:meta])* $vis:vis struct $name:ident [$($gen:tt)*] [$($arg:tt)*] {
+        $($fvis:vis $field:ident: $fty:ty),* $(,)?
+    } => $($f:tt)*) => {
+        $(#[$m])*
+        $vis struct $name<$($gen)*> {
+            $($fvis $field: $fty),*
+        }
+
+        impl<$($gen)*> $crate::kernel::Job<T> for $name<$($arg)*>
+        where
+            T: $crate::element::Element,
+        {
+            type Out = ();
+            #[inline(always)]
+            unsafe fn run<K: $crate::kernel::Microkernel<T>>(self) {
+                let $name { $($field),* } = self;
+                // SAFETY: the job's contract (the called function's), the caller's.
+                #[allow(unused_unsafe)]
+                unsafe {
+                    $($f)*($($field),*)
+                }
+            }
+        }
+    };
+}
+pub(crate) use job;
+
 /// Runs `job` with the fastest kernel this CPU has for `T`: the AVX-512 kernel where it has
 /// AVX-512F; else, where the build does not enable AVX2 and FMA but the CPU has them, the
 /// AVX2 kernel; else the portable kernel. A build that enables AVX-512F (or, on a CPU
@@ -558,41 +590,20 @@ pub(crate) unsafe fn tile<
     }
 }
 
-/// The arguments of one [`tile`] call: the job [`run_tile`] gives the kernel's `enter`.
-struct Tile<T, const R: usize, const NVU: usize, const ACOL: bool> {
-    kc: usize,
-    alpha: T,
-    a: *const T,
-    lda: usize,
-    bp: *const T,
-    nr: usize,
-    beta: T,
-    c: *mut T,
-    ldc: usize,
-    cols: usize,
-}
-
-impl<T: Element, const R: usize, const NVU: usize, const ACOL: bool> Job<T>
-    for Tile<T, R, NVU, ACOL>
-{
-    type Out = ();
-    #[inline(always)]
-    unsafe fn run<K: Microkernel<T>>(self) {
-        let Tile {
-            kc,
-            alpha,
-            a,
-            lda,
-            bp,
-            nr,
-            beta,
-            c,
-            ldc,
-            cols,
-        } = self;
-        // SAFETY: [`tile`]'s contract, the caller's.
-        unsafe { tile::<T, K::V, R, NVU, ACOL>(kc, alpha, a, lda, bp, nr, beta, c, ldc, cols) }
-    }
+job! {
+    /// The arguments of one [`tile`] call: the job [`run_tile`] gives the kernel's `enter`.
+    struct Tile[T, const R: usize, const NVU: usize, const ACOL: bool][T, R, NVU, ACOL] {
+        kc: usize,
+        alpha: T,
+        a: *const T,
+        lda: usize,
+        bp: *const T,
+        nr: usize,
+        beta: T,
+        c: *mut T,
+        ldc: usize,
+        cols: usize,
+    } => tile::<T, K::V, R, NVU, ACOL>
 }
 
 /// `c[0..cols] ← α · row + β · c` (`c` not read when `β = 0`) for a row of a partial tile.

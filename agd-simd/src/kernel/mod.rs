@@ -302,9 +302,10 @@ pub trait Microkernel<T: Copy + Default>: Sized {
     fn buf_ptr(buf: &mut Self::Buf) -> *mut T;
 
     /// Runs `job` in a function of its own (not inlined), compiled with the target features
-    /// this kernel's instructions need (the AVX-512 kernel's `enter` enables AVX-512F; the
-    /// portable kernel needs nothing beyond the build's flags). Every function `job.run`
-    /// reaches is `#[inline(always)]` down to the next `enter`, so all of it gets them.
+    /// this kernel's instructions need (the AVX-512 kernel's `enter` enables AVX-512F, the
+    /// AVX2 kernel's AVX2 and FMA; the portable kernel needs nothing beyond the build's
+    /// flags). Every function `job.run` reaches is `#[inline(always)]` down to the next
+    /// `enter`, so all of it gets them.
     ///
     /// # Safety
     /// The CPU has those features, and the job's own contract holds.

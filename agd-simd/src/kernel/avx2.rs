@@ -201,9 +201,6 @@ impl Transpose<f64, 4> for F64x4 {
 /// The AVX2/FMA tile shapes.
 pub struct Avx2;
 
-// A build that enables AVX2 and FMA runs the portable kernel instead (the tests still run
-// this one).
-#[cfg_attr(all(target_feature = "avx2", target_feature = "fma"), allow(dead_code))]
 impl Avx2 {
     /// Its name in [`crate::kernel()`].
     pub(crate) const NAME: &str = "avx2";

@@ -128,6 +128,7 @@ cpufeatures::new!(cpu_avx512f, "avx512f");
 /// registers. Known at compile time when the build enables AVX-512F; otherwise CPUID and
 /// XGETBV once, at the first call, and a cached flag after that.
 #[inline(always)]
+#[cfg_attr(target_feature = "avx512f", allow(dead_code))] // Then `dispatch` needs no probe.
 pub(crate) fn available() -> bool {
     cpu_avx512f::get()
 }

@@ -177,25 +177,21 @@ pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(job: J) -> J::Out {
     }
 }
 
-/// The name of the kernel [`dispatch`] runs on this CPU (see [`crate::kernel()`]).
+/// The name of the kernel [`dispatch`] runs on this CPU (see [`crate::kernel()`]): asked of
+/// `dispatch` itself, so the choice is made in one place (`f32` and `f64` take the same
+/// kernel).
 pub(crate) fn name() -> &'static str {
-    #[cfg(test)]
-    if let Some(forced) = forced::kernel() {
-        return forced.name();
+    /// The work that only reports which kernel does it.
+    struct Name;
+    impl Job<f32> for Name {
+        type Out = &'static str;
+        #[inline(always)]
+        unsafe fn run<K: Microkernel<f32>>(self) -> &'static str {
+            K::NAME
+        }
     }
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if avx512::available() {
-        return avx512::Avx512::NAME;
-    }
-    #[cfg(all(
-        target_arch = "x86_64",
-        not(all(target_feature = "avx2", target_feature = "fma")),
-        not(miri)
-    ))]
-    if avx2::available() {
-        return avx2::Avx2::NAME;
-    }
-    portable::Portable::NAME
+    // SAFETY: the job touches no memory.
+    unsafe { dispatch::<f32, _>(Name) }
 }
 
 /// A packed-panel buffer of `KC x NR` values, aligned for vector loads; lives on the stack
@@ -251,6 +247,7 @@ macro_rules! microkernel {
     ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident,
      lanes $lanes:literal $(, enable $feature:literal)? $(; $($extra:item)*)?) => {
         impl Microkernel<$t> for $k {
+            const NAME: &'static str = <$k>::NAME;
             $(
                 #[inline(never)]
                 #[target_feature(enable = $feature)]
@@ -281,6 +278,8 @@ pub(crate) use microkernel;
 
 /// One instruction set's tile shape and vector type.
 pub trait Microkernel<T: Copy + Default>: Sized {
+    /// Its name in [`crate::kernel()`].
+    const NAME: &'static str;
     /// The vector type of the tile.
     type V: Lanes<T>;
     /// Rows of `C` per tile of a full-width panel.
@@ -724,17 +723,6 @@ pub(crate) mod forced {
         /// `avx2.rs`.
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         Avx2,
-    }
-
-    impl Kernel {
-        /// Its name in [`crate::kernel()`].
-        pub(crate) fn name(self) -> &'static str {
-            match self {
-                Kernel::Portable => super::portable::Portable::NAME,
-                #[cfg(all(target_arch = "x86_64", not(miri)))]
-                Kernel::Avx2 => super::avx2::Avx2::NAME,
-            }
-        }
     }
 
     std::thread_local! {

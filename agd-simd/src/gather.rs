@@ -589,6 +589,8 @@ mod tests {
         }
     }
 
+    /// Only on x86-64: elsewhere `dispatch` runs the portable kernel anyway.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_portable_kernel_matches_naive() {
         crate::kernel::forced::run(crate::kernel::forced::Kernel::Portable, || {

@@ -145,7 +145,7 @@ pub(crate) use job;
 /// The job's own contract holds.
 #[inline(always)]
 pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(job: J) -> J::Out {
-    #[cfg(test)]
+    #[cfg(all(test, target_arch = "x86_64"))]
     if let Some(forced) = forced::kernel() {
         // SAFETY: `forced::run` checks that the CPU has the kernel's features.
         return unsafe { forced::dispatch(forced, job) };
@@ -708,8 +708,8 @@ pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
 
 /// For the unit tests: a kernel [`dispatch`] runs on this thread, whatever it would choose,
 /// so that every kernel's code paths are checked on a CPU that would otherwise take only
-/// the fastest.
-#[cfg(test)]
+/// the fastest. Only on x86-64: elsewhere there is one kernel to choose.
+#[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) mod forced {
     use super::Job;
     use crate::element::Element;
@@ -721,7 +721,7 @@ pub(crate) mod forced {
         /// `portable.rs`.
         Portable,
         /// `avx2.rs`.
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        #[cfg(not(miri))]
         Avx2,
     }
 
@@ -739,9 +739,9 @@ pub(crate) mod forced {
     pub(crate) fn run<R>(kernel: Kernel, f: impl FnOnce() -> R) -> Option<R> {
         match kernel {
             Kernel::Portable => {}
-            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            #[cfg(not(miri))]
             Kernel::Avx2 if !super::avx2::available() => return None,
-            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            #[cfg(not(miri))]
             Kernel::Avx2 => {}
         }
         FORCED.with(|k| k.set(Some(kernel)));
@@ -760,7 +760,7 @@ pub(crate) mod forced {
             // SAFETY: the caller's contract.
             Kernel::Portable => unsafe { job.run::<T::Portable>() },
             // SAFETY: the caller's contract.
-            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            #[cfg(not(miri))]
             Kernel::Avx2 => unsafe { <T::Avx2 as super::Microkernel<T>>::enter(job) },
         }
     }

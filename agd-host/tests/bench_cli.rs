@@ -112,6 +112,31 @@ fn quick_bench_reports_every_figure_as_json() {
     // Thread CPU time where the OS has a fine one, the wall clock elsewhere (Windows).
     assert_eq!(v["clock"], if cfg!(unix) { "thread_cpu" } else { "wall" });
     assert_eq!(v["kernel"], agd_simd::kernel());
+    // Every forward shape on every kernel this CPU runs, by name, the picked one among them.
+    let names: Vec<&str> = agd_simd::Kernel::ALL
+        .into_iter()
+        .filter(|k| k.available())
+        .map(|k| k.name())
+        .collect();
+    assert!(names.contains(&agd_simd::kernel()), "{names:?}");
+    let kernels = v["kernels"].as_array().expect("kernels array");
+    assert_eq!(kernels.len(), gemm.len());
+    for (r, g) in kernels.iter().zip(gemm) {
+        assert_eq!((&r["m"], &r["k"], &r["n"]), (&g["m"], &g["k"], &g["n"]));
+        let mm = r["matrixmultiply_gflops"].as_f64().unwrap();
+        assert!(mm.is_finite() && mm > 0.0, "{r}");
+        let speeds = r["kernels"].as_array().expect("per-kernel speeds");
+        let got: Vec<&str> = speeds
+            .iter()
+            .map(|s| s["kernel"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, names, "{r}");
+        for s in speeds {
+            let (g, ratio) = (s["gflops"].as_f64().unwrap(), s["ratio"].as_f64().unwrap());
+            assert!(g.is_finite() && g > 0.0, "{s}");
+            assert!((ratio - g / mm).abs() <= 1e-9 * ratio, "{s}");
+        }
+    }
 }
 
 #[test]

@@ -18,6 +18,11 @@ pub enum Error {
     DimensionOverflow,
     /// A power iteration was asked for zero iterations.
     NoIterations,
+    /// A product was asked to run on a [`crate::Kernel`] this CPU (or build) cannot run.
+    KernelUnavailable {
+        /// The kernel's name ([`crate::Kernel::name`]).
+        kernel: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -33,6 +38,9 @@ impl fmt::Display for Error {
             ),
             Error::DimensionOverflow => write!(f, "matrix dimensions overflow usize"),
             Error::NoIterations => write!(f, "power iteration needs at least one iteration"),
+            Error::KernelUnavailable { kernel } => {
+                write!(f, "this CPU cannot run the `{kernel}` matrix kernel")
+            }
         }
     }
 }

@@ -18,6 +18,7 @@
 //! RISC-V) the register-tiled loops of `gemm_scalar` run instead.
 
 use crate::blas1::{dot, scale};
+use crate::choice::{Auto, Dispatch};
 use crate::element::Element;
 use crate::error::{Error, check};
 use crate::gemm_scalar;
@@ -64,9 +65,13 @@ enum OpB<'a, T> {
 /// Inlined into each entry point, with the blocked loop: 16³ `A·Bᵀ` took 0.93x the time of
 /// one shared out-of-line copy (`product_loop`, eight alternating runs each), and the `agd`
 /// binary stayed smaller than before the kernel was chosen at run time.
+///
+/// `d` picks the blocked loop's kernel: `Auto` (the CPU's fastest) for every public product,
+/// a caller's [`crate::Kernel`] for its methods.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: Element>(
+fn gemm<T: Element, D: Dispatch>(
+    d: D,
     m: usize,
     n: usize,
     k: usize,
@@ -84,10 +89,13 @@ fn gemm<T: Element>(
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     if k > 0 && m >= SMALL_M && n > 1 {
         let job = Blocked::new(m, n, k, alpha, a, b, beta, c, ldc, sum_sq);
-        // SAFETY: every operand's bounds were checked by the entry points.
-        unsafe { crate::kernel::dispatch(job) };
+        // SAFETY: every operand's bounds were checked by the entry points, and the CPU
+        // runs `d`'s kernel (the CPU's own choice, or a `Kernel` checked available).
+        unsafe { d.dispatch(job) };
         return;
     }
+    #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+    let _ = d;
     unblocked(m, n, k, alpha, a, b, beta, c, ldc);
     if let Some(s) = sum_sq {
         for row in c.chunks_mut(ldc).take(m) {
@@ -528,21 +536,36 @@ pub fn matmul_nt<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
+    // Not `nt(Auto, …)`: rustc's MIR inliner then inlined this one-line body into every
+    // caller, moving the product's code into each layer (the body as written here stays a
+    // function of its own, as before `Kernel`).
     check("a", m, k, a.len())?;
     check("b", n, k, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(
-        m,
-        n,
-        k,
-        alpha,
-        OpA::Rows(a, k),
-        OpB::Cols(b, k),
-        beta,
-        c,
-        n,
-        None,
-    );
+    let (a, b) = (OpA::Rows(a, k), OpB::Cols(b, k));
+    gemm(Auto, m, n, k, alpha, a, b, beta, c, n, None);
+    Ok(())
+}
+
+/// [`matmul_nt`]'s checks and product on `d`'s kernel.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn nt<T: Element, D: Dispatch>(
+    d: D,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+) -> Result<(), Error> {
+    check("a", m, k, a.len())?;
+    check("b", n, k, b.len())?;
+    check("c", m, n, c.len())?;
+    let (a, b) = (OpA::Rows(a, k), OpB::Cols(b, k));
+    gemm(d, m, n, k, alpha, a, b, beta, c, n, None);
     Ok(())
 }
 
@@ -567,21 +590,36 @@ pub fn matmul_nn<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
+    // Not `nn(Auto, …)`: rustc's MIR inliner then inlined this one-line body into every
+    // caller, moving the product's code into each layer (the body as written here stays a
+    // function of its own, as before `Kernel`).
     check("a", m, k, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(
-        m,
-        n,
-        k,
-        alpha,
-        OpA::Rows(a, k),
-        OpB::Rows(b, n),
-        beta,
-        c,
-        n,
-        None,
-    );
+    let (a, b) = (OpA::Rows(a, k), OpB::Rows(b, n));
+    gemm(Auto, m, n, k, alpha, a, b, beta, c, n, None);
+    Ok(())
+}
+
+/// [`matmul_nn`]'s checks and product on `d`'s kernel.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn nn<T: Element, D: Dispatch>(
+    d: D,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+) -> Result<(), Error> {
+    check("a", m, k, a.len())?;
+    check("b", k, n, b.len())?;
+    check("c", m, n, c.len())?;
+    let (a, b) = (OpA::Rows(a, k), OpB::Rows(b, n));
+    gemm(d, m, n, k, alpha, a, b, beta, c, n, None);
     Ok(())
 }
 
@@ -607,7 +645,7 @@ pub fn matmul_tn<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    tn(m, n, k, alpha, a, b, beta, c, None)
+    tn(Auto, m, n, k, alpha, a, b, beta, c, None)
 }
 
 /// [`matmul_tn`] that also returns the plain sum of squares of the result, `Σ_ij C_ij²`:
@@ -633,13 +671,15 @@ pub fn matmul_tn_sum_sq<T: Element>(
     c: &mut [T],
 ) -> Result<T, Error> {
     let mut s = T::ZERO;
-    tn(m, n, k, alpha, a, b, beta, c, Some(&mut s))?;
+    tn(Auto, m, n, k, alpha, a, b, beta, c, Some(&mut s))?;
     Ok(s)
 }
 
-/// [`matmul_tn`]'s checks and product, adding the squares of `C` into `sum` when given.
+/// [`matmul_tn`]'s checks and product on `d`'s kernel, adding the squares of `C` into `sum`
+/// when given.
 #[allow(clippy::too_many_arguments)]
-fn tn<T: Element>(
+pub(crate) fn tn<T: Element, D: Dispatch>(
+    d: D,
     m: usize,
     n: usize,
     k: usize,
@@ -653,18 +693,8 @@ fn tn<T: Element>(
     check("a", k, m, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;
-    gemm(
-        m,
-        n,
-        k,
-        alpha,
-        OpA::Cols(a, m),
-        OpB::Rows(b, n),
-        beta,
-        c,
-        n,
-        sum,
-    );
+    let (a, b) = (OpA::Cols(a, m), OpB::Rows(b, n));
+    gemm(d, m, n, k, alpha, a, b, beta, c, n, sum);
     Ok(())
 }
 
@@ -750,6 +780,7 @@ pub fn matmul_nt_ld<T: Element>(
     check_ld("b", n, k, ld.ldb, b.len())?;
     check_c(m, n, ld.ldc, c.len())?;
     gemm(
+        Auto,
         m,
         n,
         k,
@@ -792,6 +823,7 @@ pub fn matmul_nn_ld<T: Element>(
     check_ld("b", k, n, ld.ldb, b.len())?;
     check_c(m, n, ld.ldc, c.len())?;
     gemm(
+        Auto,
         m,
         n,
         k,
@@ -834,6 +866,7 @@ pub fn matmul_tn_ld<T: Element>(
     check_ld("b", k, n, ld.ldb, b.len())?;
     check_c(m, n, ld.ldc, c.len())?;
     gemm(
+        Auto,
         m,
         n,
         k,
@@ -884,6 +917,7 @@ pub fn matmul_nn_ld_add<T: Element>(
     // one row of `C` before the next (through raw pointers or a fresh slice per row), so
     // overlapping rows accumulate. `gemm` with `ldc = n` is only ever this with disjoint rows.
     gemm(
+        Auto,
         m,
         n,
         k,

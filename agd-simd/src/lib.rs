@@ -13,7 +13,9 @@
 //!   [`matmul_gather_tn`] weight gradient);
 //! * level-1 kernels: [`dot`], [`axpy`], [`scale`], [`amax`], and an overflow-safe
 //!   Frobenius norm [`nrm2`] / [`sum_sq_scaled`] / [`sum_sq_checked`];
-//! * [`power_iteration`] for the top singular value with a caller-kept warm-start vector.
+//! * [`power_iteration`] for the top singular value with a caller-kept warm-start vector;
+//! * [`kernel()`], the matrix kernel the products picked on this CPU, and [`Kernel`], which
+//!   runs a product on a kernel you name (to race the kernels against each other).
 //!
 //! Vectors come from the `wide` crate on the host and are plain scalars on M-profile ARM and
 //! RISC-V, where `wide` has no SIMD and its array fallback is slower than a scalar loop.
@@ -32,6 +34,7 @@
 extern crate std;
 
 mod blas1;
+mod choice;
 mod element;
 mod error;
 mod gather;
@@ -46,6 +49,7 @@ mod power;
 mod small;
 
 pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_checked, sum_sq_scaled};
+pub use choice::Kernel;
 pub use element::{Element, Vector};
 pub use error::Error;
 pub use gather::{Grid, matmul_gather, matmul_gather_tn};

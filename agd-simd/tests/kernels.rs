@@ -15,7 +15,7 @@
 
 mod common;
 
-use agd_simd::{Element, Error, naive};
+use agd_simd::{Element, Error, Kernel, naive};
 use common::{Rng, SHAPES, gamma};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -52,6 +52,28 @@ impl Op {
         match self {
             Op::Nt => j * k + p,
             Op::Nn | Op::Tn => p * n + j,
+        }
+    }
+
+    /// The product on the kernel the CPU picks, or on `kernel` ([`Kernel`]'s methods).
+    #[allow(clippy::too_many_arguments)]
+    fn fast_on<T: Element>(
+        self,
+        kernel: Option<Kernel>,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: T,
+        a: &[T],
+        b: &[T],
+        beta: T,
+        c: &mut [T],
+    ) -> Result<(), Error> {
+        match (kernel, self) {
+            (None, _) => self.fast(m, n, k, alpha, a, b, beta, c),
+            (Some(kn), Op::Nt) => kn.matmul_nt(m, n, k, alpha, a, b, beta, c),
+            (Some(kn), Op::Nn) => kn.matmul_nn(m, n, k, alpha, a, b, beta, c),
+            (Some(kn), Op::Tn) => kn.matmul_tn(m, n, k, alpha, a, b, beta, c),
         }
     }
 
@@ -133,13 +155,18 @@ fn int_matrix<T: Element>(rng: &mut Rng, rows: usize, cols: usize) -> Vec<T> {
 /// `β = 0` the NaN garbage in `C` ignored. `|Σ| ≤ 130·16·3 + 3·4` stays far below 2²⁴, so both
 /// sides are exact whatever their summation order and whether or not they fuse.
 fn exact_sweep<T: Element>(op: Op) {
+    exact_sweep_on::<T>(op, None, &SHAPES);
+}
+
+/// [`exact_sweep`] over `shapes³`, on the kernel the CPU picks or on `kernel`.
+fn exact_sweep_on<T: Element>(op: Op, kernel: Option<Kernel>, shapes: &[usize]) {
     const ALPHAS: [f64; 4] = [1.0, -1.0, 3.0, 0.0];
     const BETAS: [f64; 4] = [0.0, 1.0, -2.0, 3.0];
     let mut rng = Rng::new(0xA6D0_0000 + op as u64);
     let mut case = 0usize;
-    for &m in &SHAPES {
-        for &n in &SHAPES {
-            for &k in &SHAPES {
+    for &m in shapes {
+        for &n in shapes {
+            for &k in shapes {
                 case += 1;
                 let alpha = T::from_f64(ALPHAS[case % 4]);
                 let beta_f = BETAS[(case / 4) % 4];
@@ -155,13 +182,13 @@ fn exact_sweep<T: Element>(op: Op) {
                 c0.extend([sentinel::<T>(); 3]);
                 let mut fast = c0.clone();
                 let mut slow = c0.clone();
-                op.fast(m, n, k, alpha, &a, &b, beta, &mut fast)
-                    .unwrap_or_else(|e| panic!("{op:?} {m}x{n}x{k}: {e}"));
+                op.fast_on(kernel, m, n, k, alpha, &a, &b, beta, &mut fast)
+                    .unwrap_or_else(|e| panic!("{op:?} {kernel:?} {m}x{n}x{k}: {e}"));
                 op.naive(m, n, k, alpha, &a, &b, beta, &mut slow);
                 for idx in 0..m * n {
                     assert!(
                         fast[idx] == slow[idx],
-                        "{op:?} {} {m}x{n}x{k} α={alpha:?} β={beta:?}: C[{},{}] fast {:?} naive {:?}",
+                        "{op:?} {kernel:?} {} {m}x{n}x{k} α={alpha:?} β={beta:?}: C[{},{}] fast {:?} naive {:?}",
                         T::NAME,
                         idx / n,
                         idx % n,
@@ -292,6 +319,92 @@ fn exact_all_shapes_nn_f64() {
 #[test]
 fn exact_all_shapes_tn_f64() {
     exact_sweep::<f64>(Op::Tn);
+}
+
+/// Every kernel this CPU runs, named through [`Kernel`]'s methods, in every layout: exact
+/// against the naive twins over every other shape of [`SHAPES`] (1 to 130: the unpacked
+/// shapes, partial tiles and panels, two depth blocks).
+#[test]
+fn exact_every_named_kernel() {
+    let shapes: Vec<usize> = SHAPES.iter().copied().step_by(2).collect();
+    let kernels: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| k.available()).collect();
+    assert!(kernels.contains(&Kernel::Portable), "{kernels:?}");
+    for kernel in kernels {
+        for op in Op::ALL {
+            exact_sweep_on::<f32>(op, Some(kernel), &shapes);
+            exact_sweep_on::<f64>(op, Some(kernel), &shapes);
+        }
+    }
+}
+
+/// A kernel this CPU cannot run is refused by name, before anything is read or written; the
+/// kernel the CPU picks itself is one it runs.
+#[test]
+fn kernels_are_named_and_refused_where_absent() {
+    let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(&names[..2], ["avx512", "avx2"]);
+    let picked = agd_simd::kernel();
+    let runs = |k: &Kernel| k.available() && k.name() == picked;
+    assert!(Kernel::ALL.iter().any(runs), "{picked} among {names:?}");
+    let (m, n, k) = (4, 5, 6);
+    for kernel in Kernel::ALL.into_iter().filter(|k| !k.available()) {
+        for op in Op::ALL {
+            let (la, lb) = op.lens(m, n, k);
+            let mut c = vec![sentinel::<f32>(); m * n];
+            let got = op.fast_on(
+                Some(kernel),
+                m,
+                n,
+                k,
+                1.0,
+                &vec![1.0; la],
+                &vec![1.0; lb],
+                0.0,
+                &mut c,
+            );
+            assert_eq!(
+                got,
+                Err(Error::KernelUnavailable {
+                    kernel: kernel.name()
+                })
+            );
+            assert!(
+                c.iter().all(|&x| x == sentinel::<f32>()),
+                "{op:?}: C changed"
+            );
+        }
+    }
+}
+
+/// A named kernel checks its operands as the plain products do.
+#[test]
+fn named_kernels_refuse_short_slices() {
+    for kernel in Kernel::ALL.into_iter().filter(|k| k.available()) {
+        for op in Op::ALL {
+            let mut c = vec![sentinel::<f64>(); 3 * 5];
+            let got = op.fast_on(
+                Some(kernel),
+                3,
+                5,
+                7,
+                1.0,
+                &[1.0; 20],
+                &[1.0; 35],
+                0.0,
+                &mut c,
+            );
+            let want = Err(Error::ShortSlice {
+                operand: "a",
+                needed: 21,
+                got: 20,
+            });
+            assert_eq!(got, want, "{op:?} {kernel:?}");
+            assert!(
+                c.iter().all(|&x| x == sentinel::<f64>()),
+                "{op:?}: C changed"
+            );
+        }
+    }
 }
 
 /// The naive references themselves, against the definition through an explicit transpose:

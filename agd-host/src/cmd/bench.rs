@@ -184,6 +184,33 @@ pub struct CnnStepRow {
     pub threaded: Threaded,
 }
 
+/// One kernel's speed on one shape ([`KernelRow`]).
+#[derive(Debug, Serialize)]
+pub struct KernelSpeed {
+    /// [`agd_simd::Kernel::name`].
+    pub kernel: &'static str,
+    /// GFLOP/s.
+    pub gflops: f64,
+    /// `gflops / matrixmultiply_gflops` of the row.
+    pub ratio: f64,
+}
+
+/// One forward-layout (`nt`) shape on every matrix kernel this CPU runs, named through
+/// [`agd_simd::Kernel`], and on the `matrixmultiply` crate, in the same interleaved rounds.
+#[derive(Debug, Serialize)]
+pub struct KernelRow {
+    /// Rows of `C`.
+    pub m: usize,
+    /// Depth.
+    pub k: usize,
+    /// Columns of `C`.
+    pub n: usize,
+    /// The `matrixmultiply` crate on the same operands.
+    pub matrixmultiply_gflops: f64,
+    /// Each kernel this CPU runs, fastest first by design ([`agd_simd::Kernel::ALL`]).
+    pub kernels: Vec<KernelSpeed>,
+}
+
 /// Everything `agd bench` measures.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -194,6 +221,8 @@ pub struct Report {
     pub gemm_backward: Vec<GemmRow>,
     /// The square shapes as the plain product `C = A B` (`nn`).
     pub gemm_square: Vec<GemmRow>,
+    /// The forward-layout shapes on every matrix kernel this CPU runs, side by side.
+    pub kernels: Vec<KernelRow>,
     /// Training steps.
     pub step: Vec<StepRow>,
     /// The MNIST CNN training step, batch 128, one thread.
@@ -425,6 +454,90 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
     }
 }
 
+/// `C = A Bᵀ` on every kernel this CPU runs and on matrixmultiply, in interleaved rounds;
+/// every kernel's `C` checked against matrixmultiply's.
+fn kernel_row((m, k, n): (usize, usize, usize), quick: bool) -> KernelRow {
+    let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
+    let a = on_pages(&uniform(&mut rng, m * k));
+    let b = on_pages(&uniform(&mut rng, k * n));
+    let kernels: Vec<agd_simd::Kernel> = agd_simd::Kernel::ALL
+        .into_iter()
+        .filter(|kn| kn.available())
+        .collect();
+    let mut cs: Vec<HugeBuf<f32>> = (0..=kernels.len())
+        .map(|_| HugeBuf::zeros(m * n).expect("memory for a benchmark's operands"))
+        .collect();
+    let (mm_c, kernel_cs) = cs.split_last_mut().expect("one C for matrixmultiply");
+    let mut calls: Vec<Box<dyn FnMut() + '_>> = kernels
+        .iter()
+        .zip(kernel_cs.iter_mut())
+        .map(|(&kernel, c)| {
+            let (a, b) = (&a, &b);
+            Box::new(move || {
+                kernel
+                    .matmul_nt(m, n, k, 1.0, a, b, 0.0, black_box(&mut c[..]))
+                    .expect("an available kernel and operands sized for the shape");
+            }) as Box<dyn FnMut()>
+        })
+        .collect();
+    // SAFETY: the pointers and strides describe `a` (m x k), `b` (n x k, read as its
+    // transpose) and `c` (m x n), all of which hold exactly those many values.
+    calls.push(Box::new(|| unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            black_box(&mut mm_c[..]).as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }));
+    let budget = Budget {
+        rounds: if quick { 3 } else { 31 },
+        sample: Duration::from_micros(if quick { 200 } else { 500 }),
+    };
+    let mut fs: Vec<&mut dyn FnMut()> = calls.iter_mut().map(|f| &mut **f as _).collect();
+    let t = race(&budget, &mut fs);
+    drop(fs);
+    drop(calls);
+    let (mm_c, kernel_cs) = cs.split_last().expect("one C for matrixmultiply");
+    for (kernel, c) in kernels.iter().zip(kernel_cs) {
+        for (x, y) in c.iter().zip(mm_c.iter()) {
+            let tol = 1e-4 * (1.0 + y.abs()) * (k as f32).sqrt();
+            assert!(
+                (x - y).abs() <= tol,
+                "{} {m}x{k}x{n}: results disagree with matrixmultiply",
+                kernel.name()
+            );
+        }
+    }
+    let g = |secs: f64| 2.0 * (m * n * k) as f64 / secs / 1e9;
+    let mm = t.last().expect("matrixmultiply's timing").cpu_median;
+    KernelRow {
+        m,
+        k,
+        n,
+        matrixmultiply_gflops: g(mm),
+        kernels: kernels
+            .iter()
+            .zip(&t)
+            .map(|(kernel, t)| KernelSpeed {
+                kernel: kernel.name(),
+                gflops: g(t.cpu_median),
+                ratio: mm / t.cpu_median,
+            })
+            .collect(),
+    }
+}
+
 /// Median time of one full training step.
 fn step_row(
     widths: &[usize],
@@ -617,6 +730,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         .iter()
         .map(|&s| gemm_row("nn", s, quick))
         .collect();
+    let kernels: Vec<KernelRow> = GEMM_SHAPES.iter().map(|&s| kernel_row(s, quick)).collect();
     let mut step = Vec::new();
     for (widths, batch, target) in STEPS {
         let mut row = step_row(widths, batch, target, quick, threads)?;
@@ -643,6 +757,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         gemm,
         gemm_backward,
         gemm_square,
+        kernels,
         step,
         cnn_step,
         power_iteration_us: t[0].cpu_median * 1e6,
@@ -712,6 +827,24 @@ fn print_gemm(title: &str, rows: &[GemmRow]) {
     }
 }
 
+/// The named kernels' table: GFLOP/s (and the ratio to matrixmultiply) per kernel.
+fn print_kernels(rows: &[KernelRow]) {
+    let Some(first) = rows.first() else { return };
+    println!("every matrix kernel this CPU runs, C = A·Bᵀ (GFLOP/s, ours/matrixmultiply)");
+    let mut head = format!("  {:>4} {:>4} {:>4}", "M", "K", "N");
+    for s in &first.kernels {
+        head += &format!("  {:>20}", s.kernel);
+    }
+    println!("{head}  {:>15}", "matrixmultiply");
+    for r in rows {
+        let mut line = format!("  {:>4} {:>4} {:>4}", r.m, r.k, r.n);
+        for s in &r.kernels {
+            line += &format!("  {:>20}", format!("{:.1} ({:.2}x)", s.gflops, s.ratio));
+        }
+        println!("{line}  {:>15.1}", r.matrixmultiply_gflops);
+    }
+}
+
 /// An FMA peak in GFLOP/s for the tables, `-` where there is none.
 fn peak_text(gflops: Option<f64>) -> String {
     gflops.map_or_else(|| "-".to_string(), |g| format!("{g:.0}"))
@@ -730,6 +863,7 @@ fn print_tables(r: &Report) {
         "square products as plain C = A·B (nn: B read as stored, not transposed) (GFLOP/s)",
         &r.gemm_square,
     );
+    print_kernels(&r.kernels);
     println!("AGD training step (forward, loss, backward, update), f32, one thread");
     println!(
         "  {:<28} {:>5} {:>10} {:>10} {:>12} {:>22} {:>22} {:>9}",

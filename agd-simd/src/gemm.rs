@@ -536,9 +536,9 @@ pub fn matmul_nt<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    // Not `nt(Auto, …)`: rustc's MIR inliner then inlined this one-line body into every
-    // caller, moving the product's code into each layer (the body as written here stays a
-    // function of its own, as before `Kernel`).
+    // The body is written out, not `nt(Auto, …)`: rustc's MIR inliner inlines such a
+    // one-line body into every caller, which moved the whole product into each layer's code.
+    // Written out, this stays one function, as it was before `Kernel` existed.
     check("a", m, k, a.len())?;
     check("b", n, k, b.len())?;
     check("c", m, n, c.len())?;
@@ -590,9 +590,7 @@ pub fn matmul_nn<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    // Not `nn(Auto, …)`: rustc's MIR inliner then inlined this one-line body into every
-    // caller, moving the product's code into each layer (the body as written here stays a
-    // function of its own, as before `Kernel`).
+    // Written out, not `nn(Auto, …)`: see `matmul_nt`.
     check("a", m, k, a.len())?;
     check("b", k, n, b.len())?;
     check("c", m, n, c.len())?;

@@ -536,19 +536,12 @@ pub fn matmul_nt<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    // The body is written out, not `nt(Auto, …)`: rustc's MIR inliner inlines such a
-    // one-line body into every caller, which moved the whole product into each layer's code.
-    // Written out, this stays one function, as it was before `Kernel` existed.
-    check("a", m, k, a.len())?;
-    check("b", n, k, b.len())?;
-    check("c", m, n, c.len())?;
-    let (a, b) = (OpA::Rows(a, k), OpB::Cols(b, k));
-    gemm(Auto, m, n, k, alpha, a, b, beta, c, n, None);
-    Ok(())
+    nt(Auto, m, n, k, alpha, a, b, beta, c)
 }
 
-/// [`matmul_nt`]'s checks and product on `d`'s kernel.
-#[inline(always)]
+/// [`matmul_nt`]'s checks and product on `d`'s kernel. Not `#[inline(always)]`, like [`tn`]:
+/// the public function is then a one-line call that inlines into its caller, and this stays
+/// one out-of-line product per element and kernel choice.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn nt<T: Element, D: Dispatch>(
     d: D,
@@ -590,17 +583,10 @@ pub fn matmul_nn<T: Element>(
     beta: T,
     c: &mut [T],
 ) -> Result<(), Error> {
-    // Written out, not `nn(Auto, …)`: see `matmul_nt`.
-    check("a", m, k, a.len())?;
-    check("b", k, n, b.len())?;
-    check("c", m, n, c.len())?;
-    let (a, b) = (OpA::Rows(a, k), OpB::Rows(b, n));
-    gemm(Auto, m, n, k, alpha, a, b, beta, c, n, None);
-    Ok(())
+    nn(Auto, m, n, k, alpha, a, b, beta, c)
 }
 
-/// [`matmul_nn`]'s checks and product on `d`'s kernel.
-#[inline(always)]
+/// [`matmul_nn`]'s checks and product on `d`'s kernel (out of line, as [`nt`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn nn<T: Element, D: Dispatch>(
     d: D,

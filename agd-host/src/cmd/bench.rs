@@ -370,6 +370,47 @@ fn on_pages(values: &[f32]) -> HugeBuf<f32> {
     HugeBuf::copy_of(values).expect("memory for a benchmark's operands")
 }
 
+/// `C = A Bᵀ` (`nt`), `A B` (`nn`) or `Aᵀ B` (`tn`) by the `matrixmultiply` crate, the
+/// strides describing our layouts: `A` stored `m x k` (`k x m` for `tn`), `B` stored `k x n`
+/// (`n x k` for `nt`), `C` `m x n`.
+fn matrixmultiply_sgemm(
+    op: &str,
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    let (rsa, csa) = if op == "tn" { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if op == "nt" { (1, k) } else { (n, 1) };
+    // SAFETY: the strides keep every index inside `a` (m·k values), `b` (k·n) and `c` (m·n),
+    // whose lengths were checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// Whether `x` agrees with `reference`, an entry of a depth-`k` product of values in
+/// `[-0.5, 0.5)`, up to the rounding of two summation orders.
+fn agrees(x: f32, reference: f32, k: usize) -> bool {
+    (x - reference).abs() <= 1e-4 * (1.0 + reference.abs()) * (k as f32).sqrt()
+}
+
 /// `C = A Bᵀ` (`nt`), `A B` (`nn`) or `Aᵀ B` (`tn`) by all three contenders.
 fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> GemmRow {
     let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
@@ -378,9 +419,6 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
     let mut c1 = HugeBuf::zeros(m * n).expect("memory for a benchmark's operands");
     let mut c2 = HugeBuf::zeros(m * n).expect("memory for a benchmark's operands");
     let mut c3 = vec![0.0f32; m * n];
-    // matrixmultiply strides (row stride, column stride) describing the same layouts.
-    let (rsa, csa) = if op == "tn" { (1, m) } else { (k, 1) };
-    let (rsb, csb) = if op == "nt" { (1, k) } else { (n, 1) };
     let ours = |c: &mut [f32]| {
         let r = match op {
             "nt" => agd_simd::matmul_nt(m, n, k, 1.0, &a, &b, 0.0, c),
@@ -401,26 +439,7 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         sample: Duration::from_micros(1),
     };
     let mut ours_call = || ours(black_box(&mut c1));
-    // SAFETY: the pointers and strides describe `a` (m x k), `b` (k x n) and `c` (m x n), all
-    // of which hold exactly those many values.
-    let mut mm_call = || unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            0.0,
-            black_box(&mut c2).as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    };
+    let mut mm_call = || matrixmultiply_sgemm(op, (m, k, n), &a, &b, black_box(&mut c2));
     // The FMA peak as a third contender with samples as long as the products'.
     let (t, fma_peak_gflops) = race_with_peak(&budget, vec![&mut ours_call, &mut mm_call], 1.0);
     let tn = race(
@@ -432,10 +451,9 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         }],
     );
     // The three must agree, or the speed figures compare different work.
-    for (x, (y, z)) in c1.iter().zip(c2.iter().zip(&c3)) {
-        let tol = 1e-4 * (1.0 + z.abs()) * (k as f32).sqrt();
+    for (&x, (&y, &z)) in c1.iter().zip(c2.iter().zip(&c3)) {
         assert!(
-            (x - z).abs() <= tol && (y - z).abs() <= tol,
+            agrees(x, z, k) && agrees(y, z, k),
             "{op} {m}x{k}x{n}: results disagree"
         );
     }
@@ -480,25 +498,8 @@ fn kernel_row((m, k, n): (usize, usize, usize), quick: bool) -> KernelRow {
             }) as Box<dyn FnMut()>
         })
         .collect();
-    // SAFETY: the pointers and strides describe `a` (m x k), `b` (n x k, read as its
-    // transpose) and `c` (m x n), all of which hold exactly those many values.
-    calls.push(Box::new(|| unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            1,
-            k as isize,
-            0.0,
-            black_box(&mut mm_c[..]).as_mut_ptr(),
-            n as isize,
-            1,
-        )
+    calls.push(Box::new(|| {
+        matrixmultiply_sgemm("nt", (m, k, n), &a, &b, black_box(&mut mm_c[..]));
     }));
     let budget = Budget {
         rounds: if quick { 3 } else { 31 },
@@ -510,10 +511,9 @@ fn kernel_row((m, k, n): (usize, usize, usize), quick: bool) -> KernelRow {
     drop(calls);
     let (mm_c, kernel_cs) = cs.split_last().expect("one C for matrixmultiply");
     for (kernel, c) in kernels.iter().zip(kernel_cs) {
-        for (x, y) in c.iter().zip(mm_c.iter()) {
-            let tol = 1e-4 * (1.0 + y.abs()) * (k as f32).sqrt();
+        for (&x, &y) in c.iter().zip(mm_c.iter()) {
             assert!(
-                (x - y).abs() <= tol,
+                agrees(x, y, k),
                 "{} {m}x{k}x{n}: results disagree with matrixmultiply",
                 kernel.name()
             );

@@ -148,7 +148,7 @@ pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(job: J) -> J::Out {
     #[cfg(all(test, target_arch = "x86_64"))]
     if let Some(forced) = forced::kernel() {
         // SAFETY: `forced::run` checks that the CPU has the kernel's features.
-        return unsafe { forced::dispatch(forced, job) };
+        return unsafe { crate::choice::Dispatch::dispatch(forced, job) };
     }
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", not(miri)))]
     {
@@ -708,22 +708,12 @@ pub(crate) unsafe fn run_tile<T: Element, K: Microkernel<T>, const ACOL: bool>(
 
 /// For the unit tests: a kernel [`dispatch`] runs on this thread, whatever it would choose,
 /// so that every kernel's code paths are checked on a CPU that would otherwise take only
-/// the fastest. Only on x86-64: elsewhere there is one kernel to choose.
+/// the fastest. Only on x86-64: elsewhere there is one kernel to choose. The kernels are
+/// the public [`crate::Kernel`]s, entered as their own methods enter them.
 #[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) mod forced {
-    use super::Job;
-    use crate::element::Element;
+    pub(crate) use crate::Kernel;
     use core::cell::Cell;
-
-    /// A kernel to run.
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) enum Kernel {
-        /// `portable.rs`.
-        Portable,
-        /// `avx2.rs`.
-        #[cfg(not(miri))]
-        Avx2,
-    }
 
     std::thread_local! {
         static FORCED: Cell<Option<Kernel>> = const { Cell::new(None) };
@@ -737,31 +727,12 @@ pub(crate) mod forced {
     /// Runs `f` with `kernel` (on this thread), or returns `None` without running it where
     /// the CPU cannot run that kernel.
     pub(crate) fn run<R>(kernel: Kernel, f: impl FnOnce() -> R) -> Option<R> {
-        match kernel {
-            Kernel::Portable => {}
-            #[cfg(not(miri))]
-            Kernel::Avx2 if !super::avx2::available() => return None,
-            #[cfg(not(miri))]
-            Kernel::Avx2 => {}
+        if !kernel.available() {
+            return None;
         }
         FORCED.with(|k| k.set(Some(kernel)));
         let r = f();
         FORCED.with(|k| k.set(None));
         Some(r)
-    }
-
-    /// Runs `job` with `kernel`.
-    ///
-    /// # Safety
-    /// As [`super::dispatch`], and the CPU runs `kernel` ([`run`] checks).
-    #[inline(always)]
-    pub(crate) unsafe fn dispatch<T: Element, J: Job<T>>(kernel: Kernel, job: J) -> J::Out {
-        match kernel {
-            // SAFETY: the caller's contract.
-            Kernel::Portable => unsafe { job.run::<T::Portable>() },
-            // SAFETY: the caller's contract.
-            #[cfg(not(miri))]
-            Kernel::Avx2 => unsafe { <T::Avx2 as super::Microkernel<T>>::enter(job) },
-        }
     }
 }

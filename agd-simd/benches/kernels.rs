@@ -75,6 +75,83 @@ fn matmul(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The step's weight gradients (`C = Aᵀ·B`, M x K x N as in `agd bench`), plain and with
+    // the sum of squares formed as the gradient is written (what the AGD step uses).
+    let mut g = c.benchmark_group("matmul_tn_sum_sq");
+    for (m, k, n) in [(256, 128, 784), (256, 128, 256), (10, 128, 256)] {
+        let a = data(k * m, 1);
+        let b = data(k * n, 2);
+        let mut out = vec![0.0f32; m * n];
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        g.bench_function(BenchmarkId::new("plain", format!("{m}x{k}x{n}")), |bch| {
+            bch.iter(|| {
+                agd_simd::matmul_tn(m, n, k, 1.0, black_box(&a), black_box(&b), 0.0, &mut out)
+                    .unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::new("sum_sq", format!("{m}x{k}x{n}")), |bch| {
+            bch.iter(|| {
+                agd_simd::matmul_tn_sum_sq(
+                    m,
+                    n,
+                    k,
+                    1.0,
+                    black_box(&a),
+                    black_box(&b),
+                    0.0,
+                    &mut out,
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.finish();
+    // `A·Bᵀ` with row strides: the first layer's forward product reading 256 of 784 columns.
+    let mut g = c.benchmark_group("matmul_nt_ld");
+    let (m, k, n, lda) = (128, 256, 256, 784);
+    let a = data(m * lda, 1);
+    let b = data(n * k, 2);
+    let mut out = vec![0.0f32; m * n];
+    let ld = agd_simd::Strides {
+        lda,
+        ldb: k,
+        ldc: n,
+    };
+    g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+    g.bench_function(
+        BenchmarkId::from_parameter(format!("{m}x{k}x{n}/lda{lda}")),
+        |bch| {
+            bch.iter(|| agd_simd::matmul_nt_ld(m, n, k, 1.0, black_box(&a), &b, 0.0, &mut out, ld))
+        },
+    );
+    g.finish();
+}
+
+/// Every matrix kernel this CPU runs ([`agd_simd::Kernel`]), the forward layout `C = A·Bᵀ` at
+/// the same shapes as `matmul_nt`, one group per shape so criterion's report puts the
+/// kernels side by side (`kernel/<M>x<K>x<N>/<name>`).
+fn kernels(c: &mut Criterion) {
+    let available: Vec<agd_simd::Kernel> = agd_simd::Kernel::ALL
+        .into_iter()
+        .filter(|k| k.available())
+        .collect();
+    for (m, k, n) in SHAPES {
+        let a = data(m * k, 1);
+        let b = data(k * n, 2);
+        let mut out = vec![0.0f32; m * n];
+        let mut g = c.benchmark_group(format!("kernel/{m}x{k}x{n}"));
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        for &kernel in &available {
+            g.bench_function(kernel.name(), |bch| {
+                bch.iter(|| {
+                    kernel
+                        .matmul_nt(m, n, k, 1.0, black_box(&a), black_box(&b), 0.0, &mut out)
+                        .unwrap()
+                })
+            });
+        }
+        g.finish();
+    }
 }
 
 /// The convolution kernels at the shapes of the MNIST CNN, one sample: the 16→32
@@ -171,5 +248,5 @@ fn power(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, matmul, conv, level1, power);
+criterion_group!(benches, matmul, kernels, conv, level1, power);
 criterion_main!(benches);

@@ -174,13 +174,19 @@ impl Run {
     }
 }
 
-/// Checks that the widths fit the data: `d_0` = inputs, `d_L` = classes.
+/// Checks that the widths fit the data: every width at least 1, `d_0` = inputs, `d_L` =
+/// classes.
 pub fn check_widths<T>(widths: &[usize], data: &Dataset<T>) -> Result<(), HostError> {
     let shown = widths
         .iter()
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(",");
+    if widths.contains(&0) {
+        return Err(HostError::Usage(format!(
+            "--widths {shown}: every width must be at least 1"
+        )));
+    }
     match (widths.first(), widths.last()) {
         (Some(&d0), Some(&dl)) if widths.len() >= 2 => {
             if d0 != data.inputs() || dl != data.classes() {

@@ -228,6 +228,10 @@ fn widths_that_do_not_fit_the_data_are_refused() {
     refused(&["train", "--widths", "64,32,3"], "10 classes");
     refused(&["train", "--widths", "64"], "at least two widths");
     refused(
+        &["train", "--widths", "64,0,10"],
+        "--widths 64,0,10: every width must be at least 1",
+    );
+    refused(
         &[
             "train",
             "--dataset",
@@ -248,6 +252,24 @@ fn bad_flags_are_refused() {
     refused(&["train", "--batch", "0"], "at least 1");
     refused(&["train", "--gain", "0"], "gain");
     refused(&["train", "--threads", "0"], "--threads");
+}
+
+/// What the flags alone show to be wrong is refused before any data is read: a data
+/// directory that does not exist is not what the error names.
+#[test]
+fn flags_are_checked_before_the_data_is_read() {
+    let missing = ["--dataset", "mnist", "--data-dir", "/nonexistent/agd-test"];
+    for cmd in ["train", "compare"] {
+        for (flag, needle) in [
+            (["--batch", "0"], "--batch must be at least 1"),
+            (["--epochs", "0"], "--epochs must be at least 1"),
+        ] {
+            let mut args = vec![cmd];
+            args.extend(missing);
+            args.extend(flag);
+            refused(&args, needle);
+        }
+    }
 }
 
 #[test]

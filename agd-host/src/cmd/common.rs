@@ -106,12 +106,19 @@ impl RunArgs {
         }
     }
 
-    /// Refuses --widths together with --layers (before any data is read).
-    pub fn check_network_flags(&self) -> Result<(), HostError> {
+    /// Refuses what the flags alone show to be wrong, before any data is read: --widths
+    /// together with --layers, a zero --batch or --epochs.
+    pub fn check_flags(&self) -> Result<(), HostError> {
         if self.widths.is_some() && self.layers.is_some() {
             return Err(HostError::Usage(
                 "give --widths (dense) or --layers (conv), not both".into(),
             ));
+        }
+        if self.batch == 0 {
+            return Err(HostError::Usage("--batch must be at least 1".into()));
+        }
+        if self.epochs == Some(0) {
+            return Err(HostError::Usage("--epochs must be at least 1".into()));
         }
         Ok(())
     }
@@ -124,7 +131,7 @@ impl RunArgs {
         cfg: &mut TrainConfig,
         data: &Dataset<T>,
     ) -> Result<(), HostError> {
-        self.check_network_flags()?;
+        self.check_flags()?;
         if let Some(text) = &self.layers {
             cfg.layers = agd_host::layers::parse(text, data.input_shape(), data.classes())?;
             cfg.widths = agd_host::layers::features(&cfg.layers);

@@ -97,10 +97,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<bool, HostError> {
         optimizers.extend(args.sgd_lrs.iter().map(|&lr| Optimizer::Sgd { lr }));
     }
     let mut base = args.run.config(optimizers[0]);
-    args.run.check_network_flags()?;
-    if base.epochs == 0 {
-        return Err(HostError::Usage("--epochs must be at least 1".into()));
-    }
+    args.run.check_flags()?;
     let data = load::<T>(
         args.run.dataset,
         args.run.data_dir.as_deref(),

@@ -93,10 +93,7 @@ pub fn run(args: &Args) -> Result<bool, HostError> {
 
 fn run_typed<T: Element>(args: &Args, opt: Optimizer) -> Result<bool, HostError> {
     let mut cfg = args.run.config(opt);
-    args.run.check_network_flags()?;
-    if let Some(0) = args.run.epochs {
-        return Err(HostError::Usage("--epochs must be at least 1".into()));
-    }
+    args.run.check_flags()?;
     if let Some(save) = &args.save {
         agd_host::checkpoint_file::check_writable(save)?;
     }

@@ -106,7 +106,8 @@ fn matmul(c: &mut Criterion) {
         });
     }
     g.finish();
-    // `A·Bᵀ` with row strides: the first layer's forward product reading 256 of 784 columns.
+    // `A·Bᵀ` with a row stride: `A` is 256 columns of a block whose rows are 784 apart (the
+    // strided operands the conv layers' products read in place).
     let mut g = c.benchmark_group("matmul_nt_ld");
     let (m, k, n, lda) = (128, 256, 256, 784);
     let a = data(m * lda, 1);

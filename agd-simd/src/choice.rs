@@ -46,7 +46,7 @@ impl Dispatch for Auto {
 /// ```
 /// use agd_simd::Kernel;
 /// let (a, b) = ([1.0f32; 4 * 8], [2.0f32; 5 * 8]);
-/// for kernel in Kernel::ALL.into_iter().filter(|k| k.available()) {
+/// for kernel in Kernel::runnable() {
 ///     let mut c = [0.0f32; 4 * 5];
 ///     kernel.matmul_nt(4, 5, 8, 1.0, &a, &b, 0.0, &mut c).unwrap();
 ///     assert!(c.iter().all(|&x| x == 16.0), "{}", kernel.name());
@@ -67,6 +67,12 @@ pub enum Kernel {
 impl Kernel {
     /// Every kernel, fastest first; [`Kernel::available`] says which this CPU runs.
     pub const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::Portable];
+
+    /// Every kernel this CPU (and build) runs, fastest first: [`Kernel::ALL`] filtered by
+    /// [`Kernel::available`]. Never empty: [`Kernel::Portable`] runs everywhere.
+    pub fn runnable() -> impl Iterator<Item = Kernel> {
+        Kernel::ALL.into_iter().filter(|k| k.available())
+    }
 
     /// Whether this CPU (and build) can run the kernel.
     pub fn available(self) -> bool {

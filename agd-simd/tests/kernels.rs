@@ -327,7 +327,7 @@ fn exact_all_shapes_tn_f64() {
 #[test]
 fn exact_every_named_kernel() {
     let shapes: Vec<usize> = SHAPES.iter().copied().step_by(2).collect();
-    let kernels: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| k.available()).collect();
+    let kernels: Vec<Kernel> = Kernel::runnable().collect();
     assert!(kernels.contains(&Kernel::Portable), "{kernels:?}");
     for kernel in kernels {
         for op in Op::ALL {
@@ -379,7 +379,7 @@ fn kernels_are_named_and_refused_where_absent() {
 /// A named kernel checks its operands as the plain products do.
 #[test]
 fn named_kernels_refuse_short_slices() {
-    for kernel in Kernel::ALL.into_iter().filter(|k| k.available()) {
+    for kernel in Kernel::runnable() {
         for op in Op::ALL {
             let mut c = vec![sentinel::<f64>(); 3 * 5];
             let got = op.fast_on(

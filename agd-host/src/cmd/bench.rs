@@ -207,7 +207,7 @@ pub struct KernelRow {
     pub n: usize,
     /// The `matrixmultiply` crate on the same operands.
     pub matrixmultiply_gflops: f64,
-    /// Each kernel this CPU runs, fastest first by design ([`agd_simd::Kernel::ALL`]).
+    /// Each kernel this CPU runs, fastest first ([`agd_simd::Kernel::runnable`]).
     pub kernels: Vec<KernelSpeed>,
 }
 
@@ -405,6 +405,20 @@ fn matrixmultiply_sgemm(
     }
 }
 
+/// The seeded operands of one product shape on huge pages, the same for every table and
+/// contender that times it: `A` (`m·k` values) and `B` (`k·n`), uniform in `[-0.5, 0.5)`.
+fn product_operands((m, k, n): (usize, usize, usize)) -> (HugeBuf<f32>, HugeBuf<f32>) {
+    let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
+    let a = on_pages(&uniform(&mut rng, m * k));
+    let b = on_pages(&uniform(&mut rng, k * n));
+    (a, b)
+}
+
+/// GFLOP/s of one `m x k x n` product taking `secs`.
+fn gflops((m, k, n): (usize, usize, usize), secs: f64) -> f64 {
+    2.0 * (m * n * k) as f64 / secs / 1e9
+}
+
 /// Whether `x` agrees with `reference`, an entry of a depth-`k` product of values in
 /// `[-0.5, 0.5)`, up to the rounding of two summation orders.
 fn agrees(x: f32, reference: f32, k: usize) -> bool {
@@ -413,9 +427,7 @@ fn agrees(x: f32, reference: f32, k: usize) -> bool {
 
 /// `C = A Bᵀ` (`nt`), `A B` (`nn`) or `Aᵀ B` (`tn`) by all three contenders.
 fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> GemmRow {
-    let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
-    let a = on_pages(&uniform(&mut rng, m * k));
-    let b = on_pages(&uniform(&mut rng, k * n));
+    let (a, b) = product_operands((m, k, n));
     let mut c1 = HugeBuf::zeros(m * n).expect("memory for a benchmark's operands");
     let mut c2 = HugeBuf::zeros(m * n).expect("memory for a benchmark's operands");
     let mut c3 = vec![0.0f32; m * n];
@@ -427,7 +439,6 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
         };
         r.expect("operands sized for the shape");
     };
-    let flops = 2.0 * (m * n * k) as f64;
     let samples = if quick { 3 } else { 61 };
     let budget = Budget {
         rounds: samples,
@@ -457,7 +468,7 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
             "{op} {m}x{k}x{n}: results disagree"
         );
     }
-    let g = |s: f64| flops / s / 1e9;
+    let g = |secs: f64| gflops((m, k, n), secs);
     GemmRow {
         op,
         m,
@@ -475,13 +486,8 @@ fn gemm_row(op: &'static str, (m, k, n): (usize, usize, usize), quick: bool) -> 
 /// `C = A Bᵀ` on every kernel this CPU runs and on matrixmultiply, in interleaved rounds;
 /// every kernel's `C` checked against matrixmultiply's.
 fn kernel_row((m, k, n): (usize, usize, usize), quick: bool) -> KernelRow {
-    let mut rng = SplitMix64::new((m * 31 + k * 7 + n) as u64);
-    let a = on_pages(&uniform(&mut rng, m * k));
-    let b = on_pages(&uniform(&mut rng, k * n));
-    let kernels: Vec<agd_simd::Kernel> = agd_simd::Kernel::ALL
-        .into_iter()
-        .filter(|kn| kn.available())
-        .collect();
+    let (a, b) = product_operands((m, k, n));
+    let kernels: Vec<agd_simd::Kernel> = agd_simd::Kernel::runnable().collect();
     let mut cs: Vec<HugeBuf<f32>> = (0..=kernels.len())
         .map(|_| HugeBuf::zeros(m * n).expect("memory for a benchmark's operands"))
         .collect();
@@ -519,7 +525,7 @@ fn kernel_row((m, k, n): (usize, usize, usize), quick: bool) -> KernelRow {
             );
         }
     }
-    let g = |secs: f64| 2.0 * (m * n * k) as f64 / secs / 1e9;
+    let g = |secs: f64| gflops((m, k, n), secs);
     let mm = t.last().expect("matrixmultiply's timing").cpu_median;
     KernelRow {
         m,

@@ -59,6 +59,50 @@ pub use gemm::{
 };
 pub use power::power_iteration;
 
+/// Every public product, instantiated here for `f32` and `f64` in builds with debug
+/// assertions (the dev and test profiles).
+///
+/// The products are generic, so each crate that calls one compiles its own copy, with the
+/// blocked loop and every microkernel inlined into it: 20–60 s of a 2-core machine per test
+/// binary at the test profile's `opt-level = 1`. At that level (and at 0) rustc shares
+/// generic instances between crates: a dependent crate links to a copy compiled here instead
+/// of compiling its own, but only to one that this crate did compile. Naming each product
+/// here makes sure of that, so every test binary, example and debug build of the workspace
+/// (and of a crate that depends on this one) reuses one copy. Optimised builds (`opt-level`
+/// 2 and 3) never share generics: this function is not compiled there, and their code is
+/// what it was.
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+#[inline(never)]
+pub fn instances() -> [*const (); 34] {
+    macro_rules! both {
+        ($($($seg:ident)::+),* $(,)?) => {
+            [$($($seg)::+::<f32> as *const (), $($seg)::+::<f64> as *const ()),*]
+        };
+    }
+    let free: [*const (); 28] = both![
+        matmul_nt,
+        matmul_nn,
+        matmul_tn,
+        matmul_tn_sum_sq,
+        matmul_nt_ld,
+        matmul_nn_ld,
+        matmul_tn_ld,
+        matmul_nn_ld_add,
+        matmul_gather,
+        matmul_gather_tn,
+        power_iteration,
+        dot,
+        axpy,
+        nrm2,
+    ];
+    let named: [*const (); 6] = both![Kernel::matmul_nt, Kernel::matmul_nn, Kernel::matmul_tn];
+    let mut all = [core::ptr::null(); 34];
+    all[..28].copy_from_slice(&free);
+    all[28..].copy_from_slice(&named);
+    all
+}
+
 /// The matrix kernel the products run on this machine.
 ///
 /// On x86-64 it is chosen at run time, whatever flags the crate was built with: the AVX-512

@@ -80,7 +80,7 @@ pub fn instances() -> [*const (); 34] {
             [$($($seg)::+::<f32> as *const (), $($seg)::+::<f64> as *const ()),*]
         };
     }
-    let free: [*const (); 28] = both![
+    both![
         matmul_nt,
         matmul_nn,
         matmul_tn,
@@ -95,12 +95,10 @@ pub fn instances() -> [*const (); 34] {
         dot,
         axpy,
         nrm2,
-    ];
-    let named: [*const (); 6] = both![Kernel::matmul_nt, Kernel::matmul_nn, Kernel::matmul_tn];
-    let mut all = [core::ptr::null(); 34];
-    all[..28].copy_from_slice(&free);
-    all[28..].copy_from_slice(&named);
-    all
+        Kernel::matmul_nt,
+        Kernel::matmul_nn,
+        Kernel::matmul_tn,
+    ]
 }
 
 /// The matrix kernel the products run on this machine.

@@ -1,5 +1,6 @@
 //! Convolution speed: im2col + matrix kernels against a direct loop on one layer of the
-//! issue's MNIST CNN, and the full CNN training step (batch 128, f32).
+//! issue's MNIST CNN, and the full CNN training step (batch 128, f32): `cargo bench -p
+//! agd-core-benches`.
 
 use agd_core::conv::Conv2d;
 use agd_core::spec::{LayerSpec, chain, conv, dense};

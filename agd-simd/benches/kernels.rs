@@ -1,6 +1,6 @@
 //! Criterion benches of every agd-simd kernel at the sizes an MLP step (and the MNIST CNN's
-//! conv layers) use (`cargo bench -p agd-simd`). `agd bench` is the side-by-side comparison with the
-//! `matrixmultiply` crate; these track each kernel on its own over time.
+//! conv layers) use (`cargo bench -p agd-simd-benches`). `agd bench` is the side-by-side
+//! comparison with the `matrixmultiply` crate; these track each kernel on its own over time.
 
 use std::hint::black_box;
 

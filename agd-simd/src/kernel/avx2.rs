@@ -219,7 +219,7 @@ pub(crate) fn available() -> bool {
 /// Panel depth: `256 x 16` `f32` values are 16 KiB, well inside L1 (as the portable kernel).
 const KC: usize = 256;
 
-microkernel!(Avx2, f32, F32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8, enable "avx2,fma";
+microkernel!(Avx2, f32, F32x8, mr 6, nv 2, max_rows 6, kc KC, lanes 8, enable ["avx2", "fma"];
     transpose_blocks);
-microkernel!(Avx2, f64, F64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4, enable "avx2,fma";
+microkernel!(Avx2, f64, F64x4, mr 6, nv 2, max_rows 6, kc KC, lanes 4, enable ["avx2", "fma"];
     transpose_blocks);

@@ -137,7 +137,7 @@ pub(crate) fn available() -> bool {
 /// L1 while the loop runs every row block of `A` past it.
 const KC: usize = 128;
 
-microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16, enable "avx512f";
+microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16, enable ["avx512f"];
     #[inline(always)]
     unsafe fn pack_b_transposed(
         b: *const f32,
@@ -151,7 +151,7 @@ microkernel!(Avx512, f32, F32x16, mr 6, nv 4, max_rows 12, kc KC, lanes 16, enab
         unsafe { pack_transposed_f32(b, ldb, kc, cols, nr, dst) }
     }
 );
-microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8, enable "avx512f";
+microkernel!(Avx512, f64, F64x8, mr 6, nv 4, max_rows 12, kc KC, lanes 8, enable ["avx512f"];
     transpose_blocks);
 
 /// Transposing pack of `f32` in 16 x 16 blocks held in registers, about a fifth of a cycle

@@ -214,16 +214,16 @@ impl<const LEN: usize, T> Panel<LEN, T> {
 
 /// `impl Microkernel<$t> for $k` with the tile shape, the most rows a narrow panel's tile may
 /// take, the panel depth and a panel buffer of
-/// `KC · NV · lanes` values on the stack; with `enable "feature"`, an `enter` compiled with
+/// `KC · NV · lanes` values on the stack; with `enable ["feature", …]`, an `enter` compiled with
 /// that target feature; plus any items given after `;` (e.g. a faster `pack_b_transposed`),
 /// or after `; transpose_blocks` the `pack_b_transposed` of [`pack_transposed_blocks`].
 macro_rules! microkernel {
     // `; transpose_blocks` (after any attributes for it): `pack_b_transposed` is
     // `pack_transposed_blocks` over the vector type's `Transpose`.
     ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident,
-     lanes $lanes:literal $(, enable $feature:literal)?; $(#[$m:meta])* transpose_blocks) => {
+     lanes $lanes:literal $(, enable [$($feature:literal),+])?; $(#[$m:meta])* transpose_blocks) => {
         microkernel!($k, $t, $v, mr $mr, nv $nv, max_rows $max, kc $kc, lanes $lanes
-            $(, enable $feature)?;
+            $(, enable [$($feature),+])?;
             $(#[$m])*
             #[inline(always)]
             unsafe fn pack_b_transposed(
@@ -245,15 +245,39 @@ macro_rules! microkernel {
         );
     };
     ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident,
-     lanes $lanes:literal $(, enable $feature:literal)? $(; $($extra:item)*)?) => {
+     lanes $lanes:literal $(, enable [$($feature:literal),+])? $(; $($extra:item)*)?) => {
         impl Microkernel<$t> for $k {
             const NAME: &'static str = <$k>::NAME;
             $(
+                // Where the build enables the features, LLVM may inline a tile's `enter`
+                // into its caller (rustc 1.95 gives a `#[target_feature]` function no
+                // `noinline`, whatever its `#[inline]` says). On the AVX-512 machine it
+                // inlined the gathered products' tiles, and the figures in BENCHMARKS.md
+                // were measured with that code, which this form keeps.
+                #[cfg(all($(target_feature = $feature),+))]
                 #[inline(never)]
-                #[target_feature(enable = $feature)]
+                $(#[target_feature(enable = $feature)])+
                 unsafe fn enter<J: Job<$t>>(job: J) -> J::Out {
-                    // SAFETY: the caller's contract (the CPU has `$feature`).
+                    // SAFETY: the caller's contract (the CPU has the features).
                     unsafe { job.run::<Self>() }
+                }
+                // Where the build does not enable them (the kernel is chosen at run time),
+                // that same inlining put every tile of the blocked loop into the loop's
+                // `enter`: one 450 KB function per element type for the AVX-512 kernel on
+                // an AVX2 machine, which took 220 of the release build's 320 s. So there
+                // `enter` is a plain function, whose `#[inline(never)]` holds, and the one
+                // with the features is inside it: LLVM does not inline a function into a
+                // caller without its features.
+                #[cfg(not(all($(target_feature = $feature),+)))]
+                #[inline(never)]
+                unsafe fn enter<J: Job<$t>>(job: J) -> J::Out {
+                    $(#[target_feature(enable = $feature)])+
+                    unsafe fn with_features<J: Job<$t>>(job: J) -> J::Out {
+                        // SAFETY: the caller's contract (the CPU has the features).
+                        unsafe { job.run::<$k>() }
+                    }
+                    // SAFETY: the caller's contract (the CPU has the features).
+                    unsafe { with_features(job) }
                 }
             )?
             type V = $v;

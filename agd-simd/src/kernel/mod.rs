@@ -264,7 +264,8 @@ macro_rules! microkernel {
                 // Where the build does not enable them (the kernel is chosen at run time),
                 // that same inlining put every tile of the blocked loop into the loop's
                 // `enter`: one 450 KB function per element type for the AVX-512 kernel on
-                // an AVX2 machine, which took 220 of the release build's 320 s. So there
+                // an AVX2 machine, and the `agd` binary's release build took 323 s of one
+                // core instead of 82 (BENCHMARKS.md, "Session 23"). So there
                 // `enter` is a plain function, whose `#[inline(never)]` holds, and the one
                 // with the features is inside it: LLVM does not inline a function into a
                 // caller without its features.

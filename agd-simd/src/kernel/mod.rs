@@ -214,14 +214,15 @@ impl<const LEN: usize, T> Panel<LEN, T> {
 
 /// `impl Microkernel<$t> for $k` with the tile shape, the most rows a narrow panel's tile may
 /// take, the panel depth and a panel buffer of
-/// `KC · NV · lanes` values on the stack; with `enable ["feature", …]`, an `enter` compiled with
-/// that target feature; plus any items given after `;` (e.g. a faster `pack_b_transposed`),
+/// `KC · NV · lanes` values on the stack; with `enable ["feature", …]`, an `enter` compiled
+/// with those target features; plus any items given after `;` (e.g. a faster `pack_b_transposed`),
 /// or after `; transpose_blocks` the `pack_b_transposed` of [`pack_transposed_blocks`].
 macro_rules! microkernel {
     // `; transpose_blocks` (after any attributes for it): `pack_b_transposed` is
     // `pack_transposed_blocks` over the vector type's `Transpose`.
     ($k:ty, $t:ty, $v:ty, mr $mr:literal, nv $nv:literal, max_rows $max:literal, kc $kc:ident,
-     lanes $lanes:literal $(, enable [$($feature:literal),+])?; $(#[$m:meta])* transpose_blocks) => {
+     lanes $lanes:literal $(, enable [$($feature:literal),+])?;
+     $(#[$m:meta])* transpose_blocks) => {
         microkernel!($k, $t, $v, mr $mr, nv $nv, max_rows $max, kc $kc, lanes $lanes
             $(, enable [$($feature),+])?;
             $(#[$m])*

@@ -151,6 +151,91 @@ fn unblocked<T: Element>(
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 const SMALL_M: usize = 3;
 
+/// A product whose `C`, or whose `op(B)`, takes at least this many bytes asks for its next
+/// lines ahead of use ([`Ahead`]): an operand that large has usually left L1 and L2 by the
+/// time the product runs (a training step's weights and gradients), while a smaller one is
+/// usually still there, and its product is short enough for the prefetch instructions to
+/// show.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+const PREFETCH_BYTES: usize = 512 * 1024;
+
+/// Whether `rows x cols` values of `T` reach [`PREFETCH_BYTES`].
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(always)]
+fn large<T>(rows: usize, cols: usize) -> bool {
+    rows.saturating_mul(cols)
+        .saturating_mul(core::mem::size_of::<T>())
+        >= PREFETCH_BYTES
+}
+
+/// Lines the blocked loop asks for while a tile computes, so that they arrive from L3 or
+/// memory before they are needed: `runs` runs of `run` bytes, `stride` bytes apart, from
+/// `base`. Prefetches are hints: they read and write nothing and never fault, so the
+/// addresses are formed with wrapping arithmetic and need not be checked.
+///
+/// * The next tile's rows of `C`, asked for to be written (`prefetchw` where the CPU has it,
+///   else a plain prefetch): a weight gradient writes a `C` that was last touched a whole
+///   step ago, and without this each tile's stores waited for their lines at the end.
+/// * The block of `op(B)` that the next packing (or in-place tile) reads, into L2, a share
+///   of it per tile of the current block.
+///
+/// Only x86-64 has the instruction here; elsewhere (aarch64 hosts) the hints compile to
+/// nothing.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[derive(Clone, Copy)]
+struct Ahead {
+    base: *const u8,
+    runs: usize,
+    run: usize,
+    stride: usize,
+}
+
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+impl Ahead {
+    /// Runs `rows` of a row-major block starting at `p`, each `cols` values of `T`, `ld`
+    /// values apart.
+    #[inline(always)]
+    fn block<T>(p: *const T, rows: usize, cols: usize, ld: usize) -> Self {
+        let size = core::mem::size_of::<T>();
+        Ahead {
+            base: p.cast(),
+            runs: rows,
+            run: cols * size,
+            stride: ld * size,
+        }
+    }
+
+    /// Asks for the lines of runs `from..to`; `WRITE` for lines about to be written.
+    #[inline(always)]
+    fn fetch<const WRITE: bool>(&self, from: usize, to: usize) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        for r in from..to {
+            use core::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T1, _mm_prefetch};
+            let row = self.base.wrapping_add(r * self.stride).cast::<i8>();
+            let mut off = 0;
+            while off < self.run {
+                let line = row.wrapping_add(off);
+                // SAFETY: a prefetch reads and writes nothing and never faults.
+                unsafe {
+                    if WRITE {
+                        _mm_prefetch::<_MM_HINT_ET0>(line);
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T1>(line);
+                    }
+                }
+                off += 64;
+            }
+            // A run that starts inside a line can end in one more.
+            if WRITE && self.run > 0 {
+                // SAFETY: as above.
+                unsafe { _mm_prefetch::<_MM_HINT_ET0>(row.wrapping_add(self.run - 1)) };
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let _ = (self.base, self.run, self.stride, from, to);
+    }
+}
+
 /// The unpacked products: each row of `C` as dot products with the columns of `op(B)` or as
 /// a combination of its rows; a single column of `C` as the same with the roles of `A` and
 /// `B` swapped.
@@ -215,7 +300,9 @@ fn unpacked<T: Element>(
 /// stack buffer, then run every row block of `A` past it (`MR` rows; more, up to
 /// `MAX_ROWS`, for a narrower last panel). `A` is never packed: the tile broadcasts its
 /// entries straight from the caller's slice. `C` is visited once per depth block (the first
-/// applies `β`, later ones add).
+/// applies `β`, later ones add). When `C` or `op(B)` is large ([`PREFETCH_BYTES`]), each
+/// tile first asks for the next tile's rows of `C` and a share of the next block of
+/// `op(B)` ([`Ahead`]).
 ///
 /// Runs as a [`Blocked`] job, inside the kernel's `enter`.
 ///
@@ -250,6 +337,8 @@ unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
     };
     let mut buf = K::buf();
     let bp = K::buf_ptr(&mut buf);
+    // Large operands come from L3 or memory: ask for their next lines while tiles compute.
+    let (ahead_c, ahead_b) = (large::<T>(m, n), large::<T>(k, n));
     let mut j0 = 0;
     while j0 < n {
         let cols = nr_max.min(n - j0);
@@ -297,7 +386,36 @@ unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
             // Rows shared evenly between the fewest tiles (64 = 5·11 + 9, not 5·12 + 4 with
             // 12-row tiles): a short remainder tile has too few accumulators to hide the FMA
             // latency.
-            for (i0, rows) in even_blocks(m, rows_cap) {
+            // The block of op(B) the next packing reads: the panel's next depth block, or
+            // the next panel's first (its width and depth as the loop above will choose,
+            // up to a narrower last panel's deeper block), and how many tiles share it.
+            let next_b = if !ahead_b {
+                None
+            } else if p0 + kc < k {
+                Some((j0, p0 + kc, cols, kc_max.min(k - p0 - kc)))
+            } else if j0 + cols < n {
+                Some((j0 + cols, 0, nr_max.min(n - j0 - cols), kc_max.min(k)))
+            } else {
+                None
+            };
+            let next_b = next_b.map(|(jn, pn, cn, kn)| {
+                let block = if bcol {
+                    Ahead::block(bsrc.wrapping_add(jn * ldb + pn), cn, kn, ldb)
+                } else {
+                    Ahead::block(bsrc.wrapping_add(pn * ldb + jn), kn, cn, ldb)
+                };
+                (block, m.div_ceil(rows_cap))
+            });
+            for (t, (i0, rows)) in even_blocks(m, rows_cap).enumerate() {
+                if let Some((block, tiles)) = next_b {
+                    block.fetch::<false>(block.runs * t / tiles, block.runs * (t + 1) / tiles);
+                }
+                if ahead_c {
+                    // The next tile's rows (as many again, up to the last row).
+                    let next = (i0 + 2 * rows).min(m) - (i0 + rows);
+                    Ahead::block(cp.wrapping_add((i0 + rows) * ldc + j0), next, cols, ldc)
+                        .fetch::<true>(0, next);
+                }
                 // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
                 // inside A and C (checked by the entry points); the panel holds kc rows of
                 // nr >= cols readable values, `ld_panel` apart; `rows <= rows_per_tile(nv)`.
@@ -973,32 +1091,45 @@ mod tests {
         for &m in dims {
             for &n in dims {
                 for &k in depths {
-                    let pairs: &[(f64, f64)] = if cfg!(miri) {
-                        &[(1.0, 0.0), (2.0, -0.25)]
-                    } else {
-                        &[(1.0, 0.0), (-0.5, 1.0), (2.0, -0.25)]
-                    };
-                    for &(alpha, beta) in pairs {
-                        let (alpha, beta) = (T::from_f64(alpha), T::from_f64(beta));
-                        let a = fill::<T>(m * k, 1);
-                        let b = fill::<T>(n * k, 2);
-                        let c0 = fill::<T>(m * n, 3);
-                        let mut got = c0.clone();
-                        let mut want = c0.clone();
-                        if beta == T::ZERO {
-                            got.fill(T::from_f64(f64::NAN));
-                        }
-                        ours(m, n, k, alpha, &a, &b, beta, &mut got);
-                        reference(m, n, k, alpha, &a, &b, beta, &mut want);
-                        close(
-                            &format!("{name} {m}x{n}x{k} {alpha:?} {beta:?}"),
-                            &got,
-                            &want,
-                            k,
-                        );
-                    }
+                    check_shape(name, ours, reference, m, n, k);
                 }
             }
+        }
+    }
+
+    /// One `m x n x k` product against the reference, for three (α, β) pairs (two under
+    /// Miri), `C` filled with NaN where β = 0 (so a read of it shows).
+    fn check_shape<T: Element>(
+        name: &str,
+        ours: Op<T>,
+        reference: Op<T>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) {
+        let pairs: &[(f64, f64)] = if cfg!(miri) {
+            &[(1.0, 0.0), (2.0, -0.25)]
+        } else {
+            &[(1.0, 0.0), (-0.5, 1.0), (2.0, -0.25)]
+        };
+        for &(alpha, beta) in pairs {
+            let (alpha, beta) = (T::from_f64(alpha), T::from_f64(beta));
+            let a = fill::<T>(m * k, 1);
+            let b = fill::<T>(n * k, 2);
+            let c0 = fill::<T>(m * n, 3);
+            let mut got = c0.clone();
+            let mut want = c0.clone();
+            if beta == T::ZERO {
+                got.fill(T::from_f64(f64::NAN));
+            }
+            ours(m, n, k, alpha, &a, &b, beta, &mut got);
+            reference(m, n, k, alpha, &a, &b, beta, &mut want);
+            close(
+                &format!("{name} {m}x{n}x{k} {alpha:?} {beta:?}"),
+                &got,
+                &want,
+                k,
+            );
         }
     }
 
@@ -1015,10 +1146,10 @@ mod tests {
         );
     }
 
-    /// Every layout against the naive loops over `dims x dims x depths`, and the sum of
-    /// squares of `matmul_tn_sum_sq` against its own result.
-    fn sweep_all<T: Element>(dims: &[usize], depths: &[usize]) {
-        let ops: [(&str, Op<T>, Op<T>); 4] = [
+    /// Every layout with its naive twin; `matmul_tn_sum_sq` also checks its sum of squares
+    /// against the `C` it wrote.
+    fn layouts<T: Element>() -> [(&'static str, Op<T>, Op<T>); 4] {
+        [
             (
                 "nt",
                 |m, n, k, al, a, b, be, c| matmul_nt(m, n, k, al, a, b, be, c).unwrap(),
@@ -1042,8 +1173,12 @@ mod tests {
                 },
                 naive::matmul_tn,
             ),
-        ];
-        for (name, ours, reference) in ops {
+        ]
+    }
+
+    /// Every layout against the naive loops over `dims x dims x depths`.
+    fn sweep_all<T: Element>(dims: &[usize], depths: &[usize]) {
+        for (name, ours, reference) in layouts::<T>() {
             sweep::<T>(name, ours, reference, dims, depths);
         }
     }
@@ -1100,6 +1235,31 @@ mod tests {
     #[test]
     fn depth_blocks_match_naive() {
         sweep_all::<f32>(&[9], &[260]);
+    }
+
+    /// Products whose `C` or `op(B)` reaches [`PREFETCH_BYTES`], so that the blocked loop
+    /// asks for lines ahead ([`Ahead`]): a tall `C` with a shallow `B`, a wide `C` with a
+    /// large `B`, and a large `B` alone, cut into two or three depth blocks by the kernels
+    /// (so the next block is sometimes the same panel's and sometimes the next panel's); the
+    /// last panel narrower than the rest. In `f32` and `f64`. The hints must not change a
+    /// value.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "prefetching is compiled out under Miri; too slow interpreted"
+    )]
+    fn products_that_prefetch_match_naive() {
+        let shapes: &[(usize, usize, usize)] = &[(1030, 130, 7), (130, 1030, 130), (40, 1030, 300)];
+        for &(m, n, k) in shapes {
+            let f32_bytes = |r: usize, c: usize| r * c * 4;
+            assert!(f32_bytes(m, n) >= PREFETCH_BYTES || f32_bytes(k, n) >= PREFETCH_BYTES);
+            for (name, ours, reference) in layouts::<f32>() {
+                check_shape::<f32>(name, ours, reference, m, n, k);
+            }
+            for (name, ours, reference) in layouts::<f64>() {
+                check_shape::<f64>(name, ours, reference, m, n, k);
+            }
+        }
     }
 
     /// Every panel width the kernels tell apart: one to four vectors (16 to 64 `f32`

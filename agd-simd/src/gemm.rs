@@ -91,7 +91,13 @@ fn gemm<T: Element, D: Dispatch>(
         let job = Blocked::new(m, n, k, alpha, a, b, beta, c, ldc, sum_sq);
         // SAFETY: every operand's bounds were checked by the entry points, and the CPU
         // runs `d`'s kernel (the CPU's own choice, or a `Kernel` checked available).
-        unsafe { d.dispatch(job) };
+        unsafe {
+            if a_aliases::<T>(job.acol, job.lda, n) {
+                copied(d, job);
+            } else {
+                d.dispatch(job);
+            }
+        }
         return;
     }
     #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
@@ -103,6 +109,19 @@ fn gemm<T: Element, D: Dispatch>(
             *s += dot(row, row);
         }
     }
+}
+
+/// Runs `job` as a [`CopiedA`] job, out of line: the portable kernel runs its job inlined
+/// into the caller, and the copy's 64 KiB stack frame, probed page by page, would then be
+/// every product's (16³ took 1.3x as long).
+///
+/// # Safety
+/// As [`Dispatch::dispatch`], with `job.acol`.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(never)]
+unsafe fn copied<T: Element, D: Dispatch>(d: D, job: Blocked<'_, T>) {
+    // SAFETY: the caller's contract.
+    unsafe { d.dispatch(CopiedA(job)) }
 }
 
 /// The products [`gemm`] does not send through the blocked loop: `k = 0`, the scalar loops
@@ -304,13 +323,19 @@ fn unpacked<T: Element>(
 /// tile first asks for the next tile's rows of `C` and a share of the next block of
 /// `op(B)` ([`Ahead`]).
 ///
-/// Runs as a [`Blocked`] job, inside the kernel's `enter`.
+/// Runs inside the kernel's `enter`, as a [`Blocked`] job ([`blocked`]) or on blocks of a
+/// copy of `A` ([`blocked_copied`]); `ahead_c` and `ahead_b` say whether to prefetch, decided
+/// for the whole product.
 ///
 /// # Safety
 /// As [`Blocked`].
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[inline(always)]
-unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
+unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
+    job: Blocked<'_, T>,
+    ahead_c: bool,
+    ahead_b: bool,
+) {
     let Blocked {
         m,
         n,
@@ -337,8 +362,6 @@ unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
     };
     let mut buf = K::buf();
     let bp = K::buf_ptr(&mut buf);
-    // Large operands come from L3 or memory: ask for their next lines while tiles compute.
-    let (ahead_c, ahead_b) = (large::<T>(m, n), large::<T>(k, n));
     let mut j0 = 0;
     while j0 < n {
         let cols = nr_max.min(n - j0);
@@ -448,6 +471,122 @@ unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
     }
 }
 
+/// Bytes of the stack copy [`blocked_copied`] makes of a transposed `A` whose stored rows would
+/// share L1 sets: up to 146 depths of 112 `f32` rows (56 `f64`), a batch of 128 in one block.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+const A_COPY_BYTES: usize = 64 * 1024;
+
+/// Bytes between the copy's depths: seven cache lines, so that consecutive depths fall in
+/// different L1 sets (7 and the 64 sets of a 32 KiB, 8-way L1 share no factor).
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+const A_COPY_LD_BYTES: usize = 7 * 64;
+
+/// Whether a transposed `A` with stored rows `lda` values apart is copied
+/// ([`blocked_copied`]): when its rows are a multiple of 2 KiB apart, a tile's reads down
+/// one column of `op(A)` fall in at most 2 of the 64 sets of a 32 KiB L1 (one, at 4 KiB),
+/// evict each other before the next tile reads the rest of their lines, and stop the
+/// hardware prefetcher at every page or half page. The weight gradient of a layer 1024 wide
+/// (`tn` 1024 x 128 x 1024, `f32`) ran at 0.51–0.57x `matrixmultiply`, which packs `A`, on
+/// a Zen 3 core; 512 wide lost 10 %. At 1 KiB (4 sets, a layer 256 wide) the copy gained
+/// nothing and cost 10 % at 256 x 128 x 256, so it is not made. Only for products at least
+/// 64 columns wide: the copy costs a load and a store per value of `A` and saves a read
+/// of it per panel of `NR` columns.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(always)]
+fn a_aliases<T>(acol: bool, lda: usize, n: usize) -> bool {
+    // (Wrapping: with one depth `lda` is never used, and may be anything.)
+    acol && n >= 64 && lda.wrapping_mul(core::mem::size_of::<T>()).is_multiple_of(2048)
+}
+
+/// The blocked loop ([`blocked_body`]) over the whole product: a [`Blocked`] job.
+///
+/// # Safety
+/// As [`Blocked`].
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(always)]
+unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
+    // Large operands come from L3 or memory: ask for their next lines while tiles compute.
+    let (ahead_c, ahead_b) = (large::<T>(job.m, job.n), large::<T>(job.k, job.n));
+    // SAFETY: the caller's contract.
+    unsafe { blocked_body::<T, K>(job, ahead_c, ahead_b) }
+}
+
+/// The blocked loop ([`blocked_body`]) for a transposed `A` whose stored rows alias in L1
+/// ([`a_aliases`]): over blocks of up to 112 rows of `C` (56 for `f64`) and 146 depths, each
+/// block of `A` first copied to the stack with rows [`A_COPY_LD_BYTES`] apart. `op(B)` is
+/// then packed once per block of rows instead of once, 1/112 of a load and store per
+/// multiply-add. A job of its own ([`CopiedA`], run through [`copied`]), so that the other
+/// products do not pay for the 64 KiB stack frame: its probe, a store to each page.
+///
+/// # Safety
+/// As [`Blocked`], with `acol`.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(always)]
+unsafe fn blocked_copied<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
+    let Blocked {
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        lda,
+        acol,
+        b,
+        ldb,
+        bcol,
+        beta,
+        c,
+        ldc,
+        mut sum_sq,
+    } = job;
+    debug_assert!(acol);
+    let (ahead_c, ahead_b) = (large::<T>(m, n), large::<T>(k, n));
+    let ld_copy = A_COPY_LD_BYTES / core::mem::size_of::<T>();
+    let mut store = [const { core::mem::MaybeUninit::<u64>::uninit() }; A_COPY_BYTES / 8];
+    let buf = store.as_mut_ptr().cast::<T>();
+    for (i0, rows) in even_blocks(m, ld_copy) {
+        for (p0, depth) in even_blocks(k, A_COPY_BYTES / A_COPY_LD_BYTES) {
+            // SAFETY: depths p0..p0+depth of rows i0..i0+rows of op(A) lie inside A (the
+            // job's contract); the copy holds depth <= A_COPY_BYTES / A_COPY_LD_BYTES rows
+            // of ld_copy >= rows values, aligned for T (u64 storage, T is f32 or f64).
+            unsafe {
+                for p in 0..depth {
+                    core::ptr::copy_nonoverlapping(
+                        a.add((p0 + p) * lda + i0),
+                        buf.add(p * ld_copy),
+                        rows,
+                    );
+                }
+            }
+            let sub = Blocked {
+                m: rows,
+                n,
+                k: depth,
+                alpha,
+                a: buf.cast_const(),
+                lda: ld_copy,
+                acol,
+                // SAFETY: depth p0 of op(B) lies inside B (the job's contract).
+                b: unsafe { if bcol { b.add(p0) } else { b.add(p0 * ldb) } },
+                ldb,
+                bcol,
+                beta: if p0 == 0 { beta } else { T::ONE },
+                // SAFETY: row i0 of C lies inside C.
+                c: unsafe { c.add(i0 * ldc) },
+                ldc,
+                // Each tile adds its squares after its last depth.
+                sum_sq: if p0 + depth == k {
+                    sum_sq.as_deref_mut()
+                } else {
+                    None
+                },
+            };
+            // SAFETY: the block's operands lie inside the job's (above).
+            unsafe { blocked_body::<T, K>(sub, ahead_c, ahead_b) };
+        }
+    }
+}
+
 /// The arguments of [`blocked`], run with a kernel through [`crate::kernel::dispatch`] (or a
 /// given kernel's `enter`): `op(A)` and `op(B)` as a start, a stride and whether the matrix
 /// is stored transposed (`acol`: entry `(i, p)` at `a[p·lda + i]`, else `a[i·lda + p]`;
@@ -529,6 +668,21 @@ impl<T: Element> Job<T> for Blocked<'_, T> {
     unsafe fn run<K: Microkernel<T>>(self) {
         // SAFETY: the job's contract, the caller's.
         unsafe { blocked::<T, K>(self) }
+    }
+}
+
+/// A [`Blocked`] job run through [`blocked_copied`]: a transposed `A` whose stored rows
+/// alias in L1 ([`a_aliases`]).
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+struct CopiedA<'s, T>(Blocked<'s, T>);
+
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+impl<T: Element> Job<T> for CopiedA<'_, T> {
+    type Out = ();
+    #[inline(always)]
+    unsafe fn run<K: Microkernel<T>>(self) {
+        // SAFETY: the job's contract, the caller's (`acol`: `gemm` checked `a_aliases`).
+        unsafe { blocked_copied::<T, K>(self.0) }
     }
 }
 
@@ -1262,6 +1416,58 @@ mod tests {
         }
     }
 
+    /// Weight gradients whose `A` rows are 2 KiB or 4 KiB apart, which [`blocked_copied`]
+    /// copies in blocks: several blocks of rows (`f32`: 112 rows each at most, `f64`: 56)
+    /// and of depths (146), through `matmul_tn` and `matmul_tn_sum_sq` (whose squares must
+    /// be added once, after each tile's last depth block), and one with every stride
+    /// padded (`matmul_tn_ld`, `lda` 4 KiB beyond `m`), both `β` cases.
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow interpreted")]
+    fn products_with_a_copied_match_naive() {
+        fn tn_only<T: Element>(m: usize, n: usize, k: usize) {
+            assert!(a_aliases::<T>(true, m, n), "{m} x {n} would not be copied");
+            for (name, ours, reference) in layouts::<T>() {
+                if name.starts_with("tn") {
+                    check_shape::<T>(name, ours, reference, m, n, k);
+                }
+            }
+        }
+        tn_only::<f32>(512, 70, 300);
+        tn_only::<f32>(1024, 64, 20);
+        tn_only::<f64>(256, 64, 150);
+        tn_only::<f64>(512, 100, 3);
+        let (m, n, k, lda) = (300, 65, 160, 512);
+        assert!(a_aliases::<f64>(true, lda, n));
+        let ld = Strides {
+            lda,
+            ldb: n + 3,
+            ldc: n + 1,
+        };
+        let a = fill::<f64>((k - 1) * lda + m, 4);
+        let b = fill::<f64>((k - 1) * ld.ldb + n, 3);
+        for beta in [0.0f64, 0.5] {
+            let c0 = fill::<f64>((m - 1) * ld.ldc + n, 9);
+            let mut got = c0.clone();
+            matmul_tn_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ld).unwrap();
+            let want = direct(
+                m,
+                n,
+                k,
+                &c0,
+                ld.ldc,
+                beta,
+                |i, p| a[p * lda + i],
+                |j, p| b[p * ld.ldb + j],
+            );
+            close(
+                &format!("tn_ld {m}x{n}x{k} {ld:?} beta {beta}"),
+                &got,
+                &want,
+                k,
+            );
+        }
+    }
+
     /// Every panel width the kernels tell apart: one to four vectors (16 to 64 `f32`
     /// columns with AVX-512), whole and partial, and full panels followed by a narrower one
     /// (80, 96, 112), whose tiles take more rows (up to 12) than a full panel's; row counts
@@ -1496,6 +1702,20 @@ mod tests {
                 let (a, b) = (OpA::Cols(a, m), OpB::Rows(b, n));
                 run_blocked::<T, K>(m, n, k, al, a, b, be, c, n, Some(&mut s));
                 check_sum_sq(&format!("blocked tn {m}x{n}x{k}"), s, c);
+            },
+            |m, n, k, al, a, b, be, c| naive::matmul_tn(m, n, k, al, a, b, be, c),
+            dims,
+            &DEPTHS[1..],
+        );
+        sweep::<T>(
+            "blocked tn, A copied",
+            |m, n, k, al, a, b, be, c| {
+                let mut s = T::ZERO;
+                let (a, b) = (OpA::Cols(a, m), OpB::Rows(b, n));
+                let job = Blocked::new(m, n, k, al, a, b, be, c, n, Some(&mut s));
+                // SAFETY: as in `run_blocked`; `A` is transposed.
+                unsafe { K::enter(CopiedA(job)) };
+                check_sum_sq(&format!("blocked tn, A copied, {m}x{n}x{k}"), s, c);
             },
             |m, n, k, al, a, b, be, c| naive::matmul_tn(m, n, k, al, a, b, be, c),
             dims,

@@ -495,7 +495,10 @@ const A_COPY_LD_BYTES: usize = 7 * 64;
 #[inline(always)]
 fn a_aliases<T>(acol: bool, lda: usize, n: usize) -> bool {
     // (Wrapping: with one depth `lda` is never used, and may be anything.)
-    acol && n >= 64 && lda.wrapping_mul(core::mem::size_of::<T>()).is_multiple_of(2048)
+    acol && n >= 64
+        && lda
+            .wrapping_mul(core::mem::size_of::<T>())
+            .is_multiple_of(2048)
 }
 
 /// The blocked loop ([`blocked_body`]) over the whole product: a [`Blocked`] job.

@@ -187,6 +187,14 @@ fn large<T>(rows: usize, cols: usize) -> bool {
         >= PREFETCH_BYTES
 }
 
+/// Whether an `m x n x k` product prefetches `C` and `op(B)` ([`large`]): decided for the
+/// whole product, also when it runs in blocks ([`blocked_copied`]).
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[inline(always)]
+fn ahead<T>(m: usize, n: usize, k: usize) -> (bool, bool) {
+    (large::<T>(m, n), large::<T>(k, n))
+}
+
 /// Lines the blocked loop asks for while a tile computes, so that they arrive from L3 or
 /// memory before they are needed: `runs` runs of `run` bytes, `stride` bytes apart, from
 /// `base`. Prefetches are hints: they read and write nothing and never fault, so the
@@ -509,7 +517,7 @@ fn a_aliases<T>(acol: bool, lda: usize, n: usize) -> bool {
 #[inline(always)]
 unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
     // Large operands come from L3 or memory: ask for their next lines while tiles compute.
-    let (ahead_c, ahead_b) = (large::<T>(job.m, job.n), large::<T>(job.k, job.n));
+    let (ahead_c, ahead_b) = ahead::<T>(job.m, job.n, job.k);
     // SAFETY: the caller's contract.
     unsafe { blocked_body::<T, K>(job, ahead_c, ahead_b) }
 }
@@ -525,67 +533,54 @@ unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
 /// As [`Blocked`], with `acol`.
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[inline(always)]
-unsafe fn blocked_copied<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
-    let Blocked {
-        m,
-        n,
-        k,
-        alpha,
-        a,
-        lda,
-        acol,
-        b,
-        ldb,
-        bcol,
-        beta,
-        c,
-        ldc,
-        mut sum_sq,
-    } = job;
-    debug_assert!(acol);
-    let (ahead_c, ahead_b) = (large::<T>(m, n), large::<T>(k, n));
+unsafe fn blocked_copied<T: Element, K: Microkernel<T>>(mut job: Blocked<'_, T>) {
+    debug_assert!(job.acol);
+    let (ahead_c, ahead_b) = ahead::<T>(job.m, job.n, job.k);
+    let mut sum_sq = job.sum_sq.take();
     let ld_copy = A_COPY_LD_BYTES / core::mem::size_of::<T>();
     let mut store = [const { core::mem::MaybeUninit::<u64>::uninit() }; A_COPY_BYTES / 8];
     let buf = store.as_mut_ptr().cast::<T>();
-    for (i0, rows) in even_blocks(m, ld_copy) {
-        for (p0, depth) in even_blocks(k, A_COPY_BYTES / A_COPY_LD_BYTES) {
+    for (i0, rows) in even_blocks(job.m, ld_copy) {
+        for (p0, depth) in even_blocks(job.k, A_COPY_BYTES / A_COPY_LD_BYTES) {
             // SAFETY: depths p0..p0+depth of rows i0..i0+rows of op(A) lie inside A (the
             // job's contract); the copy holds depth <= A_COPY_BYTES / A_COPY_LD_BYTES rows
             // of ld_copy >= rows values, aligned for T (u64 storage, T is f32 or f64).
             unsafe {
                 for p in 0..depth {
                     core::ptr::copy_nonoverlapping(
-                        a.add((p0 + p) * lda + i0),
+                        job.a.add((p0 + p) * job.lda + i0),
                         buf.add(p * ld_copy),
                         rows,
                     );
                 }
             }
-            let sub = Blocked {
+            // The product's job on this block: the rest (α, strides, layouts) is the same.
+            let block = Blocked {
                 m: rows,
-                n,
                 k: depth,
-                alpha,
                 a: buf.cast_const(),
                 lda: ld_copy,
-                acol,
                 // SAFETY: depth p0 of op(B) lies inside B (the job's contract).
-                b: unsafe { if bcol { b.add(p0) } else { b.add(p0 * ldb) } },
-                ldb,
-                bcol,
-                beta: if p0 == 0 { beta } else { T::ONE },
+                b: unsafe {
+                    if job.bcol {
+                        job.b.add(p0)
+                    } else {
+                        job.b.add(p0 * job.ldb)
+                    }
+                },
+                beta: if p0 == 0 { job.beta } else { T::ONE },
                 // SAFETY: row i0 of C lies inside C.
-                c: unsafe { c.add(i0 * ldc) },
-                ldc,
+                c: unsafe { job.c.add(i0 * job.ldc) },
                 // Each tile adds its squares after its last depth.
-                sum_sq: if p0 + depth == k {
+                sum_sq: if p0 + depth == job.k {
                     sum_sq.as_deref_mut()
                 } else {
                     None
                 },
+                ..job
             };
             // SAFETY: the block's operands lie inside the job's (above).
-            unsafe { blocked_body::<T, K>(sub, ahead_c, ahead_b) };
+            unsafe { blocked_body::<T, K>(block, ahead_c, ahead_b) };
         }
     }
 }
@@ -1409,8 +1404,7 @@ mod tests {
     fn products_that_prefetch_match_naive() {
         let shapes: &[(usize, usize, usize)] = &[(1030, 130, 7), (130, 1030, 130), (40, 1030, 300)];
         for &(m, n, k) in shapes {
-            let f32_bytes = |r: usize, c: usize| r * c * 4;
-            assert!(f32_bytes(m, n) >= PREFETCH_BYTES || f32_bytes(k, n) >= PREFETCH_BYTES);
+            assert_ne!(ahead::<f32>(m, n, k), (false, false), "{m}x{n}x{k}");
             for (name, ours, reference) in layouts::<f32>() {
                 check_shape::<f32>(name, ours, reference, m, n, k);
             }

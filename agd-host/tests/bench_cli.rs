@@ -112,6 +112,21 @@ fn quick_bench_reports_every_figure_as_json() {
     // Thread CPU time where the OS has a fine one, the wall clock elsewhere (Windows).
     assert_eq!(v["clock"], if cfg!(unix) { "thread_cpu" } else { "wall" });
     assert_eq!(v["kernel"], agd_simd::kernel());
+    // The caches as agd-simd reads them, and the measures its products took from them.
+    let t = agd_simd::cache_tuning();
+    let cache = &v["cache"];
+    assert_eq!(
+        cache["l1d_ways"].as_u64(),
+        t.l1d_ways.map(u64::from),
+        "{cache}"
+    );
+    assert_eq!(
+        cache["l2_kib"].as_u64(),
+        t.l2_bytes.map(|b| b >> 10),
+        "{cache}"
+    );
+    assert_eq!(cache["prefetch"].as_bool(), Some(t.prefetch), "{cache}");
+    assert_eq!(cache["copy_a"].as_bool(), Some(t.copy_a), "{cache}");
     // Every forward shape on every kernel this CPU runs, by name, the picked one among them.
     let names: Vec<&str> = agd_simd::Kernel::runnable().map(|k| k.name()).collect();
     assert!(names.contains(&agd_simd::kernel()), "{names:?}");

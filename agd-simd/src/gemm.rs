@@ -88,11 +88,16 @@ fn gemm<T: Element, D: Dispatch>(
     }
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     if k > 0 && m >= SMALL_M && n > 1 {
+        let measures = crate::cache::measures();
         let job = Blocked::new(m, n, k, alpha, a, b, beta, c, ldc, sum_sq);
+        let job = Blocked {
+            prefetch: measures.prefetch,
+            ..job
+        };
         // SAFETY: every operand's bounds were checked by the entry points, and the CPU
         // runs `d`'s kernel (the CPU's own choice, or a `Kernel` checked available).
         unsafe {
-            if a_aliases::<T>(job.acol, job.lda, n) {
+            if measures.copy_a && a_aliases::<T>(job.acol, job.lda, n) {
                 copied(d, job);
             } else {
                 d.dispatch(job);
@@ -174,7 +179,7 @@ const SMALL_M: usize = 3;
 /// lines ahead of use ([`Ahead`]): an operand that large has usually left L1 and L2 by the
 /// time the product runs (a training step's weights and gradients), while a smaller one is
 /// usually still there, and its product is short enough for the prefetch instructions to
-/// show.
+/// show. Not on a CPU with an L2 of 2 MiB or more ([`crate::CacheTuning::prefetch`]).
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 const PREFETCH_BYTES: usize = 512 * 1024;
 
@@ -187,8 +192,9 @@ fn large<T>(rows: usize, cols: usize) -> bool {
         >= PREFETCH_BYTES
 }
 
-/// Whether an `m x n x k` product prefetches `C` and `op(B)` ([`large`]): decided for the
-/// whole product, also when it runs in blocks ([`blocked_copied`]).
+/// Whether an `m x n x k` product is large enough to prefetch `C` and `op(B)` ([`large`]):
+/// decided for the whole product, also when it runs in blocks ([`blocked_copied`]), and
+/// only where the CPU's caches make it pay ([`Blocked::ahead`]).
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[inline(always)]
 fn ahead<T>(m: usize, n: usize, k: usize) -> (bool, bool) {
@@ -359,6 +365,8 @@ unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
         c: cp,
         ldc,
         mut sum_sq,
+        // Decided by the caller: `ahead_c` and `ahead_b`.
+        prefetch: _,
     } = job;
     let w = <K::V as Lanes<T>>::N;
     // A short `A` (more rows than a full-width tile takes, few enough for one taller tile)
@@ -498,7 +506,9 @@ const A_COPY_LD_BYTES: usize = 7 * 64;
 /// a Zen 3 core; 512 wide lost 10 %. At 1 KiB (4 sets, a layer 256 wide) the copy gained
 /// nothing and cost 10 % at 256 x 128 x 256, so it is not made. Only for products at least
 /// 64 columns wide: the copy costs a load and a store per value of `A` and saves a read
-/// of it per panel of `NR` columns.
+/// of it per panel of `NR` columns. [`gemm`] makes the copy only where the L1 has at most 8
+/// ways ([`crate::CacheTuning::copy_a`]): with 12 (Emerald Rapids) the same product lost
+/// 5–8 % to it.
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[inline(always)]
 fn a_aliases<T>(acol: bool, lda: usize, n: usize) -> bool {
@@ -517,7 +527,7 @@ fn a_aliases<T>(acol: bool, lda: usize, n: usize) -> bool {
 #[inline(always)]
 unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
     // Large operands come from L3 or memory: ask for their next lines while tiles compute.
-    let (ahead_c, ahead_b) = ahead::<T>(job.m, job.n, job.k);
+    let (ahead_c, ahead_b) = job.ahead();
     // SAFETY: the caller's contract.
     unsafe { blocked_body::<T, K>(job, ahead_c, ahead_b) }
 }
@@ -535,7 +545,7 @@ unsafe fn blocked<T: Element, K: Microkernel<T>>(job: Blocked<'_, T>) {
 #[inline(always)]
 unsafe fn blocked_copied<T: Element, K: Microkernel<T>>(mut job: Blocked<'_, T>) {
     debug_assert!(job.acol);
-    let (ahead_c, ahead_b) = ahead::<T>(job.m, job.n, job.k);
+    let (ahead_c, ahead_b) = job.ahead();
     let mut sum_sq = job.sum_sq.take();
     let ld_copy = A_COPY_LD_BYTES / core::mem::size_of::<T>();
     let mut store = [const { core::mem::MaybeUninit::<u64>::uninit() }; A_COPY_BYTES / 8];
@@ -613,11 +623,24 @@ struct Blocked<'s, T> {
     c: *mut T,
     ldc: usize,
     sum_sq: Option<&'s mut T>,
+    /// Whether a large product prefetches (this CPU's [`crate::CacheTuning::prefetch`]).
+    prefetch: bool,
 }
 
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 impl<'s, T: Element> Blocked<'s, T> {
-    /// The job for `C ← α · op(A) · op(B) + β · C`.
+    /// Whether the product prefetches `C` and `op(B)`: [`ahead`] where `prefetch`.
+    #[inline(always)]
+    fn ahead(&self) -> (bool, bool) {
+        if self.prefetch {
+            ahead::<T>(self.m, self.n, self.k)
+        } else {
+            (false, false)
+        }
+    }
+
+    /// The job for `C ← α · op(A) · op(B) + β · C`, prefetching if it is large ([`gemm`]
+    /// then sets `prefetch` from the CPU's caches).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -655,6 +678,7 @@ impl<'s, T: Element> Blocked<'s, T> {
             c: c.as_mut_ptr(),
             ldc,
             sum_sq,
+            prefetch: true,
         }
     }
 }
@@ -1403,22 +1427,26 @@ mod tests {
     )]
     fn products_that_prefetch_match_naive() {
         let shapes: &[(usize, usize, usize)] = &[(1030, 130, 7), (130, 1030, 130), (40, 1030, 300)];
-        for &(m, n, k) in shapes {
-            assert_ne!(ahead::<f32>(m, n, k), (false, false), "{m}x{n}x{k}");
-            for (name, ours, reference) in layouts::<f32>() {
-                check_shape::<f32>(name, ours, reference, m, n, k);
+        // Whatever this CPU's caches say ([`crate::cache_tuning`]).
+        crate::cache::forced::run(crate::cache::Measures::ALL, || {
+            for &(m, n, k) in shapes {
+                assert_ne!(ahead::<f32>(m, n, k), (false, false), "{m}x{n}x{k}");
+                for (name, ours, reference) in layouts::<f32>() {
+                    check_shape::<f32>(name, ours, reference, m, n, k);
+                }
+                for (name, ours, reference) in layouts::<f64>() {
+                    check_shape::<f64>(name, ours, reference, m, n, k);
+                }
             }
-            for (name, ours, reference) in layouts::<f64>() {
-                check_shape::<f64>(name, ours, reference, m, n, k);
-            }
-        }
+        });
     }
 
     /// Weight gradients whose `A` rows are 2 KiB or 4 KiB apart, which [`blocked_copied`]
     /// copies in blocks: several blocks of rows (`f32`: 112 rows each at most, `f64`: 56)
     /// and of depths (146), through `matmul_tn` and `matmul_tn_sum_sq` (whose squares must
     /// be added once, after each tile's last depth block), and one with every stride
-    /// padded (`matmul_tn_ld`, `lda` 4 KiB beyond `m`), both `β` cases.
+    /// padded (`matmul_tn_ld`, `lda` 4 KiB beyond `m`), both `β` cases. With the copy forced
+    /// on: a CPU whose L1 has more than 8 ways does not make it.
     #[test]
     #[cfg_attr(miri, ignore = "too slow interpreted")]
     fn products_with_a_copied_match_naive() {
@@ -1430,40 +1458,43 @@ mod tests {
                 }
             }
         }
-        tn_only::<f32>(512, 70, 300);
-        tn_only::<f32>(1024, 64, 20);
-        tn_only::<f64>(256, 64, 150);
-        tn_only::<f64>(512, 100, 3);
-        let (m, n, k, lda) = (300, 65, 160, 512);
-        assert!(a_aliases::<f64>(true, lda, n));
-        let ld = Strides {
-            lda,
-            ldb: n + 3,
-            ldc: n + 1,
-        };
-        let a = fill::<f64>((k - 1) * lda + m, 4);
-        let b = fill::<f64>((k - 1) * ld.ldb + n, 3);
-        for beta in [0.0f64, 0.5] {
-            let c0 = fill::<f64>((m - 1) * ld.ldc + n, 9);
-            let mut got = c0.clone();
-            matmul_tn_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ld).unwrap();
-            let want = direct(
-                m,
-                n,
-                k,
-                &c0,
-                ld.ldc,
-                beta,
-                |i, p| a[p * lda + i],
-                |j, p| b[p * ld.ldb + j],
-            );
-            close(
-                &format!("tn_ld {m}x{n}x{k} {ld:?} beta {beta}"),
-                &got,
-                &want,
-                k,
-            );
-        }
+        // Whatever this CPU's caches say ([`crate::cache_tuning`]).
+        crate::cache::forced::run(crate::cache::Measures::ALL, || {
+            tn_only::<f32>(512, 70, 300);
+            tn_only::<f32>(1024, 64, 20);
+            tn_only::<f64>(256, 64, 150);
+            tn_only::<f64>(512, 100, 3);
+            let (m, n, k, lda) = (300, 65, 160, 512);
+            assert!(a_aliases::<f64>(true, lda, n));
+            let ld = Strides {
+                lda,
+                ldb: n + 3,
+                ldc: n + 1,
+            };
+            let a = fill::<f64>((k - 1) * lda + m, 4);
+            let b = fill::<f64>((k - 1) * ld.ldb + n, 3);
+            for beta in [0.0f64, 0.5] {
+                let c0 = fill::<f64>((m - 1) * ld.ldc + n, 9);
+                let mut got = c0.clone();
+                matmul_tn_ld(m, n, k, 1.5, &a, &b, beta, &mut got, ld).unwrap();
+                let want = direct(
+                    m,
+                    n,
+                    k,
+                    &c0,
+                    ld.ldc,
+                    beta,
+                    |i, p| a[p * lda + i],
+                    |j, p| b[p * ld.ldb + j],
+                );
+                close(
+                    &format!("tn_ld {m}x{n}x{k} {ld:?} beta {beta}"),
+                    &got,
+                    &want,
+                    k,
+                );
+            }
+        });
     }
 
     /// Every panel width the kernels tell apart: one to four vectors (16 to 64 `f32`

@@ -15,7 +15,8 @@
 //!   Frobenius norm [`nrm2`] / [`sum_sq_scaled`] / [`sum_sq_checked`];
 //! * [`power_iteration`] for the top singular value with a caller-kept warm-start vector;
 //! * [`kernel()`], the matrix kernel the products picked on this CPU, and [`Kernel`], which
-//!   runs a product on a kernel you name (to race the kernels against each other).
+//!   runs a product on a kernel you name (to race the kernels against each other);
+//!   [`cache_tuning()`], what the products do beyond their tiles on this CPU's caches.
 //!
 //! Vectors come from the `wide` crate on the host and are plain scalars on M-profile ARM and
 //! RISC-V, where `wide` has no SIMD and its array fallback is slower than a scalar loop.
@@ -24,7 +25,8 @@
 //! Nothing allocates: a product's buffers are on the stack. On the host (x86-64, aarch64)
 //! a product takes up to about 35 KiB of it for a packed panel of `B`, and a weight
 //! gradient whose stored rows of `A` are a multiple of 2 KiB apart (a layer 512 or 1024
-//! wide) 64 KiB more, for a copy of `A` in blocks. On microcontrollers the scalar loops
+//! wide) 64 KiB more, for a copy of `A` in blocks, where the L1 has 8 ways or fewer
+//! ([`CacheTuning::copy_a`]). On microcontrollers the scalar loops
 //! keep only a tile of accumulators.
 //!
 //! ```
@@ -40,6 +42,7 @@
 extern crate std;
 
 mod blas1;
+mod cache;
 mod choice;
 mod element;
 mod error;
@@ -55,6 +58,7 @@ mod power;
 mod small;
 
 pub use blas1::{SumSq, amax, axpy, dot, nrm2, scale, sum_sq_checked, sum_sq_scaled};
+pub use cache::{CacheTuning, cache_tuning};
 pub use choice::Kernel;
 pub use element::{Element, Vector};
 pub use error::Error;

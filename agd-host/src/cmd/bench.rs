@@ -211,6 +211,33 @@ pub struct KernelRow {
     pub kernels: Vec<KernelSpeed>,
 }
 
+/// [`agd_simd::cache_tuning`]: the cache geometry CPUID gave and the two memory measures
+/// the blocked products took from it.
+#[derive(Debug, Serialize)]
+pub struct CacheRow {
+    /// Ways of the L1 data cache (`null` where CPUID does not say).
+    pub l1d_ways: Option<u32>,
+    /// KiB of the L2 cache (`null` where CPUID does not say).
+    pub l2_kib: Option<u64>,
+    /// Whether large products prefetched their next lines.
+    pub prefetch: bool,
+    /// Whether weight gradients with rows of `A` a multiple of 2 KiB apart copied `A`.
+    pub copy_a: bool,
+}
+
+impl CacheRow {
+    /// This CPU's.
+    fn probe() -> CacheRow {
+        let t = agd_simd::cache_tuning();
+        CacheRow {
+            l1d_ways: t.l1d_ways,
+            l2_kib: t.l2_bytes.map(|b| b >> 10),
+            prefetch: t.prefetch,
+            copy_a: t.copy_a,
+        }
+    }
+}
+
 /// Everything `agd bench` measures.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -237,6 +264,8 @@ pub struct Report {
     /// The matrix kernel the products ran on ([`agd_simd::kernel`]: `"avx512"`,
     /// `"portable-avx2"`, `"portable-sse2"`, `"portable-neon"`, …).
     pub kernel: &'static str,
+    /// What the products did beyond their tiles on this CPU's caches.
+    pub cache: CacheRow,
     /// `true` for a `--quick` run.
     pub quick: bool,
 }
@@ -770,6 +799,7 @@ pub fn measure(quick: bool, threads: usize) -> Result<Report, HostError> {
         huge_pages: pages::probe(),
         clock: agd_host::timing::CLOCK,
         kernel: agd_simd::kernel(),
+        cache: CacheRow::probe(),
         quick,
     })
 }
@@ -954,6 +984,17 @@ fn print_tables(r: &Report) {
         "kernel: {} (AVX-512 where the CPU has it, else as agd-simd was compiled: README, \
          \"In your own project\")",
         r.kernel
+    );
+    let c = &r.cache;
+    let known =
+        |v: Option<u64>, unit: &str| v.map_or("unknown".to_string(), |v| format!("{v}{unit}"));
+    println!(
+        "caches: L1d {} ways, L2 {}: large products {}prefetch, 2 KiB-strided weight gradients \
+         {}copy A (BENCHMARKS.md, session 26)",
+        known(c.l1d_ways.map(u64::from), ""),
+        known(c.l2_kib, " KiB"),
+        if c.prefetch { "" } else { "do not " },
+        if c.copy_a { "" } else { "do not " },
     );
     if r.clock != "thread_cpu" {
         println!(

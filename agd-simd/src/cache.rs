@@ -63,8 +63,8 @@ pub fn cache_tuning() -> CacheTuning {
     CacheTuning::for_caches(ways, l2)
 }
 
-#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 /// The two flags, as the products read them.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Measures {
     /// [`CacheTuning::prefetch`].
@@ -84,12 +84,12 @@ impl Measures {
     };
 }
 
-#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 /// [`Measures`] once known: bit 0 prefetch, bit 1 copy, bit 7 known.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 static MEASURES: AtomicU8 = AtomicU8::new(0);
 
-#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 /// This CPU's [`Measures`]: CPUID the first time, a cached byte after.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[inline]
 pub(crate) fn measures() -> Measures {
     #[cfg(test)]
@@ -106,8 +106,8 @@ pub(crate) fn measures() -> Measures {
     }
 }
 
-#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 /// Reads the geometry and caches its [`Measures`] (two threads racing store the same byte).
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[cold]
 #[inline(never)]
 fn probe() -> u8 {
@@ -179,8 +179,8 @@ fn geometry() -> (Option<u32>, Option<u64>) {
     (None, None)
 }
 
-#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 /// Tests force the measures on their own thread, to run both code paths whatever the CPU.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 #[cfg(test)]
 pub(crate) mod forced {
     use super::Measures;

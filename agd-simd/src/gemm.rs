@@ -89,11 +89,19 @@ fn gemm<T: Element, D: Dispatch>(
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
     if k > 0 && m >= SMALL_M && n > 1 {
         let measures = crate::cache::measures();
-        let job = Blocked::new(m, n, k, alpha, a, b, beta, c, ldc, sum_sq);
-        let job = Blocked {
-            prefetch: measures.prefetch,
-            ..job
-        };
+        let job = Blocked::new(
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+            ldc,
+            sum_sq,
+            measures.prefetch,
+        );
         // SAFETY: every operand's bounds were checked by the entry points, and the CPU
         // runs `d`'s kernel (the CPU's own choice, or a `Kernel` checked available).
         unsafe {
@@ -639,8 +647,8 @@ impl<'s, T: Element> Blocked<'s, T> {
         }
     }
 
-    /// The job for `C ← α · op(A) · op(B) + β · C`, prefetching if it is large ([`gemm`]
-    /// then sets `prefetch` from the CPU's caches).
+    /// The job for `C ← α · op(A) · op(B) + β · C`, prefetching if it is large and
+    /// `prefetch` (the CPU's caches decide it for [`gemm`]; the tests take `true`).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -654,6 +662,7 @@ impl<'s, T: Element> Blocked<'s, T> {
         c: &mut [T],
         ldc: usize,
         sum_sq: Option<&'s mut T>,
+        prefetch: bool,
     ) -> Self {
         let (a, lda, acol) = match a {
             OpA::Rows(s, l) => (s.as_ptr(), l, false),
@@ -678,7 +687,7 @@ impl<'s, T: Element> Blocked<'s, T> {
             c: c.as_mut_ptr(),
             ldc,
             sum_sq,
-            prefetch: true,
+            prefetch,
         }
     }
 }
@@ -1691,7 +1700,7 @@ mod tests {
         ldc: usize,
         sum_sq: Option<&mut T>,
     ) {
-        let job = Blocked::new(m, n, k, alpha, a, b, beta, c, ldc, sum_sq);
+        let job = Blocked::new(m, n, k, alpha, a, b, beta, c, ldc, sum_sq, true);
         // SAFETY: the sweeps size every operand for its shape; the callers run `K` only on a
         // CPU that has its instructions.
         unsafe { K::enter(job) }
@@ -1741,7 +1750,7 @@ mod tests {
             |m, n, k, al, a, b, be, c| {
                 let mut s = T::ZERO;
                 let (a, b) = (OpA::Cols(a, m), OpB::Rows(b, n));
-                let job = Blocked::new(m, n, k, al, a, b, be, c, n, Some(&mut s));
+                let job = Blocked::new(m, n, k, al, a, b, be, c, n, Some(&mut s), true);
                 // SAFETY: as in `run_blocked`; `A` is transposed.
                 unsafe { K::enter(CopiedA(job)) };
                 check_sum_sq(&format!("blocked tn, A copied, {m}x{n}x{k}"), s, c);

@@ -1,7 +1,7 @@
 //! Power iteration for the top singular value `σ_max(A)`.
 
-use crate::blas1::{dot, nrm2, scale};
-use crate::element::Element;
+use crate::blas1::{axpy, dot, nrm2, scale};
+use crate::element::{Element, Vector};
 use crate::error::{Error, check};
 use crate::gemm::{matmul_nn, matmul_nt};
 
@@ -9,7 +9,13 @@ use crate::gemm::{matmul_nn, matmul_nt};
 /// iteration on `AᵀA`, warm-started from the caller's unit vector `v` (length `cols`).
 ///
 /// Each round computes `u = A v / ||A v||` and `v = Aᵀ u / ||Aᵀ u||`; the estimate
-/// `||Aᵀ u||` never exceeds `σ_max` and converges to it from below. On return `v` holds the
+/// `||Aᵀ u||` never exceeds `σ_max` and converges to it from below. Where `rows ≥ cols`, a
+/// round reads `A` once: row by row it forms `u_i = a_i · v` and adds `u_i a_i` to
+/// `z = AᵀA v` while the row is still in L1 (`z` lives in `u`), then takes `v = z / ||z||`
+/// and the estimate `||z|| / ||A v||`; a matrix larger than the L2 then costs half the memory
+/// traffic of two products. Where the squares of that pass would overflow or underflow
+/// (`σ_max` near the square root of `T`'s range), and where `rows < cols`, the round runs as
+/// the two products instead. On return `v` holds the
 /// new right singular vector estimate, ready to warm-start the next call (one round per
 /// training step is then enough to track a slowly changing matrix). A `v` that is all zero,
 /// or not finite, is first reset to a fixed, deterministic start. `u` (length `rows`) is
@@ -52,6 +58,24 @@ pub fn power_iteration<T: Element>(
     let mut free_restart = true;
     let mut round = 0;
     while round < iters {
+        // One pass over `A` where `u` can hold `z = AᵀA v` (its first `cols` entries) and the
+        // plain sums of squares neither overflow nor lose precision to underflow; else (and
+        // for a `v` that `A` maps to zero) the two-pass round below, which redoes it safely.
+        if rows >= cols {
+            let z = &mut u[..cols];
+            let uu = fused_round(a, rows, cols, v, z);
+            if uu.is_finite() && uu >= T::MIN_POSITIVE / T::EPSILON {
+                let nz = nrm2(z);
+                if nz.is_finite() && nz > T::ZERO {
+                    // `vᵀz = ||Av||²` with `v` a unit vector, so `||z|| ≥ uu > 0`.
+                    sigma = nz / uu.sqrt();
+                    v.copy_from_slice(z);
+                    normalize(v, nz);
+                    round += 1;
+                    continue;
+                }
+            }
+        }
         // u = A v
         matmul_nt(rows, 1, cols, T::ONE, a, v, T::ZERO, u)?;
         let nu = nrm2(u);
@@ -81,6 +105,87 @@ pub fn power_iteration<T: Element>(
         round += 1;
     }
     Ok(sigma)
+}
+
+/// Rows that one fused step takes together: each load of `v` and of `z` serves all of them.
+const GROUP: usize = 4;
+
+/// `z ← Aᵀ(A v)` in one pass over `A`'s rows (`u_i = a_i · v`, then `z += u_i a_i` while
+/// `a_i` is still in L1), returning `||A v||²` as a plain sum of squares. Two passes read a
+/// matrix that does not fit in L2 twice from memory; this reads it once.
+fn fused_round<T: Element>(a: &[T], rows: usize, cols: usize, v: &[T], z: &mut [T]) -> T {
+    z.fill(T::ZERO);
+    let mut uu = T::ZERO;
+    let mut groups = a[..rows * cols].chunks_exact(GROUP * cols);
+    for g in &mut groups {
+        let r: [&[T]; GROUP] = core::array::from_fn(|k| &g[k * cols..(k + 1) * cols]);
+        let u = dot_rows(&r, v);
+        for &ui in &u {
+            uu += ui * ui;
+        }
+        axpy_rows(&u, &r, z);
+    }
+    for row in groups.remainder().chunks_exact(cols) {
+        let ui = dot(row, v);
+        uu += ui * ui;
+        axpy(ui, row, z);
+    }
+    uu
+}
+
+/// `[r_k · v]` for `GROUP` rows of `v`'s length, two accumulators per row.
+#[inline]
+fn dot_rows<T: Element>(r: &[&[T]; GROUP], v: &[T]) -> [T; GROUP] {
+    let l = T::LANES;
+    let n = v.len();
+    let mut acc = [[T::V::splat(T::ZERO); GROUP]; 2];
+    let mut j = 0;
+    while j + 2 * l <= n {
+        for (h, acc) in acc.iter_mut().enumerate() {
+            let c = j + h * l..j + (h + 1) * l;
+            let x = T::V::load(&v[c.clone()]);
+            for (s, row) in acc.iter_mut().zip(r) {
+                *s = T::V::load(&row[c.clone()]).mul_add(x, *s);
+            }
+        }
+        j += 2 * l;
+    }
+    if j + l <= n {
+        let x = T::V::load(&v[j..j + l]);
+        for (s, row) in acc[0].iter_mut().zip(r) {
+            *s = T::V::load(&row[j..j + l]).mul_add(x, *s);
+        }
+        j += l;
+    }
+    core::array::from_fn(|k| {
+        let mut s = (acc[0][k] + acc[1][k]).reduce_add();
+        for (&x, &y) in r[k][j..].iter().zip(&v[j..]) {
+            s += x * y;
+        }
+        s
+    })
+}
+
+/// `z ← z + Σ_k u_k r_k` for `GROUP` rows of `z`'s length: one load and store of `z` a vector.
+#[inline]
+fn axpy_rows<T: Element>(u: &[T; GROUP], r: &[&[T]; GROUP], z: &mut [T]) {
+    let l = T::LANES;
+    let n = z.len();
+    let s: [T::V; GROUP] = core::array::from_fn(|k| T::V::splat(u[k]));
+    let mut j = 0;
+    while j + l <= n {
+        let mut acc = T::V::load(&z[j..j + l]);
+        for (sk, row) in s.iter().zip(r) {
+            acc = sk.mul_add(T::V::load(&row[j..j + l]), acc);
+        }
+        acc.store(&mut z[j..j + l]);
+        j += l;
+    }
+    for (i, zi) in z.iter_mut().enumerate().skip(j) {
+        for (&uk, row) in u.iter().zip(r) {
+            *zi += uk * row[i];
+        }
+    }
 }
 
 /// `v ← a_i / ||a_i||` for the row `a_i` of largest norm: `A` does not map it to zero, since
@@ -125,4 +230,72 @@ fn reset<T: Element>(v: &mut [T]) {
     }
     let n = dot(v, v).sqrt();
     scale(T::ONE / n, v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// The fused pass against plain loops in `f64`, over row counts on both sides of the
+    /// group size and column counts on both sides of the vector width: `z = AᵀA v` and
+    /// `||A v||²`. Rounding bounds: `|δu_i| ≤ γ s_i` with `s_i = Σ_k |a_ik v_k|`, so
+    /// `|δ(u_i²)| ≤ γ (u_i² + 2|u_i| s_i)` and `|δz_j| ≤ γ Σ_i |a_ij| (|u_i| + s_i)`, with
+    /// `γ` for sums of `rows + cols` terms (doubled for slack).
+    fn fused_matches_loops<T: Element>() {
+        let val = |i: usize| T::from_f64(((i * 37 + 11) % 23) as f64 / 8.0 - 1.4);
+        for rows in 1..=13 {
+            for cols in 1..=2 * T::LANES + 3 {
+                let a: Vec<f64> = (0..rows * cols).map(|i| val(i).to_f64()).collect();
+                let v: Vec<f64> = (0..cols).map(|j| val(j * 5 + 3).to_f64()).collect();
+                let row = |i: usize| &a[i * cols..(i + 1) * cols];
+                let u: Vec<f64> = (0..rows)
+                    .map(|i| row(i).iter().zip(&v).map(|(x, y)| x * y).sum())
+                    .collect();
+                let s: Vec<f64> = (0..rows)
+                    .map(|i| row(i).iter().zip(&v).map(|(x, y)| (x * y).abs()).sum())
+                    .collect();
+                let gamma = 2.0 * (rows + cols) as f64 * T::EPSILON.to_f64();
+
+                let (at, vt): (Vec<T>, Vec<T>) = (
+                    a.iter().map(|&x| T::from_f64(x)).collect(),
+                    v.iter().map(|&x| T::from_f64(x)).collect(),
+                );
+                let mut z = vec![T::from_f64(f64::NAN); cols];
+                let uu = fused_round(&at, rows, cols, &vt, &mut z).to_f64();
+                let want: f64 = u.iter().map(|x| x * x).sum();
+                let bound: f64 = u
+                    .iter()
+                    .zip(&s)
+                    .map(|(x, s)| x * x + 2.0 * x.abs() * s)
+                    .sum();
+                assert!(
+                    (uu - want).abs() <= gamma * bound,
+                    "{rows}x{cols}: {uu} vs {want}"
+                );
+                for (j, zj) in z.iter().enumerate() {
+                    let want: f64 = (0..rows).map(|i| u[i] * a[i * cols + j]).sum();
+                    let bound: f64 = (0..rows)
+                        .map(|i| a[i * cols + j].abs() * (u[i].abs() + s[i]))
+                        .sum();
+                    let got = zj.to_f64();
+                    assert!(
+                        (got - want).abs() <= gamma * bound,
+                        "{rows}x{cols} z[{j}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_matches_loops_f32() {
+        fused_matches_loops::<f32>();
+    }
+
+    #[test]
+    fn fused_matches_loops_f64() {
+        fused_matches_loops::<f64>();
+    }
 }

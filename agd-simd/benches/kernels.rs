@@ -76,9 +76,16 @@ fn matmul(c: &mut Criterion) {
     }
     g.finish();
     // The step's weight gradients (`C = Aᵀ·B`, M x K x N as in `agd bench`), plain and with
-    // the sum of squares formed as the gradient is written (what the AGD step uses).
+    // the sum of squares formed as the gradient is written (what the AGD step uses); the last
+    // two are the `[64,64,10]` b1 step's, products of depth 1 (rank-1 updates).
     let mut g = c.benchmark_group("matmul_tn_sum_sq");
-    for (m, k, n) in [(256, 128, 784), (256, 128, 256), (10, 128, 256)] {
+    for (m, k, n) in [
+        (256, 128, 784),
+        (256, 128, 256),
+        (10, 128, 256),
+        (64, 1, 64),
+        (10, 1, 64),
+    ] {
         let a = data(k * m, 1);
         let b = data(k * n, 2);
         let mut out = vec![0.0f32; m * n];
@@ -236,14 +243,19 @@ fn level1(c: &mut Criterion) {
     g.finish();
 }
 
+/// One round on a tall matrix (read once: `u_i = a_i·v` and `z += u_i a_i` row by row) and on
+/// its wide transpose (two products: `u = A v`, then `v = Aᵀ u`).
 fn power(c: &mut Criterion) {
-    let (rows, cols) = (784, 256);
-    let a = data(rows * cols, 5);
-    let mut v = data(cols, 6);
-    let mut u = vec![0.0f32; rows];
-    c.bench_function("power_iteration/784x256/1", |b| {
-        b.iter(|| agd_simd::power_iteration(black_box(&a), rows, cols, &mut v, &mut u, 1).unwrap())
-    });
+    for (rows, cols) in [(784, 256), (256, 784)] {
+        let a = data(rows * cols, 5);
+        let mut v = data(cols, 6);
+        let mut u = vec![0.0f32; rows];
+        c.bench_function(&format!("power_iteration/{rows}x{cols}/1"), |b| {
+            b.iter(|| {
+                agd_simd::power_iteration(black_box(&a), rows, cols, &mut v, &mut u, 1).unwrap()
+            })
+        });
+    }
 }
 
 criterion_group!(benches, matmul, kernels, conv, level1, power);

@@ -9,13 +9,14 @@ use crate::gemm::{matmul_nn, matmul_nt};
 /// iteration on `AᵀA`, warm-started from the caller's unit vector `v` (length `cols`).
 ///
 /// Each round computes `u = A v / ||A v||` and `v = Aᵀ u / ||Aᵀ u||`; the estimate
-/// `||Aᵀ u||` never exceeds `σ_max` and converges to it from below. Where `rows ≥ cols`, a
-/// round reads `A` once: row by row it forms `u_i = a_i · v` and adds `u_i a_i` to
-/// `z = AᵀA v` while the row is still in L1 (`z` lives in `u`), then takes `v = z / ||z||`
-/// and the estimate `||z|| / ||A v||`; a matrix larger than the L2 then costs half the memory
-/// traffic of two products. Where the squares of that pass would overflow or underflow
-/// (`σ_max` near the square root of `T`'s range), and where `rows < cols`, the round runs as
-/// the two products instead. On return `v` holds the
+/// `||Aᵀ u||` never exceeds `σ_max` and converges to it from below. A round reads `A` once:
+/// row by row it forms `u_i = a_i · v` and adds `u_i a_i` to `z = AᵀA v` while the row is
+/// still in L1, then takes `v = z / ||z||` and the estimate `||z|| / ||A v||`; a matrix
+/// larger than the L2 then costs half the memory traffic of two products. `z` lives in `u`
+/// where `rows ≥ cols`, else on a host in a stack buffer of up to 1024 values. Where neither
+/// holds it (a wider `A`, or M-profile Arm and RISC-V with fewer rows than columns), and
+/// where the squares of that pass would overflow or underflow (`σ_max` near the square root
+/// of `T`'s range), the round runs as the two products instead. On return `v` holds the
 /// new right singular vector estimate, ready to warm-start the next call (one round per
 /// training step is then enough to track a slowly changing matrix). A `v` that is all zero,
 /// or not finite, is first reset to a fixed, deterministic start. `u` (length `rows`) is
@@ -54,15 +55,27 @@ pub fn power_iteration<T: Element>(
     } else {
         normalize(v, nv);
     }
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    let mut stack_z = [T::ZERO; STACK_Z];
     let mut sigma = T::ZERO;
     let mut free_restart = true;
     let mut round = 0;
     while round < iters {
-        // One pass over `A` where `u` can hold `z = AᵀA v` (its first `cols` entries) and the
-        // plain sums of squares neither overflow nor lose precision to underflow; else (and
-        // for a `v` that `A` maps to zero) the two-pass round below, which redoes it safely.
-        if rows >= cols {
-            let z = &mut u[..cols];
+        // One pass over `A` where `z = AᵀA v` has room (the first `cols` entries of `u`, or on
+        // a host a stack buffer) and the plain sums of squares neither overflow nor lose
+        // precision to underflow; else (and for a `v` that `A` maps to zero) the two-pass
+        // round below, which redoes it safely.
+        let z = if rows >= cols {
+            Some(&mut u[..cols])
+        } else {
+            #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+            {
+                (cols <= STACK_Z).then(|| &mut stack_z[..cols])
+            }
+            #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+            None
+        };
+        if let Some(z) = z {
             let uu = fused_round(a, rows, cols, v, z);
             if uu.is_finite() && uu >= T::MIN_POSITIVE / T::EPSILON {
                 let nz = nrm2(z);
@@ -106,6 +119,12 @@ pub fn power_iteration<T: Element>(
     }
     Ok(sigma)
 }
+
+/// The widest `A` with fewer rows than columns whose rounds take one pass on a host: `z`
+/// then lives in a stack buffer of this many values (8 KiB of `f64`). Targets without
+/// vectors (M-profile Arm, RISC-V), whose stacks are small, take the two products there.
+#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+const STACK_Z: usize = 1024;
 
 /// Rows that one fused step takes together: each load of `v` and of `z` serves all of them.
 const GROUP: usize = 4;

@@ -588,6 +588,18 @@ fn extreme_scales<T: Element>(
     Ok(())
 }
 
+/// Wider than the host's stack buffer for `z` (1024 values), so its rounds take the two
+/// products; and as wide as that buffer, so they take the one pass.
+#[test]
+fn wide_matrices() {
+    for (rows, cols) in [(3, 1025), (2, 1500), (5, 1024)] {
+        for s in [1.0, 37.5] {
+            semi_orthogonal::<f32>(rows, cols, s, 9).unwrap();
+            semi_orthogonal::<f64>(rows, cols, s, 9).unwrap();
+        }
+    }
+}
+
 #[test]
 fn extreme_scales_f32() {
     extreme_scales::<f32>(&[1e-30, 1e-36, 1e30, 1e36], &[1, 4, 10, 20]).unwrap();

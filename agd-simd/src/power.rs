@@ -1,9 +1,10 @@
 //! Power iteration for the top singular value `σ_max(A)`.
 
 use crate::blas1::{axpy, dot, nrm2, scale};
-use crate::element::{Element, Vector};
+use crate::element::Element;
 use crate::error::{Error, check};
 use crate::gemm::{matmul_nn, matmul_nt};
+use crate::small::{combine_rows, dot4};
 
 /// Estimates `σ_max(A)` of a row-major `rows x cols` matrix by `iters` rounds of power
 /// iteration on `AᵀA`, warm-started from the caller's unit vector `v` (length `cols`).
@@ -55,8 +56,9 @@ pub fn power_iteration<T: Element>(
     } else {
         normalize(v, nv);
     }
+    // Zeroed only for a matrix that uses it (8 KiB of `f64` each call otherwise).
     #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-    let mut stack_z = [T::ZERO; STACK_Z];
+    let mut stack_z: Option<[T; STACK_Z]> = None;
     let mut sigma = T::ZERO;
     let mut free_restart = true;
     let mut round = 0;
@@ -70,7 +72,7 @@ pub fn power_iteration<T: Element>(
         } else {
             #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
             {
-                (cols <= STACK_Z).then(|| &mut stack_z[..cols])
+                (cols <= STACK_Z).then(|| &mut stack_z.get_or_insert([T::ZERO; STACK_Z])[..cols])
             }
             #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
             None
@@ -126,7 +128,8 @@ pub fn power_iteration<T: Element>(
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
 const STACK_Z: usize = 1024;
 
-/// Rows that one fused step takes together: each load of `v` and of `z` serves all of them.
+/// Rows that one fused step takes together ([`dot4`]'s four): each load of `v` and of `z`
+/// serves all of them.
 const GROUP: usize = 4;
 
 /// How far ahead of its reads the fused pass asks for `A`'s lines. On Zen 3 (784 x 256
@@ -144,11 +147,11 @@ fn fused_round<T: Element>(a: &[T], rows: usize, cols: usize, v: &[T], z: &mut [
     let mut groups = a[..rows * cols].chunks_exact(GROUP * cols);
     for g in &mut groups {
         let r: [&[T]; GROUP] = core::array::from_fn(|k| &g[k * cols..(k + 1) * cols]);
-        let u = dot_rows(&r, v, PREFETCH_BYTES / T::BYTES);
+        let u = dot4(r, v, PREFETCH_BYTES / T::BYTES);
         for &ui in &u {
             uu += ui * ui;
         }
-        axpy_rows(&u, &r, z);
+        combine_rows(T::ONE, |k| u[k], GROUP, g, cols, cols, T::ONE, z);
     }
     for row in groups.remainder().chunks_exact(cols) {
         let ui = dot(row, v);
@@ -156,77 +159,6 @@ fn fused_round<T: Element>(a: &[T], rows: usize, cols: usize, v: &[T], z: &mut [
         axpy(ui, row, z);
     }
     uu
-}
-
-/// `[r_k · v]` for `GROUP` rows of `v`'s length, two accumulators per row, asking for each
-/// row's lines `ahead` values on.
-#[inline]
-fn dot_rows<T: Element>(r: &[&[T]; GROUP], v: &[T], ahead: usize) -> [T; GROUP] {
-    let l = T::LANES;
-    let n = v.len();
-    let mut acc = [[T::V::splat(T::ZERO); GROUP]; 2];
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = ahead;
-    let mut j = 0;
-    while j + 2 * l <= n {
-        // Ask for the line `ahead` values on in each row (`A` is read in order, so the lines of
-        // the rows to come): the hardware prefetchers stop at every 4 KiB page, and `A`
-        // streams from L3 or memory. A hint: it never faults, even past the end of `A`. Not
-        // under Miri, which would see the address out of bounds.
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        for row in r {
-            // SAFETY: only an address is formed (`wrapping_add`), never dereferenced.
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                    row.as_ptr().wrapping_add(j + ahead).cast::<i8>(),
-                );
-            }
-        }
-        for (h, acc) in acc.iter_mut().enumerate() {
-            let c = j + h * l..j + (h + 1) * l;
-            let x = T::V::load(&v[c.clone()]);
-            for (s, row) in acc.iter_mut().zip(r) {
-                *s = T::V::load(&row[c.clone()]).mul_add(x, *s);
-            }
-        }
-        j += 2 * l;
-    }
-    if j + l <= n {
-        let x = T::V::load(&v[j..j + l]);
-        for (s, row) in acc[0].iter_mut().zip(r) {
-            *s = T::V::load(&row[j..j + l]).mul_add(x, *s);
-        }
-        j += l;
-    }
-    core::array::from_fn(|k| {
-        let mut s = (acc[0][k] + acc[1][k]).reduce_add();
-        for (&x, &y) in r[k][j..].iter().zip(&v[j..]) {
-            s += x * y;
-        }
-        s
-    })
-}
-
-/// `z ← z + Σ_k u_k r_k` for `GROUP` rows of `z`'s length: one load and store of `z` a vector.
-#[inline]
-fn axpy_rows<T: Element>(u: &[T; GROUP], r: &[&[T]; GROUP], z: &mut [T]) {
-    let l = T::LANES;
-    let n = z.len();
-    let s: [T::V; GROUP] = core::array::from_fn(|k| T::V::splat(u[k]));
-    let mut j = 0;
-    while j + l <= n {
-        let mut acc = T::V::load(&z[j..j + l]);
-        for (sk, row) in s.iter().zip(r) {
-            acc = sk.mul_add(T::V::load(&row[j..j + l]), acc);
-        }
-        acc.store(&mut z[j..j + l]);
-        j += l;
-    }
-    for (i, zi) in z.iter_mut().enumerate().skip(j) {
-        for (&uk, row) in u.iter().zip(r) {
-            *zi += uk * row[i];
-        }
-    }
 }
 
 /// `v ← a_i / ||a_i||` for the row `a_i` of largest norm: `A` does not map it to zero, since

@@ -68,8 +68,8 @@
 //! Otherwise the input gradient is `dcols = Δ · wp`, folded back ([`Conv2d::fold`]).
 
 use agd_simd::{
-    Element, Grid, Strides, Vector, matmul_gather, matmul_gather_tn, matmul_nn, matmul_nn_ld,
-    matmul_nn_ld_add, matmul_nt, matmul_tn, matmul_tn_ld,
+    Element, Grid, Strides, Vector, matmul_gather, matmul_gather_tn, matmul_nn,
+    matmul_nn_ld_add_warm, matmul_nn_ld_warm, matmul_nt, matmul_tn, matmul_tn_ld_warm,
 };
 
 use crate::error::Error;
@@ -1005,11 +1005,15 @@ impl Conv2d {
             let zp = &mut zp[..win.r * self.c_out];
             let run = self.kw * self.c_in;
             let (co, ow) = (self.c_out, self.out_w());
-            for (hn, zn) in h[..batch * fi]
+            for (i, (hn, zn)) in h[..batch * fi]
                 .chunks_exact(fi)
                 .zip(z[..batch * fo].chunks_exact_mut(fo))
+                .enumerate()
             {
                 self.pad_input(&win, hn, xp);
+                // The next sample's input, which the next copy reads: asked for while these
+                // products compute, a share per product (BENCHMARKS.md, session 28).
+                let next = h.get((i + 1) * fi..(i + 2) * fi).unwrap_or(&[]);
                 // Z (R x c_out) = Σ_ki windows_ki (R x kw·c_in) · wt[ki·kw·c_in.., :] (the
                 // weights transposed, `K x c_out`: a `c_out`-wide `B` is read in place, not
                 // packed per call)
@@ -1022,7 +1026,8 @@ impl Conv2d {
                     let beta = if ki == 0 { T::ZERO } else { T::ONE };
                     let a = &xp[self.window_base(&win, ki)..];
                     let b = &wp[ki * run * co..];
-                    matmul_nn_ld(win.r, co, run, T::ONE, a, b, beta, zp, ld)?;
+                    let warm = share(next, ki, self.kh);
+                    matmul_nn_ld_warm(win.r, co, run, T::ONE, a, b, beta, zp, ld, warm)?;
                 }
                 // The output positions' rows, without the extra windows.
                 for oy in 0..self.out_h() {
@@ -1203,7 +1208,12 @@ impl Conv2d {
                 let (xp, dp) = cols.split_at_mut(win.image);
                 let dp = &mut dp[..win.r * c_out];
                 let (run, ow) = (self.kw * self.c_in, self.out_w());
+                // The products of a sample: the weight gradient's and the input gradient's,
+                // `kh` each; they ask for the next sample's input between them (see forward).
+                let products =
+                    self.kh * (usize::from(grads.is_some()) + usize::from(prev.is_some()));
                 for t in 0..m {
+                    let next = h.get((n + t + 1) * fi..(n + t + 2) * fi).unwrap_or(&[]);
                     for oy in 0..self.out_h() {
                         let row = &mut dp[oy * win.grid * c_out..][..win.grid * c_out];
                         let (valid, extra) = row.split_at_mut(ow * c_out);
@@ -1227,7 +1237,19 @@ impl Conv2d {
                             };
                             let a = &xp[self.window_base(&win, ki)..];
                             let gk = &mut g[ki * run * c_out..];
-                            matmul_tn_ld(run, c_out, win.r, T::ONE, a, dp, beta, gk, ld)?;
+                            let warm = share(next, ki, products);
+                            matmul_tn_ld_warm(
+                                run,
+                                c_out,
+                                win.r,
+                                T::ONE,
+                                a,
+                                dp,
+                                beta,
+                                gk,
+                                ld,
+                                warm,
+                            )?;
                         }
                     }
                     if let Some(prev) = prev.as_deref_mut() {
@@ -1243,7 +1265,8 @@ impl Conv2d {
                                 ldc: self.stride * self.c_in,
                             };
                             let (b, xk) = (&wp[ki * run..], &mut xp[self.window_base(&win, ki)..]);
-                            matmul_nn_ld_add(win.r, run, c_out, T::ONE, dp, b, xk, ld)?;
+                            let warm = share(next, products - self.kh + ki, products);
+                            matmul_nn_ld_add_warm(win.r, run, c_out, T::ONE, dp, b, xk, ld, warm)?;
                         }
                         let pc = &mut prev[(n + t) * fi..][..fi];
                         let hn = &h[(n + t) * fi..][..fi];
@@ -1303,6 +1326,13 @@ impl Conv2d {
         }
         Ok(())
     }
+}
+
+/// Share `i` of `parts` equal shares of `s` (the last ones shorter, or empty).
+fn share<T>(s: &[T], i: usize, parts: usize) -> &[T] {
+    let len = s.len().div_ceil(parts.max(1));
+    let start = (i * len).min(s.len());
+    &s[start..(start + len).min(s.len())]
 }
 
 /// `dst[c·rows + r] = src[r·cols + c]`: one sample from `rows x cols` to `cols x rows`.

@@ -83,6 +83,29 @@ fn gemm<T: Element, D: Dispatch>(
     ldc: usize,
     sum_sq: Option<&mut T>,
 ) {
+    gemm_warm(d, m, n, k, alpha, a, b, beta, c, ldc, sum_sq, Warm::NONE);
+}
+
+/// [`gemm`], asking for the lines of `warm` while the tiles compute ([`Warm`]); products
+/// that do not run as tiles of the blocked loop, or that copy `A` first, ignore it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gemm_warm<T: Element, D: Dispatch>(
+    d: D,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: OpA<'_, T>,
+    b: OpB<'_, T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+    sum_sq: Option<&mut T>,
+    warm: Warm,
+) {
+    #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
+    let _ = warm;
     if m == 0 || n == 0 {
         return;
     }
@@ -113,7 +136,7 @@ fn gemm<T: Element, D: Dispatch>(
             if measures.copy_a && a_aliases::<T>(job.acol, job.lda, n) {
                 copied(d, job);
             } else {
-                d.dispatch(job);
+                d.dispatch(Blocked { warm, ..job });
             }
         }
         return;
@@ -350,6 +373,54 @@ impl Ahead {
     }
 }
 
+/// Memory that a product's caller reads next (a convolution's next sample), asked for into
+/// L2 a share at a time while the product's tiles compute: `lines` cache lines from `base`
+/// (rounded down to a line). A burst of hundreds of prefetches before a product waits for
+/// the lines it asks for; spread over the tiles they arrive while the tiles compute.
+/// Prefetches are hints: they read and write nothing and never fault.
+#[derive(Clone, Copy)]
+#[cfg_attr(any(target_arch = "arm", target_arch = "riscv32"), allow(dead_code))]
+pub(crate) struct Warm {
+    base: *const u8,
+    lines: usize,
+}
+
+impl Warm {
+    /// Nothing to ask for.
+    pub(crate) const NONE: Warm = Warm {
+        base: core::ptr::null(),
+        lines: 0,
+    };
+
+    /// The lines that hold `s`.
+    pub(crate) fn of<T>(s: &[T]) -> Warm {
+        if s.is_empty() {
+            return Warm::NONE;
+        }
+        let start = s.as_ptr() as usize;
+        let end = start + core::mem::size_of_val(s);
+        let first = start & !63;
+        Warm {
+            base: s.as_ptr().cast::<u8>().wrapping_sub(start - first),
+            lines: (end - first).div_ceil(64),
+        }
+    }
+
+    /// Asks for lines `from..to` (into L2).
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    #[inline(always)]
+    fn fetch(&self, from: usize, to: usize) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        for l in from..to {
+            use core::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+            // SAFETY: a prefetch reads and writes nothing and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(self.base.wrapping_add(l * 64).cast::<i8>()) };
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let _ = (self.base, from, to);
+    }
+}
+
 /// The unpacked products: each row of `C` as dot products with the columns of `op(B)` or as
 /// a combination of its rows; a single column of `C` as the same with the roles of `A` and
 /// `B` swapped.
@@ -448,7 +519,12 @@ unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
         mut sum_sq,
         // Decided by the caller: `ahead_c` and `ahead_b`.
         prefetch: _,
+        warm,
     } = job;
+    // `warm`'s lines, spread over the tiles by their share of the multiply-adds: each tile
+    // asks for the lines up to `done · lines / (m·n·k)`, `done` counting its own.
+    let warm_rate = warm.lines as f64 / (m as f64 * n as f64 * k as f64);
+    let (mut warm_done, mut warm_asked) = (0.0f64, 0usize);
     let w = <K::V as Lanes<T>>::N;
     // A short `A` (more rows than a full-width tile takes, few enough for one taller tile)
     // runs in half-width panels: one tile of all `m` rows per panel, not two.
@@ -527,6 +603,12 @@ unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
                 (block, m.div_ceil(rows_cap))
             });
             for (t, (i0, rows)) in even_blocks(m, rows_cap).enumerate() {
+                if warm.lines > warm_asked {
+                    warm_done += (rows * cols * kc) as f64;
+                    let upto = ((warm_done * warm_rate) as usize).min(warm.lines);
+                    warm.fetch(warm_asked, upto);
+                    warm_asked = upto;
+                }
                 if let Some((block, tiles)) = next_b {
                     block.fetch::<false>(block.runs * t / tiles, block.runs * (t + 1) / tiles);
                 }
@@ -668,6 +750,7 @@ unsafe fn blocked_copied<T: Element, K: Microkernel<T>>(mut job: Blocked<'_, T>)
                 } else {
                     None
                 },
+                warm: Warm::NONE,
                 ..job
             };
             // SAFETY: the block's operands lie inside the job's (above).
@@ -706,6 +789,8 @@ struct Blocked<'s, T> {
     sum_sq: Option<&'s mut T>,
     /// Whether a large product prefetches (this CPU's [`crate::CacheTuning::prefetch`]).
     prefetch: bool,
+    /// Lines to ask for while the tiles compute, whatever the product's size.
+    warm: Warm,
 }
 
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
@@ -761,6 +846,7 @@ impl<'s, T: Element> Blocked<'s, T> {
             ldc,
             sum_sq,
             prefetch,
+            warm: Warm::NONE,
         }
     }
 }
@@ -1179,10 +1265,40 @@ pub fn matmul_nn_ld<T: Element>(
     c: &mut [T],
     ld: Strides,
 ) -> Result<(), Error> {
+    matmul_nn_ld_warm(m, n, k, alpha, a, b, beta, c, ld, &[])
+}
+
+/// [`matmul_nn_ld`], asking for `warm` to be brought into the cache (L2) while the product
+/// computes, a share of its lines per tile: for the data the caller reads next, such as a
+/// convolution's next sample. A hint: the result is the same to the bit. Products too small
+/// to run in tiles, and targets without a prefetch instruction here (everything but
+/// x86-64), ignore it.
+///
+/// ```
+/// let x = [1.0f32, 2.0, 3.0, 4.0];
+/// let next = [5.0f32; 64];
+/// let mut c = [0.0f32; 3];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 1, ldc: 1 };
+/// agd_simd::matmul_nn_ld_warm(3, 1, 2, 1.0, &x, &[1.0, 1.0], 0.0, &mut c, ld, &next).unwrap();
+/// assert_eq!(c, [3.0, 5.0, 7.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_ld_warm<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+    warm: &[T],
+) -> Result<(), Error> {
     check_ld("a", m, k, ld.lda, a.len())?;
     check_ld("b", k, n, ld.ldb, b.len())?;
     check_c(m, n, ld.ldc, c.len())?;
-    gemm(
+    gemm_warm(
         Auto,
         m,
         n,
@@ -1194,6 +1310,7 @@ pub fn matmul_nn_ld<T: Element>(
         c,
         ld.ldc,
         None,
+        Warm::of(warm),
     );
     Ok(())
 }
@@ -1222,10 +1339,28 @@ pub fn matmul_tn_ld<T: Element>(
     c: &mut [T],
     ld: Strides,
 ) -> Result<(), Error> {
+    matmul_tn_ld_warm(m, n, k, alpha, a, b, beta, c, ld, &[])
+}
+
+/// [`matmul_tn_ld`], asking for `warm` to be brought into the cache while the product
+/// computes, as [`matmul_nn_ld_warm`] does. A hint: the result is the same to the bit.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tn_ld_warm<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+    warm: &[T],
+) -> Result<(), Error> {
     check_ld("a", k, m, ld.lda, a.len())?;
     check_ld("b", k, n, ld.ldb, b.len())?;
     check_c(m, n, ld.ldc, c.len())?;
-    gemm(
+    gemm_warm(
         Auto,
         m,
         n,
@@ -1237,6 +1372,7 @@ pub fn matmul_tn_ld<T: Element>(
         c,
         ld.ldc,
         None,
+        Warm::of(warm),
     );
     Ok(())
 }
@@ -1270,13 +1406,30 @@ pub fn matmul_nn_ld_add<T: Element>(
     c: &mut [T],
     ld: Strides,
 ) -> Result<(), Error> {
+    matmul_nn_ld_add_warm(m, n, k, alpha, a, b, c, ld, &[])
+}
+
+/// [`matmul_nn_ld_add`], asking for `warm` to be brought into the cache while the product
+/// computes, as [`matmul_nn_ld_warm`] does. A hint: the result is the same to the bit.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_ld_add_warm<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    ld: Strides,
+    warm: &[T],
+) -> Result<(), Error> {
     check_ld("a", m, k, ld.lda, a.len())?;
     check_ld("b", k, n, ld.ldb, b.len())?;
     check_ld("c", m, n, ld.ldc, c.len())?;
     // β = 1: the blocked loop's tiles and the unpacked kernels each read, add to and store
     // one row of `C` before the next (through raw pointers or a fresh slice per row), so
     // overlapping rows accumulate. `gemm` with `ldc = n` is only ever this with disjoint rows.
-    gemm(
+    gemm_warm(
         Auto,
         m,
         n,
@@ -1288,6 +1441,7 @@ pub fn matmul_nn_ld_add<T: Element>(
         c,
         ld.ldc,
         None,
+        Warm::of(warm),
     );
     Ok(())
 }

@@ -8,7 +8,8 @@
 //!   and [`matmul_tn_sum_sq`], which also sums the gradient's squares as it writes it);
 //! * the same over strided operands whose rows may overlap, for a convolution's windows read
 //!   in place ([`matmul_nt_ld`], [`matmul_nn_ld`], [`matmul_tn_ld`], and [`matmul_nn_ld_add`],
-//!   which adds each row back onto overlapping windows), and products that gather a
+//!   which adds each row back onto overlapping windows; their `_warm` forms also bring the
+//!   caller's next data into the cache while they compute), and products that gather a
 //!   one-channel image's windows at fixed tap offsets ([`matmul_gather`] forward,
 //!   [`matmul_gather_tn`] weight gradient);
 //! * level-1 kernels: [`dot`], [`axpy`], [`scale`], [`amax`], and an overflow-safe
@@ -64,8 +65,8 @@ pub use element::{Element, Vector};
 pub use error::Error;
 pub use gather::{Grid, matmul_gather, matmul_gather_tn};
 pub use gemm::{
-    Strides, matmul_nn, matmul_nn_ld, matmul_nn_ld_add, matmul_nt, matmul_nt_ld, matmul_tn,
-    matmul_tn_ld, matmul_tn_sum_sq,
+    Strides, matmul_nn, matmul_nn_ld, matmul_nn_ld_add, matmul_nn_ld_add_warm, matmul_nn_ld_warm,
+    matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld, matmul_tn_ld_warm, matmul_tn_sum_sq,
 };
 pub use power::power_iteration;
 

@@ -267,6 +267,108 @@ fn exact_overlapping_rows_f64() {
     exact_overlapping_rows::<f64>();
 }
 
+/// The `_warm` forms of the strided products ask for a region to be cached while they
+/// compute and must change nothing else: for a convolution's shapes (windows overlapping
+/// in `A`, and in `C` for the adjoint), products too small to run in tiles, and several
+/// depth blocks, each with no region, one value, an unaligned run and a region far larger
+/// than the product (some of it the product's own operand), their results equal the plain
+/// products' to the bit, on real data where the order of the additions shows.
+fn warm_forms_are_the_plain_products<T: Element>() {
+    let mut rng = Rng::new(0x3A2B_11C7);
+    let real = |rng: &mut Rng, len: usize| -> Vec<T> {
+        int_matrix::<f64>(rng, 1, len)
+            .into_iter()
+            .map(|v| T::from_f64(v * 0.1 + 0.013))
+            .collect()
+    };
+    let region = real(&mut rng, 50_000);
+    let regions: [&[T]; 4] = [&[], &region[..1], &region[3..1000], &region];
+    // (m, n, k, lda, ldb, ldc) as the nn / tn / nn-add products read them.
+    let shapes = [
+        (210, 32, 48, 32, 32, 32),
+        (48, 32, 210, 32, 32, 32),
+        (3, 5, 2, 2, 5, 5),
+        (13, 17, 300, 300, 17, 17),
+        (64, 64, 64, 64, 64, 64),
+    ];
+    for (m, n, k, lda, ldb, ldc) in shapes {
+        let ld = agd_simd::Strides { lda, ldb, ldc };
+        for (w, warm) in regions.iter().enumerate() {
+            let what = format!("{} {m}x{n}x{k} {ld:?}, region {w}", T::NAME);
+            let alpha = T::from_f64(0.7);
+            let beta = T::from_f64(-0.3);
+            // nn: A is m rows lda apart, B k rows ldb apart.
+            let a = real(&mut rng, (m - 1) * lda + k);
+            let b = real(&mut rng, (k - 1) * ldb + n);
+            let c0 = real(&mut rng, (m - 1) * ldc + n);
+            let (mut plain, mut warmed) = (c0.clone(), c0.clone());
+            agd_simd::matmul_nn_ld(m, n, k, alpha, &a, &b, beta, &mut plain, ld).unwrap();
+            agd_simd::matmul_nn_ld_warm(m, n, k, alpha, &a, &b, beta, &mut warmed, ld, warm)
+                .unwrap();
+            assert!(plain == warmed, "nn {what}");
+            // tn: A is k rows lda apart of m values.
+            let a = real(&mut rng, (k - 1) * lda.max(m) + m);
+            let ld_t = agd_simd::Strides {
+                lda: lda.max(m),
+                ..ld
+            };
+            let (mut plain, mut warmed) = (c0.clone(), c0.clone());
+            agd_simd::matmul_tn_ld(m, n, k, alpha, &a, &b, beta, &mut plain, ld_t).unwrap();
+            agd_simd::matmul_tn_ld_warm(m, n, k, alpha, &a, &b, beta, &mut warmed, ld_t, warm)
+                .unwrap();
+            assert!(plain == warmed, "tn {what}");
+            // nn-add, rows of C overlapping (ldc shorter than a row where it can be).
+            let a = real(&mut rng, (m - 1) * lda + k);
+            let ld_add = agd_simd::Strides {
+                ldc: (n / 2).max(1),
+                ..ld
+            };
+            let c0 = real(&mut rng, (m - 1) * ld_add.ldc + n);
+            let (mut plain, mut warmed) = (c0.clone(), c0.clone());
+            agd_simd::matmul_nn_ld_add(m, n, k, alpha, &a, &b, &mut plain, ld_add).unwrap();
+            agd_simd::matmul_nn_ld_add_warm(m, n, k, alpha, &a, &b, &mut warmed, ld_add, &a)
+                .unwrap();
+            assert!(plain == warmed, "nn-add {what}");
+            agd_simd::matmul_nn_ld_add_warm(m, n, k, alpha, &a, &b, &mut warmed, ld_add, warm)
+                .unwrap();
+            agd_simd::matmul_nn_ld_add(m, n, k, alpha, &a, &b, &mut plain, ld_add).unwrap();
+            assert!(plain == warmed, "nn-add twice {what}");
+        }
+    }
+    // The region does not excuse a short operand.
+    let ld = agd_simd::Strides {
+        lda: 2,
+        ldb: 2,
+        ldc: 2,
+    };
+    let mut c = [T::ZERO; 4];
+    assert!(matches!(
+        agd_simd::matmul_nn_ld_warm(
+            2,
+            2,
+            2,
+            T::ONE,
+            &region[..3],
+            &region,
+            T::ZERO,
+            &mut c,
+            ld,
+            &region
+        ),
+        Err(Error::ShortSlice { operand: "a", .. })
+    ));
+}
+
+#[test]
+fn warm_forms_are_the_plain_products_f32() {
+    warm_forms_are_the_plain_products::<f32>();
+}
+
+#[test]
+fn warm_forms_are_the_plain_products_f64() {
+    warm_forms_are_the_plain_products::<f64>();
+}
+
 /// [`agd_simd::matmul_nn_ld_add`] refuses operands shorter than its shape and strides.
 #[test]
 fn overlapping_rows_short_slices_are_refused() {

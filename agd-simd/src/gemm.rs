@@ -83,10 +83,10 @@ fn gemm<T: Element, D: Dispatch>(
     ldc: usize,
     sum_sq: Option<&mut T>,
 ) {
-    gemm_warm(d, m, n, k, alpha, a, b, beta, c, ldc, sum_sq, Warm::NONE);
+    gemm_warm(d, m, n, k, alpha, a, b, beta, c, ldc, sum_sq, Ahead::NONE);
 }
 
-/// [`gemm`], asking for the lines of `warm` while the tiles compute ([`Warm`]); products
+/// [`gemm`], asking for the lines of `warm` while the tiles compute ([`Ahead`]); products
 /// that do not run as tiles of the blocked loop, or that copy `A` first, ignore it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -102,7 +102,7 @@ fn gemm_warm<T: Element, D: Dispatch>(
     c: &mut [T],
     ldc: usize,
     sum_sq: Option<&mut T>,
-    warm: Warm,
+    warm: Ahead,
 ) {
     #[cfg(any(target_arch = "arm", target_arch = "riscv32"))]
     let _ = warm;
@@ -315,11 +315,15 @@ fn ahead<T>(m: usize, n: usize, k: usize) -> (bool, bool) {
 ///   step ago, and without this each tile's stores waited for their lines at the end.
 /// * The block of `op(B)` that the next packing (or in-place tile) reads, into L2, a share
 ///   of it per tile of the current block.
+/// * A region the caller reads next (a convolution's next sample: the `_warm` products),
+///   into L2, as runs of one line ([`Ahead::lines_of`]), the tiles taking shares of it by
+///   their multiply-adds. A burst of hundreds of prefetches before a product waits for the
+///   lines it asks for; spread over the tiles they arrive while the tiles compute.
 ///
 /// Only x86-64 has the instruction here; elsewhere (aarch64 hosts) the hints compile to
-/// nothing.
-#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+/// nothing. The M-profile and RISC-V targets run no blocked loop and ask for nothing.
 #[derive(Clone, Copy)]
+#[cfg_attr(any(target_arch = "arm", target_arch = "riscv32"), allow(dead_code))]
 struct Ahead {
     base: *const u8,
     runs: usize,
@@ -327,8 +331,31 @@ struct Ahead {
     stride: usize,
 }
 
-#[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+#[cfg_attr(any(target_arch = "arm", target_arch = "riscv32"), allow(dead_code))]
 impl Ahead {
+    /// Nothing to ask for.
+    const NONE: Ahead = Ahead {
+        base: core::ptr::null(),
+        runs: 0,
+        run: 0,
+        stride: 0,
+    };
+
+    /// The cache lines that hold `s`, one run each.
+    fn lines_of<T>(s: &[T]) -> Self {
+        if s.is_empty() {
+            return Ahead::NONE;
+        }
+        let start = s.as_ptr() as usize;
+        let first = start & !63;
+        Ahead {
+            base: s.as_ptr().cast::<u8>().wrapping_sub(start - first),
+            runs: (start + core::mem::size_of_val(s) - first).div_ceil(64),
+            run: 64,
+            stride: 64,
+        }
+    }
+
     /// Runs `rows` of a row-major block starting at `p`, each `cols` values of `T`, `ld`
     /// values apart.
     #[inline(always)]
@@ -370,54 +397,6 @@ impl Ahead {
         }
         #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         let _ = (self.base, self.run, self.stride, from, to);
-    }
-}
-
-/// Memory that a product's caller reads next (a convolution's next sample), asked for into
-/// L2 a share at a time while the product's tiles compute: `lines` cache lines from `base`
-/// (rounded down to a line). A burst of hundreds of prefetches before a product waits for
-/// the lines it asks for; spread over the tiles they arrive while the tiles compute.
-/// Prefetches are hints: they read and write nothing and never fault.
-#[derive(Clone, Copy)]
-#[cfg_attr(any(target_arch = "arm", target_arch = "riscv32"), allow(dead_code))]
-pub(crate) struct Warm {
-    base: *const u8,
-    lines: usize,
-}
-
-impl Warm {
-    /// Nothing to ask for.
-    pub(crate) const NONE: Warm = Warm {
-        base: core::ptr::null(),
-        lines: 0,
-    };
-
-    /// The lines that hold `s`.
-    pub(crate) fn of<T>(s: &[T]) -> Warm {
-        if s.is_empty() {
-            return Warm::NONE;
-        }
-        let start = s.as_ptr() as usize;
-        let end = start + core::mem::size_of_val(s);
-        let first = start & !63;
-        Warm {
-            base: s.as_ptr().cast::<u8>().wrapping_sub(start - first),
-            lines: (end - first).div_ceil(64),
-        }
-    }
-
-    /// Asks for lines `from..to` (into L2).
-    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
-    #[inline(always)]
-    fn fetch(&self, from: usize, to: usize) {
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        for l in from..to {
-            use core::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-            // SAFETY: a prefetch reads and writes nothing and never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(self.base.wrapping_add(l * 64).cast::<i8>()) };
-        }
-        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        let _ = (self.base, from, to);
     }
 }
 
@@ -523,7 +502,7 @@ unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
     } = job;
     // `warm`'s lines, spread over the tiles by their share of the multiply-adds: each tile
     // asks for the lines up to `done · lines / (m·n·k)`, `done` counting its own.
-    let warm_rate = warm.lines as f64 / (m as f64 * n as f64 * k as f64);
+    let warm_rate = warm.runs as f64 / (m as f64 * n as f64 * k as f64);
     let (mut warm_done, mut warm_asked) = (0.0f64, 0usize);
     let w = <K::V as Lanes<T>>::N;
     // A short `A` (more rows than a full-width tile takes, few enough for one taller tile)
@@ -603,10 +582,10 @@ unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
                 (block, m.div_ceil(rows_cap))
             });
             for (t, (i0, rows)) in even_blocks(m, rows_cap).enumerate() {
-                if warm.lines > warm_asked {
+                if warm.runs > warm_asked {
                     warm_done += (rows * cols * kc) as f64;
-                    let upto = ((warm_done * warm_rate) as usize).min(warm.lines);
-                    warm.fetch(warm_asked, upto);
+                    let upto = ((warm_done * warm_rate) as usize).min(warm.runs);
+                    warm.fetch::<false>(warm_asked, upto);
                     warm_asked = upto;
                 }
                 if let Some((block, tiles)) = next_b {
@@ -750,7 +729,7 @@ unsafe fn blocked_copied<T: Element, K: Microkernel<T>>(mut job: Blocked<'_, T>)
                 } else {
                     None
                 },
-                warm: Warm::NONE,
+                warm: Ahead::NONE,
                 ..job
             };
             // SAFETY: the block's operands lie inside the job's (above).
@@ -790,7 +769,7 @@ struct Blocked<'s, T> {
     /// Whether a large product prefetches (this CPU's [`crate::CacheTuning::prefetch`]).
     prefetch: bool,
     /// Lines to ask for while the tiles compute, whatever the product's size.
-    warm: Warm,
+    warm: Ahead,
 }
 
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
@@ -846,7 +825,7 @@ impl<'s, T: Element> Blocked<'s, T> {
             ldc,
             sum_sq,
             prefetch,
-            warm: Warm::NONE,
+            warm: Ahead::NONE,
         }
     }
 }
@@ -1310,7 +1289,7 @@ pub fn matmul_nn_ld_warm<T: Element>(
         c,
         ld.ldc,
         None,
-        Warm::of(warm),
+        Ahead::lines_of(warm),
     );
     Ok(())
 }
@@ -1372,7 +1351,7 @@ pub fn matmul_tn_ld_warm<T: Element>(
         c,
         ld.ldc,
         None,
-        Warm::of(warm),
+        Ahead::lines_of(warm),
     );
     Ok(())
 }
@@ -1441,7 +1420,7 @@ pub fn matmul_nn_ld_add_warm<T: Element>(
         c,
         ld.ldc,
         None,
-        Warm::of(warm),
+        Ahead::lines_of(warm),
     );
     Ok(())
 }

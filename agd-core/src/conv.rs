@@ -220,11 +220,13 @@ pub(crate) struct Part {
 /// (`pad` on every side, the width rounded up to a multiple of the stride) and its rows dealt
 /// into `stride` planes by row parity, so that for every kernel row `ki` the `kw·c_in` inputs
 /// of output position `(oy, ox)` start `stride·c_in·(oy·grid + ox)` after that kernel row's
-/// base ([`Conv2d::window_base`]). Each kernel row is then one strided product over the `R =
-/// out_h·grid` windows (`matmul_nn_ld` forward, `matmul_tn_ld` weight gradient, the rows of
-/// `A` overlapping; `matmul_nn_ld_add` adds the input gradient back onto them), the
-/// `grid − out_w` extra windows per output row reading padding or the next row: their outputs
-/// are dropped, and their errors set to 0 so they add nothing to either gradient.
+/// base ([`Conv2d::window_base`]). The forward pass and the input gradient run one strided
+/// product per kernel row and output row, over that row's `out_w` windows (`matmul_nn_ld`,
+/// the rows of `A` overlapping; `matmul_nn_ld_add` adds the input gradient back onto them).
+/// The weight gradient runs one per kernel row over all `R = out_h·grid` windows
+/// (`matmul_tn_ld`: a depth cut per output row cost 1.18–1.26x), the `grid − out_w` extra
+/// windows per output row reading padding or the next row, with their errors set to 0 so
+/// they add nothing.
 ///
 /// On the MNIST CNN (stride 2, 16 and 32 channels) the three depth-48 (or 96) products cost
 /// about what the one depth-144 (288) product over the unfolding does, and the unfolding
@@ -1002,9 +1004,15 @@ impl Conv2d {
         let transposes = self.transposes(io.output);
         if let Some(win) = win {
             let (xp, zp) = cols.split_at_mut(win.image);
-            let zp = &mut zp[..win.r * self.c_out];
+            let zp = &mut zp[..fo];
             let run = self.kw * self.c_in;
-            let (co, ow) = (self.c_out, self.out_w());
+            let (co, ow, oh) = (self.c_out, self.out_w(), self.out_h());
+            let line = win.width * self.c_in;
+            let ld = Strides {
+                lda: self.stride * self.c_in,
+                ldb: co,
+                ldc: co,
+            };
             for (i, (hn, zn)) in h[..batch * fi]
                 .chunks_exact(fi)
                 .zip(z[..batch * fo].chunks_exact_mut(fo))
@@ -1014,33 +1022,26 @@ impl Conv2d {
                 // The next sample's input, which the next copy reads: asked for while these
                 // products compute, a share per product (BENCHMARKS.md, session 28).
                 let next = h.get((i + 1) * fi..(i + 2) * fi).unwrap_or(&[]);
-                // Z (R x c_out) = Σ_ki windows_ki (R x kw·c_in) · wt[ki·kw·c_in.., :] (the
-                // weights transposed, `K x c_out`: a `c_out`-wide `B` is read in place, not
-                // packed per call)
-                for ki in 0..self.kh {
-                    let ld = Strides {
-                        lda: self.stride * self.c_in,
-                        ldb: co,
-                        ldc: co,
-                    };
-                    let beta = if ki == 0 { T::ZERO } else { T::ONE };
-                    let a = &xp[self.window_base(&win, ki)..];
-                    let b = &wp[ki * run * co..];
-                    let warm = share(next, ki, self.kh);
-                    matmul_nn_ld_warm(win.r, co, run, T::ONE, a, b, beta, zp, ld, warm)?;
-                }
-                // The output positions' rows, without the extra windows.
-                for oy in 0..self.out_h() {
-                    let src = &zp[oy * win.grid * co..][..ow * co];
-                    if transposes {
-                        for (ox, line) in src.chunks_exact(co).enumerate() {
-                            for (c, &v) in line.iter().enumerate() {
-                                zn[c * p + oy * ow + ox] = v;
-                            }
-                        }
-                    } else {
-                        zn[oy * ow * co..][..ow * co].copy_from_slice(src);
+                // Output row `oy` (`out_w x c_out`) = Σ_ki windows (out_w x kw·c_in, from
+                // window `oy·grid` of kernel row `ki`) · wt[ki·kw·c_in.., :] (the weights
+                // transposed, `K x c_out`: a `c_out`-wide `B` is read in place, not packed
+                // per call). A product per output row, not one over all `R` windows: the
+                // `grid − out_w` extra windows cost 7 % (`grid` 15) to 14 % (8) more
+                // multiply-adds and a copy of the rows without them (BENCHMARKS.md, session
+                // 29), and the rows go straight to `z` when no transpose follows.
+                let zo: &mut [T] = if transposes { &mut *zp } else { &mut *zn };
+                for oy in 0..oh {
+                    let c = &mut zo[oy * ow * co..];
+                    for ki in 0..self.kh {
+                        let beta = if ki == 0 { T::ZERO } else { T::ONE };
+                        let a = &xp[self.window_base(&win, ki) + oy * line..];
+                        let b = &wp[ki * run * co..];
+                        let warm = share(next, oy * self.kh + ki, oh * self.kh);
+                        matmul_nn_ld_warm(ow, co, run, T::ONE, a, b, beta, c, ld, warm)?;
                     }
+                }
+                if transposes {
+                    transpose(p, co, zp, zn);
                 }
                 if io.activate_output {
                     activate(zn);
@@ -1203,24 +1204,28 @@ impl Conv2d {
             let cols = &mut cols[..m * p * k];
             let win = self.windows::<T>(io.input, p * k);
             if let Some(win) = win {
-                // One sample at a time, through its padded image (`xp`) and its errors with
-                // the extra windows' set to 0 (`dp`, `R x c_out`).
+                // One sample at a time, through its padded image (`xp`) and, for the weight
+                // gradient, its errors with the extra windows' set to 0 (`dp`, `R x c_out`).
                 let (xp, dp) = cols.split_at_mut(win.image);
                 let dp = &mut dp[..win.r * c_out];
-                let (run, ow) = (self.kw * self.c_in, self.out_w());
-                // The products of a sample: the weight gradient's and the input gradient's,
-                // `kh` each; they ask for the next sample's input between them (see forward).
-                let products =
-                    self.kh * (usize::from(grads.is_some()) + usize::from(prev.is_some()));
+                let (run, ow, oh) = (self.kw * self.c_in, self.out_w(), self.out_h());
+                let line = win.width * self.c_in;
+                // The products of a sample: the weight gradient's, `kh`, and the input
+                // gradient's, `kh` per output row; they ask for the next sample's input
+                // between them (see forward).
+                let (wg, ig) = (
+                    if grads.is_some() { self.kh } else { 0 },
+                    if prev.is_some() { self.kh * oh } else { 0 },
+                );
                 for t in 0..m {
                     let next = h.get((n + t + 1) * fi..(n + t + 2) * fi).unwrap_or(&[]);
-                    for oy in 0..self.out_h() {
-                        let row = &mut dp[oy * win.grid * c_out..][..win.grid * c_out];
-                        let (valid, extra) = row.split_at_mut(ow * c_out);
-                        valid.copy_from_slice(&d[(t * p + oy * ow) * c_out..][..ow * c_out]);
-                        extra.fill(T::ZERO);
-                    }
                     if let Some(g) = grads.as_deref_mut() {
+                        for oy in 0..oh {
+                            let row = &mut dp[oy * win.grid * c_out..][..win.grid * c_out];
+                            let (valid, extra) = row.split_at_mut(ow * c_out);
+                            valid.copy_from_slice(&d[(t * p + oy * ow) * c_out..][..ow * c_out]);
+                            extra.fill(T::ZERO);
+                        }
                         // gᵀ[ki·kw·c_in.., :] (kw·c_in x c_out) +=
                         // windows_kiᵀ (kw·c_in x R) · Δ (R x c_out).
                         self.pad_input(&win, &h[(n + t) * fi..][..fi], xp);
@@ -1237,7 +1242,7 @@ impl Conv2d {
                             };
                             let a = &xp[self.window_base(&win, ki)..];
                             let gk = &mut g[ki * run * c_out..];
-                            let warm = share(next, ki, products);
+                            let warm = share(next, ki, wg + ig);
                             matmul_tn_ld_warm(
                                 run,
                                 c_out,
@@ -1253,20 +1258,25 @@ impl Conv2d {
                         }
                     }
                     if let Some(prev) = prev.as_deref_mut() {
-                        // The adjoint of the forward's windows: each window gets
-                        // Δ (R x c_out) · wp_ki (c_out x kw·c_in) added back where it was
+                        // The adjoint of the forward's windows: each output row's window gets
+                        // Δ (out_w x c_out) · wp_ki (c_out x kw·c_in) added back where it was
                         // read, the windows overlapping, into the padded image's room
-                        // (zeroed); then its inside is the input gradient.
+                        // (zeroed); then its inside is the input gradient. A product per
+                        // output row, as forward, reading the errors in place.
                         xp.fill(T::ZERO);
+                        let ld = Strides {
+                            lda: c_out,
+                            ldb: k,
+                            ldc: self.stride * self.c_in,
+                        };
                         for ki in 0..self.kh {
-                            let ld = Strides {
-                                lda: c_out,
-                                ldb: k,
-                                ldc: self.stride * self.c_in,
-                            };
-                            let (b, xk) = (&wp[ki * run..], &mut xp[self.window_base(&win, ki)..]);
-                            let warm = share(next, products - self.kh + ki, products);
-                            matmul_nn_ld_add_warm(win.r, run, c_out, T::ONE, dp, b, xk, ld, warm)?;
+                            let (b, base) = (&wp[ki * run..], self.window_base(&win, ki));
+                            for oy in 0..oh {
+                                let a = &d[(t * p + oy * ow) * c_out..];
+                                let xk = &mut xp[base + oy * line..];
+                                let warm = share(next, wg + ki * oh + oy, wg + ig);
+                                matmul_nn_ld_add_warm(ow, run, c_out, T::ONE, a, b, xk, ld, warm)?;
+                            }
                         }
                         let pc = &mut prev[(n + t) * fi..][..fi];
                         let hn = &h[(n + t) * fi..][..fi];

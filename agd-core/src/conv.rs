@@ -68,8 +68,8 @@
 //! Otherwise the input gradient is `dcols = Δ · wp`, folded back ([`Conv2d::fold`]).
 
 use agd_simd::{
-    Element, Grid, Strides, Vector, matmul_gather, matmul_gather_tn, matmul_nn,
-    matmul_nn_ld_add_warm, matmul_nn_ld_warm, matmul_nt, matmul_tn, matmul_tn_ld_warm,
+    Element, Grid, Groups, Strides, Vector, matmul_gather, matmul_gather_tn, matmul_nn,
+    matmul_nn_grouped, matmul_nn_grouped_add, matmul_nt, matmul_tn, matmul_tn_ld_warm,
 };
 
 use crate::error::Error;
@@ -1006,7 +1006,7 @@ impl Conv2d {
             let (xp, zp) = cols.split_at_mut(win.image);
             let zp = &mut zp[..fo];
             let run = self.kw * self.c_in;
-            let (co, ow, oh) = (self.c_out, self.out_w(), self.out_h());
+            let (co, ow) = (self.c_out, self.out_w());
             let line = win.width * self.c_in;
             let ld = Strides {
                 lda: self.stride * self.c_in,
@@ -1030,15 +1030,17 @@ impl Conv2d {
                 // multiply-adds and a copy of the rows without them (BENCHMARKS.md, session
                 // 29), and the rows go straight to `z` when no transpose follows.
                 let zo: &mut [T] = if transposes { &mut *zp } else { &mut *zn };
-                for oy in 0..oh {
-                    let c = &mut zo[oy * ow * co..];
-                    for ki in 0..self.kh {
-                        let beta = if ki == 0 { T::ZERO } else { T::ONE };
-                        let a = &xp[self.window_base(&win, ki) + oy * line..];
-                        let b = &wp[ki * run * co..];
-                        let warm = share(next, oy * self.kh + ki, oh * self.kh);
-                        matmul_nn_ld_warm(ow, co, run, T::ONE, a, b, beta, c, ld, warm)?;
-                    }
+                let groups = Groups {
+                    rows: ow,
+                    a: line,
+                    c: ow * co,
+                };
+                for ki in 0..self.kh {
+                    let beta = if ki == 0 { T::ZERO } else { T::ONE };
+                    let a = &xp[self.window_base(&win, ki)..];
+                    let b = &wp[ki * run * co..];
+                    let warm = share(next, ki, self.kh);
+                    matmul_nn_grouped(p, co, run, T::ONE, a, b, beta, zo, ld, groups, warm)?;
                 }
                 if transposes {
                     transpose(p, co, zp, zn);
@@ -1215,7 +1217,7 @@ impl Conv2d {
                 // between them (see forward).
                 let (wg, ig) = (
                     if grads.is_some() { self.kh } else { 0 },
-                    if prev.is_some() { self.kh * oh } else { 0 },
+                    if prev.is_some() { self.kh } else { 0 },
                 );
                 for t in 0..m {
                     let next = h.get((n + t + 1) * fi..(n + t + 2) * fi).unwrap_or(&[]);
@@ -1269,14 +1271,27 @@ impl Conv2d {
                             ldb: k,
                             ldc: self.stride * self.c_in,
                         };
+                        let groups = Groups {
+                            rows: ow,
+                            a: ow * c_out,
+                            c: line,
+                        };
+                        let a = &d[t * p * c_out..][..p * c_out];
                         for ki in 0..self.kh {
-                            let (b, base) = (&wp[ki * run..], self.window_base(&win, ki));
-                            for oy in 0..oh {
-                                let a = &d[(t * p + oy * ow) * c_out..];
-                                let xk = &mut xp[base + oy * line..];
-                                let warm = share(next, wg + ki * oh + oy, wg + ig);
-                                matmul_nn_ld_add_warm(ow, run, c_out, T::ONE, a, b, xk, ld, warm)?;
-                            }
+                            let (b, xk) = (&wp[ki * run..], &mut xp[self.window_base(&win, ki)..]);
+                            let warm = share(next, wg + ki, wg + ig);
+                            matmul_nn_grouped_add(
+                                p,
+                                run,
+                                c_out,
+                                T::ONE,
+                                a,
+                                b,
+                                xk,
+                                ld,
+                                groups,
+                                warm,
+                            )?;
                         }
                         let pc = &mut prev[(n + t) * fi..][..fi];
                         let hn = &h[(n + t) * fi..][..fi];

@@ -499,15 +499,23 @@ unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
         // Decided by the caller: `ahead_c` and `ahead_b`.
         prefetch: _,
         warm,
+        groups,
     } = job;
+    // Tiles per panel and depth block: every group's rows shared evenly between its tiles.
+    let tiles_of = |rows_cap: usize| {
+        let (full, rest) = (m / groups.rows, m % groups.rows);
+        full * groups.rows.div_ceil(rows_cap) + rest.div_ceil(rows_cap)
+    };
     // `warm`'s lines, spread over the tiles by their share of the multiply-adds: each tile
     // asks for the lines up to `done · lines / (m·n·k)`, `done` counting its own.
     let warm_rate = warm.runs as f64 / (m as f64 * n as f64 * k as f64);
     let (mut warm_done, mut warm_asked) = (0.0f64, 0usize);
     let w = <K::V as Lanes<T>>::N;
     // A short `A` (more rows than a full-width tile takes, few enough for one taller tile)
-    // runs in half-width panels: one tile of all `m` rows per panel, not two.
-    let nr_max = if K::NV >= 4 && m > K::MR && m <= K::MAX_ROWS {
+    // runs in half-width panels: one tile of all `m` rows per panel, not two. So do short
+    // groups.
+    let g_rows = groups.rows.min(m);
+    let nr_max = if K::NV >= 4 && g_rows > K::MR && g_rows <= K::MAX_ROWS {
         K::NV / 2 * w
     } else {
         K::NV * w
@@ -579,49 +587,61 @@ unsafe fn blocked_body<T: Element, K: Microkernel<T>>(
                 } else {
                     Ahead::block(bsrc.wrapping_add(pn * ldb + jn), kn, cn, ldb)
                 };
-                (block, m.div_ceil(rows_cap))
+                (block, tiles_of(rows_cap).max(1))
             });
-            for (t, (i0, rows)) in even_blocks(m, rows_cap).enumerate() {
-                if warm.runs > warm_asked {
-                    warm_done += (rows * cols * kc) as f64;
-                    let upto = ((warm_done * warm_rate) as usize).min(warm.runs);
-                    warm.fetch::<false>(warm_asked, upto);
-                    warm_asked = upto;
-                }
-                if let Some((block, tiles)) = next_b {
-                    block.fetch::<false>(block.runs * t / tiles, block.runs * (t + 1) / tiles);
-                }
-                if ahead_c {
-                    // The next tile's rows (as many again, up to the last row).
-                    let next = (i0 + 2 * rows).min(m) - (i0 + rows);
-                    Ahead::block(cp.wrapping_add((i0 + rows) * ldc + j0), next, cols, ldc)
-                        .fetch::<true>(0, next);
-                }
-                // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
-                // inside A and C (checked by the entry points); the panel holds kc rows of
-                // nr >= cols readable values, `ld_panel` apart; `rows <= rows_per_tile(nv)`.
-                unsafe {
-                    let c_tile = cp.add(i0 * ldc + j0);
-                    if acol {
-                        let a_tile = ap.add(p0 * lda + i0);
-                        run_tile::<T, K, true>(
-                            rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
-                            c_tile, ldc,
-                        );
-                    } else {
-                        let a_tile = ap.add(i0 * lda + p0);
-                        run_tile::<T, K, false>(
-                            rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
-                            c_tile, ldc,
-                        );
+            let (mut t, mut g0, mut ga, mut gc) = (0, 0, 0, 0);
+            while g0 < m {
+                let g_len = groups.rows.min(m - g0);
+                for (i0, rows) in even_blocks(g_len, rows_cap) {
+                    if warm.runs > warm_asked {
+                        warm_done += (rows * cols * kc) as f64;
+                        let upto = ((warm_done * warm_rate) as usize).min(warm.runs);
+                        warm.fetch::<false>(warm_asked, upto);
+                        warm_asked = upto;
                     }
-                    // The tile is final after the last depth block: its squares now, from L1.
-                    if let Some(s) = sum_sq.as_deref_mut()
-                        && p0 + kc == k
-                    {
-                        *s += tile_sum_sq::<T, K::V>(c_tile, rows, cols, ldc);
+                    if let Some((block, tiles)) = next_b {
+                        block.fetch::<false>(block.runs * t / tiles, block.runs * (t + 1) / tiles);
                     }
+                    if ahead_c {
+                        // The next tile's rows (as many again, up to the last row of its group).
+                        let (at, next) = if i0 + rows < g_len {
+                            (gc + (i0 + rows) * ldc, rows.min(g_len - i0 - rows))
+                        } else {
+                            (gc + groups.c, rows.min(m - g0 - g_len).min(groups.rows))
+                        };
+                        Ahead::block(cp.wrapping_add(at + j0), next, cols, ldc)
+                            .fetch::<true>(0, next);
+                    }
+                    // SAFETY: rows i0..i0+rows, depth p0..p0+kc and columns j0..j0+cols lie
+                    // inside A and C (checked by the entry points); the panel holds kc rows of
+                    // nr >= cols readable values, `ld_panel` apart; `rows <= rows_per_tile(nv)`.
+                    unsafe {
+                        let c_tile = cp.add(gc + i0 * ldc + j0);
+                        if acol {
+                            let a_tile = ap.add(p0 * lda + ga + i0);
+                            run_tile::<T, K, true>(
+                                rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
+                                c_tile, ldc,
+                            );
+                        } else {
+                            let a_tile = ap.add(ga + i0 * lda + p0);
+                            run_tile::<T, K, false>(
+                                rows, nv, cols, kc, alpha, a_tile, lda, panel, ld_panel, beta_p,
+                                c_tile, ldc,
+                            );
+                        }
+                        // The tile is final after the last depth block: its squares now, from L1.
+                        if let Some(s) = sum_sq.as_deref_mut()
+                            && p0 + kc == k
+                        {
+                            *s += tile_sum_sq::<T, K::V>(c_tile, rows, cols, ldc);
+                        }
+                    }
+                    t += 1;
                 }
+                g0 += g_len;
+                ga += groups.a;
+                gc += groups.c;
             }
             p0 += kc;
         }
@@ -770,6 +790,10 @@ struct Blocked<'s, T> {
     prefetch: bool,
     /// Lines to ask for while the tiles compute, whatever the product's size.
     warm: Ahead,
+    /// The rows in groups ([`Groups`]; one group of all rows unless a grouped product):
+    /// rows per group, and the offsets between groups' first rows in `A` (in rows of a
+    /// transposed `A`) and in `C`. A tile never spans two groups.
+    groups: Groups,
 }
 
 #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
@@ -826,6 +850,7 @@ impl<'s, T: Element> Blocked<'s, T> {
             sum_sq,
             prefetch,
             warm: Ahead::NONE,
+            groups: Groups::ONE,
         }
     }
 }
@@ -1423,6 +1448,223 @@ pub fn matmul_nn_ld_add_warm<T: Element>(
         Ahead::lines_of(warm),
     );
     Ok(())
+}
+
+/// Rows of `A` and `C` in groups, for [`matmul_nn_grouped`]: row `i` of `A` starts at
+/// `(i / rows)·a + (i mod rows)·lda`, row `i` of `C` at `(i / rows)·c + (i mod rows)·ldc`.
+/// A convolution's windows are grouped this way, a group per output row: the windows of one
+/// row are a stride apart, the next row's start a padded image row later, and the positions
+/// between (past the row's end) are not computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Groups {
+    /// Rows per group (at least 1; the last group may be shorter).
+    pub rows: usize,
+    /// Between the first rows of consecutive groups in `A`'s slice.
+    pub a: usize,
+    /// Between the first rows of consecutive groups in `C`'s slice.
+    pub c: usize,
+}
+
+impl Groups {
+    /// All rows in one group: a plain product.
+    #[cfg_attr(any(target_arch = "arm", target_arch = "riscv32"), allow(dead_code))]
+    const ONE: Groups = Groups {
+        rows: usize::MAX,
+        a: 0,
+        c: 0,
+    };
+}
+
+/// Checks that every group's rows (`len` values each, `ld` apart within a group, groups
+/// `stride` apart) lie inside a slice of `got`.
+fn check_groups(
+    operand: &'static str,
+    m: usize,
+    len: usize,
+    ld: usize,
+    groups: Groups,
+    stride: usize,
+    got: usize,
+) -> Result<(), Error> {
+    if groups.rows == 0 && m > 0 {
+        return Err(Error::ShortSlice {
+            operand: "groups.rows",
+            needed: 1,
+            got: 0,
+        });
+    }
+    let (mut g0, mut start) = (0, 0usize);
+    while g0 < m {
+        let rows = groups.rows.min(m - g0);
+        if len > 0 {
+            let needed = (rows - 1)
+                .checked_mul(ld)
+                .and_then(|x| x.checked_add(len))
+                .and_then(|x| x.checked_add(start))
+                .ok_or(Error::DimensionOverflow)?;
+            if got < needed {
+                return Err(Error::ShortSlice {
+                    operand,
+                    needed,
+                    got,
+                });
+            }
+        }
+        g0 += rows;
+        if g0 < m {
+            start = start.checked_add(stride).ok_or(Error::DimensionOverflow)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`matmul_nn_ld`] with the rows of `A` and `C` in groups ([`Groups`]): `C (m x n) ← α · A ·
+/// B + β · C`, asking for `warm` while it computes as [`matmul_nn_ld_warm`] does. One call
+/// instead of one per group: `B` is packed once, not per group, and no tile spans two
+/// groups. A group of at least 3 rows gets the values a [`matmul_nn_ld`] of its rows gives,
+/// to the bit. The rows of `C` may not overlap, within a group or across groups.
+///
+/// ```
+/// // Two groups of two windows of 2, one step apart, from rows of 4 (the last two windows
+/// // of each row skipped), dotted with [1, 1].
+/// let x = [1.0f32, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0];
+/// let mut c = [0.0f32; 4];
+/// let ld = agd_simd::Strides { lda: 1, ldb: 1, ldc: 1 };
+/// let g = agd_simd::Groups { rows: 2, a: 4, c: 2 };
+/// agd_simd::matmul_nn_grouped(4, 1, 2, 1.0, &x, &[1.0, 1.0], 0.0, &mut c, ld, g, &[]).unwrap();
+/// assert_eq!(c, [3.0, 5.0, 30.0, 50.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_grouped<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+    groups: Groups,
+    warm: &[T],
+) -> Result<(), Error> {
+    check_groups("a", m, k, ld.lda, groups, groups.a, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_c(groups.rows.min(m), n, ld.ldc, c.len())?;
+    if m > groups.rows {
+        let span = (groups.rows - 1).saturating_mul(ld.ldc).saturating_add(n);
+        if groups.c < span {
+            return Err(Error::ShortSlice {
+                operand: "groups.c",
+                needed: span,
+                got: groups.c,
+            });
+        }
+    }
+    check_groups("c", m, n, ld.ldc, groups, groups.c, c.len())?;
+    gemm_grouped(m, n, k, alpha, a, b, beta, c, ld, groups, warm);
+    Ok(())
+}
+
+/// [`matmul_nn_ld_add`] with the rows of `A` and `C` in groups ([`Groups`]): `C (m x n) +=
+/// α · A · B`, the rows of `C` allowed to overlap (each row's sum is added onto `C` in turn),
+/// asking for `warm` while it computes. The adjoint of [`matmul_nn_grouped`]'s windows: a
+/// convolution's input gradient added back onto its padded image, a group per output row.
+/// A group of at least 3 rows adds what a [`matmul_nn_ld_add`] of its rows adds, to the bit.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_grouped_add<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    ld: Strides,
+    groups: Groups,
+    warm: &[T],
+) -> Result<(), Error> {
+    check_groups("a", m, k, ld.lda, groups, groups.a, a.len())?;
+    check_ld("b", k, n, ld.ldb, b.len())?;
+    check_groups("c", m, n, ld.ldc, groups, groups.c, c.len())?;
+    // β = 1: rows of `C` overlapping accumulate, as in `matmul_nn_ld_add`.
+    gemm_grouped(m, n, k, alpha, a, b, T::ONE, c, ld, groups, warm);
+    Ok(())
+}
+
+/// The grouped products, bounds checked: in the blocked loop, one job for every group, where
+/// each group's own product would run there (depth 2 or more, at least [`SMALL_M`] rows,
+/// `n > 1`); otherwise (and on targets without vectors) a product per group.
+#[allow(clippy::too_many_arguments)]
+fn gemm_grouped<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    ld: Strides,
+    groups: Groups,
+    warm: &[T],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(not(any(target_arch = "arm", target_arch = "riscv32")))]
+    if k > 1 && groups.rows.min(m) >= SMALL_M && n > 1 {
+        let measures = crate::cache::measures();
+        let (ra, rb) = (OpA::Rows(a, ld.lda), OpB::Rows(b, ld.ldb));
+        let job = Blocked::new(
+            m,
+            n,
+            k,
+            alpha,
+            ra,
+            rb,
+            beta,
+            c,
+            ld.ldc,
+            None,
+            measures.prefetch,
+        );
+        let warm = Ahead::lines_of(warm);
+        // SAFETY: every group's rows were checked against `a` and `c`, and `B` against `b`;
+        // `Auto` is the CPU's own kernel.
+        unsafe {
+            Auto.dispatch(Blocked {
+                warm,
+                groups,
+                ..job
+            })
+        };
+        return;
+    }
+    let _ = warm;
+    let (mut g0, mut ga, mut gc) = (0, 0, 0);
+    while g0 < m {
+        let rows = groups.rows.min(m - g0);
+        let ra = OpA::Rows(a.get(ga..).unwrap_or(&[]), ld.lda);
+        let cg = &mut c[gc..];
+        gemm(
+            Auto,
+            rows,
+            n,
+            k,
+            alpha,
+            ra,
+            OpB::Rows(b, ld.ldb),
+            beta,
+            cg,
+            ld.ldc,
+            None,
+        );
+        g0 += rows;
+        if g0 < m {
+            (ga, gc) = (ga + groups.a, gc + groups.c);
+        }
+    }
 }
 
 #[cfg(test)]

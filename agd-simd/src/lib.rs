@@ -65,8 +65,9 @@ pub use element::{Element, Vector};
 pub use error::Error;
 pub use gather::{Grid, matmul_gather, matmul_gather_tn};
 pub use gemm::{
-    Strides, matmul_nn, matmul_nn_ld, matmul_nn_ld_add, matmul_nn_ld_add_warm, matmul_nn_ld_warm,
-    matmul_nt, matmul_nt_ld, matmul_tn, matmul_tn_ld, matmul_tn_ld_warm, matmul_tn_sum_sq,
+    Groups, Strides, matmul_nn, matmul_nn_grouped, matmul_nn_grouped_add, matmul_nn_ld,
+    matmul_nn_ld_add, matmul_nn_ld_add_warm, matmul_nn_ld_warm, matmul_nt, matmul_nt_ld, matmul_tn,
+    matmul_tn_ld, matmul_tn_ld_warm, matmul_tn_sum_sq,
 };
 pub use power::power_iteration;
 

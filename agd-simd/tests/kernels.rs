@@ -369,6 +369,195 @@ fn warm_forms_are_the_plain_products_f64() {
     warm_forms_are_the_plain_products::<f64>();
 }
 
+/// The grouped products ([`agd_simd::matmul_nn_grouped`], [`agd_simd::matmul_nn_grouped_add`])
+/// give each group what the plain strided product of its rows gives: to the bit on real data
+/// when every group has at least 3 rows (the same tiles), exactly on small integers (any order
+/// of the additions) when the last group is shorter. Shapes: the MNIST CNN's conv rows
+/// (14 groups of 14 windows, 7 of 7), a short last group, one group, several column panels
+/// and depth blocks, groups overlapping in `A`, and (for the add) rows of `C` overlapping
+/// within and across groups.
+fn grouped_products_are_their_groups_products<T: Element>() {
+    let mut rng = Rng::new(0x6D1F_0A95);
+    let real = |rng: &mut Rng, len: usize| -> Vec<T> {
+        int_matrix::<f64>(rng, 1, len)
+            .into_iter()
+            .map(|v| T::from_f64(v * 0.1 + 0.013))
+            .collect()
+    };
+    // (m, rows per group, n, k, lda, ldb, ldc, group stride in A, in C)
+    let shapes = [
+        (196, 14, 32, 48, 32, 32, 32, 480, 14 * 32),
+        (49, 7, 32, 96, 64, 32, 32, 512, 7 * 32),
+        (40, 14, 20, 9, 3, 20, 24, 50, 14 * 24 + 5),
+        (30, 30, 17, 300, 300, 17, 17, 0, 0),
+        (21, 5, 130, 33, 40, 130, 130, 150, 5 * 130),
+        (24, 6, 9, 8, 2, 9, 9, 7, 6 * 9),
+        (3, 1, 16, 16, 16, 16, 16, 16, 16),
+        (10, 3, 1, 5, 5, 1, 1, 20, 4),
+    ];
+    for (m, rows, n, k, lda, ldb, ldc, ga, gc) in shapes {
+        let groups = agd_simd::Groups { rows, a: ga, c: gc };
+        let ld = agd_simd::Strides { lda, ldb, ldc };
+        let starts = |stride: usize, ld: usize, len: usize| -> (Vec<(usize, usize)>, usize) {
+            let mut out = Vec::new();
+            let (mut g0, mut end) = (0, 0);
+            while g0 < m {
+                let r = rows.min(m - g0);
+                let at = out.len() * stride;
+                end = end.max(at + (r - 1) * ld + len);
+                out.push((at, r));
+                g0 += r;
+            }
+            (out, end)
+        };
+        let (ga_starts, a_len) = starts(ga, lda, k);
+        let (gc_starts, c_len) = starts(gc, ldc, n);
+        let exact = m % rows == 0 || m % rows >= 3;
+        for ints in [true, false] {
+            if !ints && !exact {
+                continue;
+            }
+            let what = format!(
+                "{} m {m} {groups:?} n {n} k {k} {ld:?} ints {ints}",
+                T::NAME
+            );
+            let draw = |rng: &mut Rng, len: usize| -> Vec<T> {
+                if ints {
+                    int_matrix::<T>(rng, 1, len)
+                } else {
+                    real(rng, len)
+                }
+            };
+            let (alpha, beta) = if ints {
+                (T::ONE, T::from_f64(2.0))
+            } else {
+                (T::from_f64(0.7), T::from_f64(-0.3))
+            };
+            let a = draw(&mut rng, a_len);
+            let b = draw(&mut rng, (k - 1) * ldb + n);
+            let c0 = draw(&mut rng, c_len);
+            let region = draw(&mut rng, 3000);
+            let (mut want, mut got) = (c0.clone(), c0.clone());
+            for (&(at, r), &(ct, _)) in ga_starts.iter().zip(&gc_starts) {
+                agd_simd::matmul_nn_ld(r, n, k, alpha, &a[at..], &b, beta, &mut want[ct..], ld)
+                    .unwrap();
+            }
+            agd_simd::matmul_nn_grouped(
+                m, n, k, alpha, &a, &b, beta, &mut got, ld, groups, &region,
+            )
+            .unwrap();
+            assert!(want == got, "grouped {what}");
+            // The add, `C`'s rows overlapping within a group (`ldc` half a row), groups just
+            // apart, then (integers only: the additions onto a value from several groups come
+            // in another order when the product has several column panels or depth blocks)
+            // overlapping too, a row and a bit apart.
+            let ld_add = agd_simd::Strides {
+                ldc: (n / 2).max(1),
+                ..ld
+            };
+            let span = (rows.min(m) - 1) * ld_add.ldc + n;
+            for (stride, exact) in [(span, true), (n + 1, ints)] {
+                if !exact {
+                    continue;
+                }
+                let add_groups = agd_simd::Groups {
+                    c: stride,
+                    ..groups
+                };
+                let (gc_starts, c_len) = starts(add_groups.c, ld_add.ldc, n);
+                let c0 = draw(&mut rng, c_len);
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                for (&(at, r), &(ct, _)) in ga_starts.iter().zip(&gc_starts) {
+                    let c = &mut want[ct..];
+                    agd_simd::matmul_nn_ld_add(r, n, k, alpha, &a[at..], &b, c, ld_add).unwrap();
+                }
+                agd_simd::matmul_nn_grouped_add(
+                    m, n, k, alpha, &a, &b, &mut got, ld_add, add_groups, &region,
+                )
+                .unwrap();
+                assert!(
+                    want == got,
+                    "grouped add {what}, groups {stride} apart in C"
+                );
+            }
+        }
+        // Short operands, by one value, are refused and leave `C` as it was.
+        let (a, b) = (vec![T::ONE; a_len], vec![T::ONE; (k - 1) * ldb + n]);
+        let mut c = vec![T::ZERO; c_len];
+        let short = |e: Result<(), Error>, operand: &str| {
+            assert!(
+                matches!(e, Err(Error::ShortSlice { operand: o, .. }) if o == operand),
+                "{operand}: {e:?}"
+            );
+        };
+        let g = groups;
+        let one = T::ONE;
+        short(
+            agd_simd::matmul_nn_grouped(m, n, k, one, &a[1..], &b, one, &mut c, ld, g, &[]),
+            "a",
+        );
+        short(
+            agd_simd::matmul_nn_grouped(m, n, k, one, &a, &b[1..], one, &mut c, ld, g, &[]),
+            "b",
+        );
+        short(
+            agd_simd::matmul_nn_grouped(m, n, k, one, &a, &b, one, &mut c[1..], ld, g, &[]),
+            "c",
+        );
+        short(
+            agd_simd::matmul_nn_grouped_add(m, n, k, one, &a, &b, &mut c[1..], ld, g, &[]),
+            "c",
+        );
+        assert!(c.iter().all(|&v| v == T::ZERO));
+    }
+    // No rows per group; groups of `C` overlapping, or rows within one, without the add.
+    let (a, b) = (vec![T::ONE; 64], vec![T::ONE; 64]);
+    let mut c = vec![T::ZERO; 64];
+    let ld = agd_simd::Strides {
+        lda: 2,
+        ldb: 2,
+        ldc: 2,
+    };
+    let g = |rows, c| agd_simd::Groups { rows, a: 4, c };
+    let refused = |e: Result<(), Error>, operand: &str| {
+        assert!(
+            matches!(e, Err(Error::ShortSlice { operand: o, .. }) if o == operand),
+            "{operand}: {e:?}"
+        );
+    };
+    let one = T::ONE;
+    refused(
+        agd_simd::matmul_nn_grouped(4, 2, 2, one, &a, &b, one, &mut c, ld, g(0, 4), &[]),
+        "groups.rows",
+    );
+    refused(
+        agd_simd::matmul_nn_grouped_add(4, 2, 2, one, &a, &b, &mut c, ld, g(0, 4), &[]),
+        "groups.rows",
+    );
+    refused(
+        agd_simd::matmul_nn_grouped(4, 2, 2, one, &a, &b, one, &mut c, ld, g(2, 3), &[]),
+        "groups.c",
+    );
+    let narrow = agd_simd::Strides { ldc: 1, ..ld };
+    refused(
+        agd_simd::matmul_nn_grouped(4, 2, 2, one, &a, &b, one, &mut c, narrow, g(2, 4), &[]),
+        "ldc",
+    );
+    assert!(c.iter().all(|&v| v == T::ZERO));
+    agd_simd::matmul_nn_grouped(4, 2, 2, one, &a, &b, one, &mut c, ld, g(2, 4), &[]).unwrap();
+    assert_eq!(c[..8].iter().filter(|&&v| v == T::from_f64(2.0)).count(), 8);
+}
+
+#[test]
+fn grouped_products_are_their_groups_products_f32() {
+    grouped_products_are_their_groups_products::<f32>();
+}
+
+#[test]
+fn grouped_products_are_their_groups_products_f64() {
+    grouped_products_are_their_groups_products::<f64>();
+}
+
 /// [`agd_simd::matmul_nn_ld_add`] refuses operands shorter than its shape and strides.
 #[test]
 fn overlapping_rows_short_slices_are_refused() {

@@ -1212,9 +1212,13 @@ impl Conv2d {
                 let dp = &mut dp[..win.r * c_out];
                 let (run, ow, oh) = (self.kw * self.c_in, self.out_w(), self.out_h());
                 let line = win.width * self.c_in;
-                // The products of a sample: the weight gradient's, `kh`, and the input
-                // gradient's, `kh` per output row; they ask for the next sample's input
-                // between them (see forward).
+                // The products of a sample, `kh` for each gradient, ask for what the next
+                // sample reads and writes outside them (see forward): the weight gradient's
+                // for its input (copied padded, and read by `unpad` for the activation's
+                // derivative), the input gradient's for its rows of the input gradient
+                // (written by `unpad`, so no longer read from memory line by line as it is
+                // written), or for its input when there is no weight gradient. The second
+                // region made the step 0.97x (BENCHMARKS.md, session 29).
                 let (wg, ig) = (
                     if grads.is_some() { self.kh } else { 0 },
                     if prev.is_some() { self.kh } else { 0 },
@@ -1244,7 +1248,7 @@ impl Conv2d {
                             };
                             let a = &xp[self.window_base(&win, ki)..];
                             let gk = &mut g[ki * run * c_out..];
-                            let warm = share(next, ki, wg + ig);
+                            let warm = share(next, ki, wg);
                             matmul_tn_ld_warm(
                                 run,
                                 c_out,
@@ -1277,9 +1281,12 @@ impl Conv2d {
                             c: line,
                         };
                         let a = &d[t * p * c_out..][..p * c_out];
+                        let next_prev: &[T] =
+                            prev.get((n + t + 1) * fi..(n + t + 2) * fi).unwrap_or(&[]);
                         for ki in 0..self.kh {
                             let (b, xk) = (&wp[ki * run..], &mut xp[self.window_base(&win, ki)..]);
-                            let warm = share(next, wg + ki, wg + ig);
+                            let ahead = if wg > 0 { next_prev } else { next };
+                            let warm = share(ahead, ki, ig);
                             matmul_nn_grouped_add(
                                 p,
                                 run,

@@ -1013,22 +1013,25 @@ impl Conv2d {
                 ldb: co,
                 ldc: co,
             };
-            for (i, (hn, zn)) in h[..batch * fi]
-                .chunks_exact(fi)
-                .zip(z[..batch * fo].chunks_exact_mut(fo))
-                .enumerate()
-            {
+            let z = &mut z[..batch * fo];
+            for i in 0..batch {
+                let hn = &h[i * fi..][..fi];
+                let (zn, after) = z[i * fo..].split_at_mut(fo);
                 self.pad_input(&win, hn, xp);
-                // The next sample's input, which the next copy reads: asked for while these
-                // products compute, a share per product (BENCHMARKS.md, session 28).
+                // The next sample's input, which the next copy reads, and its output, which
+                // the products write: asked for while these products compute, shares of the
+                // input for the first `kh − 1` products and the output for the last
+                // (BENCHMARKS.md, sessions 28 and 29).
                 let next = h.get((i + 1) * fi..(i + 2) * fi).unwrap_or(&[]);
+                let next_z: &[T] = after.get(..fo).unwrap_or(&[]);
                 // Output row `oy` (`out_w x c_out`) = Σ_ki windows (out_w x kw·c_in, from
                 // window `oy·grid` of kernel row `ki`) · wt[ki·kw·c_in.., :] (the weights
                 // transposed, `K x c_out`: a `c_out`-wide `B` is read in place, not packed
-                // per call). A product per output row, not one over all `R` windows: the
-                // `grid − out_w` extra windows cost 7 % (`grid` 15) to 14 % (8) more
-                // multiply-adds and a copy of the rows without them (BENCHMARKS.md, session
-                // 29), and the rows go straight to `z` when no transpose follows.
+                // per call). One product per kernel row, its rows grouped by output row
+                // (`matmul_nn_grouped`), not over all `R` windows: the `grid − out_w` extra
+                // windows cost 7 % (`grid` 15) to 14 % (8) more multiply-adds and a copy of
+                // the rows without them (BENCHMARKS.md, session 29), and the rows go
+                // straight to `z` when no transpose follows.
                 let zo: &mut [T] = if transposes { &mut *zp } else { &mut *zn };
                 let groups = Groups {
                     rows: ow,
@@ -1039,7 +1042,11 @@ impl Conv2d {
                     let beta = if ki == 0 { T::ZERO } else { T::ONE };
                     let a = &xp[self.window_base(&win, ki)..];
                     let b = &wp[ki * run * co..];
-                    let warm = share(next, ki, self.kh);
+                    let warm = match self.kh {
+                        1 => next,
+                        kh if ki + 1 < kh => share(next, ki, kh - 1),
+                        _ => next_z,
+                    };
                     matmul_nn_grouped(p, co, run, T::ONE, a, b, beta, zo, ld, groups, warm)?;
                 }
                 if transposes {

@@ -160,8 +160,9 @@ fn kernels(c: &mut Criterion) {
 }
 
 /// The convolution kernels at the shapes of the MNIST CNN, one sample: the 16→32
-/// stride-2 layer's windows read in place (`_ld`, the three products of one kernel row) and
-/// its input gradient added back onto them, and the grey first layer's gathered products.
+/// stride-2 layer's windows read in place (`_ld`, the products of one kernel row, over all
+/// 210 windows; `_grouped`, over the 196 of the output rows, as the layer runs them) and its
+/// input gradient added back onto them, and the grey first layer's gathered products.
 fn conv(c: &mut Criterion) {
     use agd_simd::{Grid, Strides};
     let mut g = c.benchmark_group("conv");
@@ -194,6 +195,56 @@ fn conv(c: &mut Criterion) {
     };
     g.bench_function("matmul_nn_ld_add/210x32x48", |b| {
         b.iter(|| agd_simd::matmul_nn_ld_add(r, run, co, 1.0, black_box(&d), &wt, &mut dx, back))
+    });
+    // The same products as the layer runs them: the 196 windows of the 14 output rows only,
+    // a group per row (the rows 15 windows = 480 values apart in the image, 14 x 32 apart in
+    // the output), against the 210 above with their extra windows.
+    let (p, groups) = (
+        196,
+        agd_simd::Groups {
+            rows: 14,
+            a: 480,
+            c: 14 * co,
+        },
+    );
+    g.throughput(Throughput::Elements((2 * p * run * co) as u64));
+    g.bench_function("matmul_nn_grouped/196x48x32", |b| {
+        b.iter(|| {
+            agd_simd::matmul_nn_grouped(
+                p,
+                co,
+                run,
+                1.0,
+                black_box(&image),
+                &w,
+                0.0,
+                &mut z,
+                ld,
+                groups,
+                &[],
+            )
+        })
+    });
+    let back_groups = agd_simd::Groups {
+        rows: 14,
+        a: 14 * co,
+        c: 480,
+    };
+    g.bench_function("matmul_nn_grouped_add/196x32x48", |b| {
+        b.iter(|| {
+            agd_simd::matmul_nn_grouped_add(
+                p,
+                run,
+                co,
+                1.0,
+                black_box(&d),
+                &wt,
+                &mut dx,
+                back,
+                back_groups,
+                &[],
+            )
+        })
     });
     // The grey layer: 1→16, 3x3, pad 1 on 28x28, read from a 30x30 padded copy.
     let grid = Grid {

@@ -9,7 +9,9 @@
 //! * the same over strided operands whose rows may overlap, for a convolution's windows read
 //!   in place ([`matmul_nt_ld`], [`matmul_nn_ld`], [`matmul_tn_ld`], and [`matmul_nn_ld_add`],
 //!   which adds each row back onto overlapping windows; their `_warm` forms also bring the
-//!   caller's next data into the cache while they compute), and products that gather a
+//!   caller's next data into the cache while they compute; [`matmul_nn_grouped`] and
+//!   [`matmul_nn_grouped_add`] take the rows in [`Groups`], a convolution's output rows,
+//!   without the windows between them), and products that gather a
 //!   one-channel image's windows at fixed tap offsets ([`matmul_gather`] forward,
 //!   [`matmul_gather_tn`] weight gradient);
 //! * level-1 kernels: [`dot`], [`axpy`], [`scale`], [`amax`], and an overflow-safe

@@ -221,12 +221,13 @@ pub(crate) struct Part {
 /// into `stride` planes by row parity, so that for every kernel row `ki` the `kw·c_in` inputs
 /// of output position `(oy, ox)` start `stride·c_in·(oy·grid + ox)` after that kernel row's
 /// base ([`Conv2d::window_base`]). The forward pass and the input gradient run one strided
-/// product per kernel row and output row, over that row's `out_w` windows (`matmul_nn_ld`,
-/// the rows of `A` overlapping; `matmul_nn_ld_add` adds the input gradient back onto them).
-/// The weight gradient runs one per kernel row over all `R = out_h·grid` windows
-/// (`matmul_tn_ld`: a depth cut per output row cost 1.18–1.26x), the `grid − out_w` extra
-/// windows per output row reading padding or the next row, with their errors set to 0 so
-/// they add nothing.
+/// product per kernel row over the `out_h·out_w` windows of the output positions, its rows
+/// grouped by output row ([`agd_simd::matmul_nn_grouped`], the rows of `A` overlapping;
+/// [`agd_simd::matmul_nn_grouped_add`] adds the input gradient back onto them). The weight
+/// gradient runs one per kernel row over all `R = out_h·grid` windows (`matmul_tn_ld`: its
+/// output rows would be depth blocks, and a product per output row cost 1.18–1.26x), the
+/// `grid − out_w` extra windows per output row reading padding or the next row, with their
+/// errors set to 0 so they add nothing.
 ///
 /// On the MNIST CNN (stride 2, 16 and 32 channels) the three depth-48 (or 96) products cost
 /// about what the one depth-144 (288) product over the unfolding does, and the unfolding
@@ -1223,9 +1224,9 @@ impl Conv2d {
                 // sample reads and writes outside them (see forward): the weight gradient's
                 // for its input (copied padded, and read by `unpad` for the activation's
                 // derivative), the input gradient's for its rows of the input gradient
-                // (written by `unpad`, so no longer read from memory line by line as it is
-                // written), or for its input when there is no weight gradient. The second
-                // region made the step 0.97x (BENCHMARKS.md, session 29).
+                // (written by `unpad`, whose stores would otherwise fetch each line first),
+                // or for its input when there is no weight gradient. The second region made
+                // the step 0.97x (BENCHMARKS.md, session 29).
                 let (wg, ig) = (
                     if grads.is_some() { self.kh } else { 0 },
                     if prev.is_some() { self.kh } else { 0 },
@@ -1274,8 +1275,8 @@ impl Conv2d {
                         // The adjoint of the forward's windows: each output row's window gets
                         // Δ (out_w x c_out) · wp_ki (c_out x kw·c_in) added back where it was
                         // read, the windows overlapping, into the padded image's room
-                        // (zeroed); then its inside is the input gradient. A product per
-                        // output row, as forward, reading the errors in place.
+                        // (zeroed); then its inside is the input gradient. Its rows grouped
+                        // by output row, as forward, reading the errors in place.
                         xp.fill(T::ZERO);
                         let ld = Strides {
                             lda: c_out,
